@@ -1,0 +1,1 @@
+"""Pure trading logic: immutable values and functions over them (no thespian, sockets, clocks or sinks)."""
