@@ -21,8 +21,9 @@ Connection lifecycle (one client socket)::
                 request = decode_request(payload, sv)      # a frozen value, see below
             except UnsupportedRequest as exc:              # well-formed, feature not simulated
                 writer.write(encoder.error(req_id=-1 if exc.request_id is None else exc.request_id, ...))
+                continue
             except WireError as exc:                       # malformed; the stream is still aligned
-                ...                                        # exc.msg_id, exc.request_id (may be None)
+                continue                                   # exc.msg_id, exc.request_id (may be None)
             match request:
                 case StartApi(client_id=cid): writer.write(encoder.managed_accounts(accounts="DU1"))
                 case PlaceOrder(order_id=oid, contract=c, order=o): ...
@@ -37,7 +38,8 @@ Errors (all subclasses of ProtocolError):
 Framing and handshake:
     FrameParser(max_frame_len=MAX_FRAME_LEN).feed(data: bytes) -> list[bytes]   payloads, in order
     FrameParser.pending -> int                          bytes buffered for an incomplete frame
-    parse_handshake(data: bytes) -> tuple[Handshake, int] | None    None while incomplete
+    parse_handshake(data: bytes) -> tuple[Handshake, int] | None    None while incomplete; int = bytes used
+    parse_version_text(text: bytes) -> Handshake        the "v100..226 +OPTS" part alone
     Handshake(lo: int, hi: int, options: str)           a NamedTuple
     negotiate(lo, hi, max_server_version=226, *, wire="protobuf") -> int
         min(hi, max) (max capped at 200 for wire="text"); HandshakeError if below lo or below
@@ -47,7 +49,8 @@ Framing and handshake:
     frame(payload) -> bytes; encode_msg_id(msg_id, server_version) -> bytes
     split_message_id(payload, server_version) -> tuple[int, bytes]   raw id (protobuf: id + 200), body
 
-Requests (client -> server), from decode_request(payload: bytes, server_version: int) -> Request.
+Requests (client -> server), from decode_request(payload: bytes, server_version: int) -> Request
+(`Request` is the union of the frozen, slotted, keyword-only dataclasses below).
 Text bodies are read with the exact sv 200 layouts ibapi 10.50 writes (unchanged up to 226);
 protobuf bodies (id > 200) with ibapi.protobuf. Both give the same values; None means IB's unset.
     StartApi(client_id, optional_capabilities)          ReqIds(num_ids)
@@ -176,7 +179,7 @@ __all__ = [
     "ReqCurrentTime", "ReqExecutions", "ReqGlobalCancel", "ReqHistoricalData", "ReqIds", "ReqManagedAccts",
     "ReqMarketDataType", "ReqMktData", "ReqOpenOrders", "ReqPositions", "ReqRealTimeBars", "Request",
     "StartApi", "Unknown", "UnsupportedRequest", "Wire", "WireError", "decode_request", "encode_msg_id",
-    "frame", "negotiate", "parse_handshake", "split_message_id", "uses_protobuf", "version_reply",
+    "frame", "negotiate", "parse_handshake", "parse_version_text", "split_message_id", "uses_protobuf", "version_reply",
 ]
 
 API_PREFIX: Final = b"API\0"
