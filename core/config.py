@@ -617,7 +617,7 @@ class BrokerConfig:
 class PriceModel:
     """The simulator's random walk for one symbol, or replayed bars when `bars_csv` is set."""
 
-    price: Decimal = setting(Decimal(100), gt=0)
+    price: Decimal | None = setting(None, gt=0)       # unset: the simulator derives one per symbol
     drift: float = setting(0.0, ge=-10, le=10)        # annualized
     volatility: float = setting(0.25, ge=0, le=10)    # annualized
     spread: Decimal = setting(Decimal("0.02"), ge=0)  # absolute, in price units

@@ -105,6 +105,7 @@ def test_shipped_simulator_symbols_inherit_unset_keys_from_defaults() -> None:
     assert sim.model_for("SPY").spread == D("0.01")
     assert sim.model_for("SPY").volume == 50000
     assert sim.model_for("QQQ") is sim.defaults
+    assert sim.defaults.price is None  # the simulator derives a stable price per symbol
 
 
 def test_empty_file_is_valid_and_trades_default_symbols_on_the_simulator() -> None:
