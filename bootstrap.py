@@ -1,0 +1,108 @@
+"""The one entry point: validate the configuration, run the simulator, run the system, operate it."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+DEFAULT_CONFIG = Path(__file__).resolve().parent / "config.toml"
+
+
+def _cmd_check_config(args: argparse.Namespace) -> int:
+    from core.config import load_config
+    from core.errors import ConfigError
+
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(f"{args.config}: {exc}", file=sys.stderr)
+        print("Fix the listed keys and run `python bootstrap.py check-config` again.", file=sys.stderr)
+        return 2
+    symbols = ", ".join(s.symbol for s in config.symbols)
+    print(f"{args.config}: OK — broker {config.broker.kind} on {config.broker.host}:{config.broker.port}, "
+          f"symbols {symbols}")
+    return 0
+
+
+def _cmd_simulator(args: argparse.Namespace) -> int:
+    from core.config import load_config
+    from core.errors import ConfigError
+    from simulator.launch import run_foreground, simulator_config
+
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(f"{args.config}: {exc}", file=sys.stderr)
+        return 2
+    sim = simulator_config(config, port=args.port, seed=args.seed, speed=args.speed, wire=args.wire,
+                           control_port=args.control_port,
+                           pacing_msgs_per_s=0 if args.no_pacing else None)
+    return run_foreground(sim)
+
+
+def _cmd_simulator_ctl(args: argparse.Namespace) -> int:
+    import json
+
+    from simulator.control import send
+
+    request: dict[str, object] = {"cmd": args.cmd}
+    for item in args.args:
+        key, sep, value = item.partition("=")
+        if not sep:
+            print(f"argument {item!r}: expected KEY=VALUE, e.g. seconds=5", file=sys.stderr)
+            return 2
+        try:
+            request[key] = json.loads(value)
+        except json.JSONDecodeError:
+            request[key] = value
+    try:
+        reply = send(args.control_port, request)
+    except OSError as exc:
+        print(f"no simulator control port on 127.0.0.1:{args.control_port} ({exc}); start one with "
+              f"`python bootstrap.py simulator --control-port {args.control_port}`", file=sys.stderr)
+        return 1
+    print(json.dumps(reply, indent=2))
+    return 0 if reply.get("ok") else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="bootstrap.py",
+        description="An actor-based automated trading system for Interactive Brokers.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    check = sub.add_parser("check-config", help="validate a configuration file and report every problem")
+    check.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="path to config.toml")
+    check.set_defaults(func=_cmd_check_config)
+
+    sim = sub.add_parser("simulator", help="run the TWS simulator standalone, for any TWS API client")
+    sim.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="path to config.toml")
+    sim.add_argument("--port", type=int, default=7497, help="API port to listen on (default 7497, 0 = free)")
+    sim.add_argument("--seed", type=int, help="market seed (default: simulator.seed)")
+    sim.add_argument("--speed", type=float, help="market seconds per wall second (default: simulator.speed)")
+    sim.add_argument("--wire", choices=("protobuf", "text"), help="protobuf (server version 226) or text (200)")
+    sim.add_argument("--control-port", type=int, help="JSON-lines fault-control port on loopback (0 = free)")
+    sim.add_argument("--no-pacing", action="store_true", help="do not enforce the 50 msg/s limit")
+    sim.set_defaults(func=_cmd_simulator)
+
+    ctl = sub.add_parser("simulator-ctl", help="inject a fault into a running simulator, or show its state")
+    ctl.add_argument("--control-port", type=int, required=True, help="the simulator's --control-port")
+    ctl.add_argument("cmd", help="status, drop, refuse, lose_link, restore_link, duplicate_statuses, "
+                                 "fill_after_cancel, reject_next, silence")
+    ctl.add_argument("args", nargs="*", help="KEY=VALUE arguments, e.g. seconds=5 client_id=1 symbol=AAPL")
+    ctl.set_defaults(func=_cmd_simulator_ctl)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 0
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
