@@ -488,7 +488,7 @@ def end_of_day(book: Book, ts_ns: int) -> tuple[Book, tuple[Event, ...]]:
 class _Tx:
     """The changes one public call makes, applied to a new Book by `commit` (never to the old one)."""
 
-    __slots__ = ("book", "ts_ns", "orders", "live", "working", "touched_symbols", "children", "held",
+    __slots__ = ("book", "ts_ns", "orders", "live", "working", "left_working", "children", "held",
                  "oca", "touched_oca", "markets", "max_ids", "next_perm_id", "reject_next",
                  "events", "deferred")
 
@@ -498,7 +498,7 @@ class _Tx:
         self.orders: dict[int, BrokerOrder] = {}
         self.live: dict[int, object] = {}
         self.working: dict[str, list[int]] = {}
-        self.touched_symbols: set[str] = set()
+        self.left_working: dict[str, set[int]] = {}  # ids that stopped being Submitted, per symbol
         self.children: dict[int, tuple[int, ...]] = {}
         self.held: dict[int, object] = {}
         self.oca: dict[_OcaKey, tuple[int, ...]] = {}
@@ -517,8 +517,9 @@ class _Tx:
     def put(self, order: BrokerOrder) -> None:
         old = self.order(order.order_id)
         self.orders[order.order_id] = order
+        if old is not None and old.status == SUBMITTED and order.status != SUBMITTED:
+            self.left_working.setdefault(order.symbol, set()).add(order.order_id)
         if old is None or old.status != order.status:
-            self.touched_symbols.add(order.symbol)
             key = _oca_key(order)
             if key is not None:
                 self.touched_oca.add(key)
@@ -557,9 +558,12 @@ class _Tx:
     def commit(self) -> tuple[Book, tuple[Event, ...]]:
         book = self.book
         working: dict[str, object] = {}
-        for symbol in self.touched_symbols:
-            ids = tuple(oid for oid in self.working_list(symbol) if self.order(oid).status == SUBMITTED)  # type: ignore[union-attr]
-            working[symbol] = ids if ids else _DELETE
+        # Submitted is never re-entered, so only the ids that left it need filtering out.
+        for symbol in self.working.keys() | self.left_working.keys():
+            left = self.left_working.get(symbol)
+            ids = self.working_list(symbol)
+            kept = tuple(ids) if not left else tuple(oid for oid in ids if oid not in left)
+            working[symbol] = kept if kept else _DELETE
         oca: dict[_OcaKey, object] = {}
         for key in self.touched_oca | set(self.oca):
             members = tuple(oid for oid in self.oca_members(key) if not self.order(oid).done)  # type: ignore[union-attr]

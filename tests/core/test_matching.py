@@ -750,3 +750,8 @@ def test_property_filled_never_exceeds_quantity_and_cum_qty_is_the_running_sum(s
         assert order.filled == running.get(oid, D(0)) and order.filled <= order.quantity
         assert commissions.get(oid, D(0)) == order.commission
         assert (oid in book.live) is (not order.done)
+    # the indexes match the orders: working = Submitted (in activation order), held = PendingSubmit
+    submitted = {o.order_id for o in map(book.orders.__getitem__, book.live) if o.status == "Submitted"}
+    assert sorted(i for ids in book.working.values() for i in ids) == sorted(submitted)
+    pending = {o.order_id for o in map(book.orders.__getitem__, book.live) if o.status == "PendingSubmit"}
+    assert sorted(i for root in book.held for i in book.held[root]) == sorted(pending)
