@@ -1,0 +1,196 @@
+"""Every message type the actors exchange; `__all__` lists them all and is the registry the bus reads."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Final
+
+from messages.admin import (
+    AdminCommand,
+    AdminError,
+    AdminErrorCode,
+    AdminReply,
+    CancelAll,
+    Flatten,
+    GetStatus,
+    Halt,
+    LogLevel,
+    ReloadRules,
+    RestartActor,
+    Resume,
+    SetLogLevel,
+    Shutdown,
+    StatusSnapshot,
+)
+from messages.base import Message, new_id, seed_ids, type_names
+from messages.connection import (
+    BrokerError,
+    BrokerSynchronized,
+    ConnectionLost,
+    ConnectionRestored,
+    ConnectionState,
+    ConnectionStateChanged,
+)
+from messages.lifecycle import (
+    ActorFailed,
+    ActorQuarantined,
+    ActorReady,
+    ActorRestarted,
+    ActorStatusSnapshot,
+    ConfigureActor,
+    GetActorStatus,
+    Peer,
+    Publish,
+    Snapshot,
+    Subscribe,
+    Unsubscribe,
+)
+from messages.market import (
+    BarClosed,
+    GetHistoricalBars,
+    HistoricalBars,
+    MarketDataResumed,
+    MarketDataStale,
+    QuoteProcessed,
+    QuoteUpdate,
+    SubscribeMarketData,
+    UnsubscribeMarketData,
+)
+from messages.orders import (
+    CancelOrder,
+    CancelOrderGroup,
+    CommissionReported,
+    ExecutionReported,
+    ExternalOrderDetected,
+    GetOrders,
+    GroupKind,
+    GroupOutcome,
+    ModifyOrder,
+    OrderAccepted,
+    OrderEvent,
+    OrderGroupFinished,
+    OrderIntent,
+    OrderRejected,
+    OrdersSnapshot,
+    OrderStatusChanged,
+    OrderSubmitted,
+    PlaceOrderGroup,
+    SubmitOrder,
+)
+from messages.positions import (
+    BrokerPositionReported,
+    ClosePosition,
+    GetPositions,
+    MoveStop,
+    PositionChanged,
+    PositionsSnapshot,
+)
+from messages.risk import OrderApproved, OrderDenied, RiskDecision, TradingState, TradingStateChanged
+from messages.signals import (
+    Direction,
+    PredictionSignal,
+    SignalAccepted,
+    SignalIgnored,
+    SignalRejected,
+    excerpt,
+)
+from messages.strategy import RulesLoaded, RulesRejected
+
+# Message types only: the enums (GroupKind, Direction, TradingState…), the Peer value and the
+# helpers are importable from here too, but are not messages.
+__all__ = [
+    # base
+    "Message",
+    # orders
+    "OrderIntent",
+    "PlaceOrderGroup",
+    "CancelOrder",
+    "CancelOrderGroup",
+    "ModifyOrder",
+    "SubmitOrder",
+    "GetOrders",
+    "OrderEvent",
+    "OrderSubmitted",
+    "OrderAccepted",
+    "OrderStatusChanged",
+    "OrderRejected",
+    "ExecutionReported",
+    "CommissionReported",
+    "OrderGroupFinished",
+    "ExternalOrderDetected",
+    "OrdersSnapshot",
+    # market
+    "SubscribeMarketData",
+    "UnsubscribeMarketData",
+    "QuoteUpdate",
+    "QuoteProcessed",
+    "BarClosed",
+    "GetHistoricalBars",
+    "HistoricalBars",
+    "MarketDataStale",
+    "MarketDataResumed",
+    # positions
+    "PositionChanged",
+    "BrokerPositionReported",
+    "GetPositions",
+    "PositionsSnapshot",
+    "ClosePosition",
+    "MoveStop",
+    # signals
+    "PredictionSignal",
+    "SignalRejected",
+    "SignalAccepted",
+    "SignalIgnored",
+    # risk
+    "RiskDecision",
+    "OrderApproved",
+    "OrderDenied",
+    "TradingStateChanged",
+    # connection
+    "ConnectionStateChanged",
+    "ConnectionLost",
+    "ConnectionRestored",
+    "BrokerSynchronized",
+    "BrokerError",
+    # lifecycle and bus
+    "ConfigureActor",
+    "ActorReady",
+    "Snapshot",
+    "ActorFailed",
+    "ActorRestarted",
+    "ActorQuarantined",
+    "GetActorStatus",
+    "ActorStatusSnapshot",
+    "Subscribe",
+    "Unsubscribe",
+    "Publish",
+    # admin
+    "AdminCommand",
+    "GetStatus",
+    "Shutdown",
+    "RestartActor",
+    "SetLogLevel",
+    "CancelAll",
+    "ReloadRules",
+    "Halt",
+    "Resume",
+    "Flatten",
+    "StatusSnapshot",
+    "AdminReply",
+    "AdminError",
+    # strategy
+    "RulesLoaded",
+    "RulesRejected",
+]
+
+MESSAGE_TYPES: Final[Mapping[str, type[Message]]] = MappingProxyType({name: globals()[name] for name in __all__})
+
+
+def message_type(name: str) -> type[Message]:
+    """Return the message class called `name`; raise KeyError for a name that is not a message type."""
+    try:
+        return MESSAGE_TYPES[name]
+    except KeyError:
+        raise KeyError(f"unknown message type {name!r}") from None
+

@@ -1,0 +1,24 @@
+"""Strategy protocol: the outcome of loading or reloading the trading rules."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from messages.base import Message
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RulesLoaded(Message):
+    """A rule set is running; `version` is what order intents cite as their rules_version."""
+
+    version: str
+    rule_names: tuple[str, ...] = ()
+    source: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RulesRejected(Message):
+    """A rule set failed to load; each problem names the rule and the offending text. The old set runs on."""
+
+    problems: tuple[str, ...]
+    source: str = ""
