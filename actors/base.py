@@ -1,0 +1,184 @@
+"""The actor shell: ShellActor (key, incarnation, clock, supervisor, peers) and the run-once handler guard."""
+
+from __future__ import annotations
+
+import functools
+import traceback
+from collections import deque
+from collections.abc import Callable
+from typing import Any, Final, TypeVar
+
+from loguru import logger
+from thespian.actors import (
+    ActorAddress,
+    ActorExitRequest,
+    ActorSystemMessage,
+    ActorTypeDispatcher,
+    PoisonMessage,
+)
+
+from actors.clock import Clock, current_clock
+from messages import (
+    ActorFailed,
+    ActorReady,
+    ActorStatusSnapshot,
+    ConfigureActor,
+    GetActorStatus,
+    Message,
+    Publish,
+)
+
+BUS: Final = "bus"  # the peer name publish() sends to
+_FAILED_IDS_KEPT: Final = 64
+
+_A = TypeVar("_A", bound="ShellActor")
+_M = TypeVar("_M")
+_Handler = Callable[[_A, _M, ActorAddress], Any]
+_M2 = TypeVar("_M2", bound=Message)
+
+
+def run_once(handler: _Handler[_A, _M]) -> _Handler[_A, _M]:
+    """Guard a `receiveMsg_*` handler: it runs at most once per message and a failure escalates.
+
+    An exception is logged and reported to the supervisor as ActorFailed, the actor asks itself
+    to exit (so its supervisor restarts a fresh incarnation) and the handler returns normally,
+    so thespian does not retry it. From then on the instance handles nothing more.
+    """
+
+    @functools.wraps(handler)
+    def guarded(self: _A, msg: _M, sender: ActorAddress) -> Any:
+        msg_id = getattr(msg, "msg_id", None)
+        if msg_id is not None and msg_id in self._failed_ids:
+            # thespian re-delivers a message whose handler raised (a deepcopy: same msg_id), e.g.
+            # when reporting the failure itself raised. The first attempt may already have sent
+            # an order, so the body never runs again.
+            return None
+        if self.failed:
+            # Like a crashed Erlang process: an instance whose handler raised may hold half-made
+            # state, so it sends nothing more while its exit request is on its way.
+            self.log.warning("{} dropped {} {}: the actor failed and is exiting",
+                             self.key, type(msg).__name__, msg_id or "")
+            return None
+        try:
+            return handler(self, msg, sender)
+        except Exception as exc:
+            self.failed = True
+            if msg_id is not None:
+                self._failed_ids.append(msg_id)
+            text = traceback.format_exc()
+            try:
+                self.log.error("{} failed handling {} {}: {}\n{}",
+                               self.key, type(msg).__name__, msg_id or "", _summary(exc), text)
+                self.report_failure(msg, sender, exc, text)
+            finally:
+                self.send(self.myAddress, ActorExitRequest())
+            return None
+
+    return guarded
+
+
+def _summary(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
+class ShellActor(ActorTypeDispatcher):
+    """Base of every actor: identity, injected clock, supervisor and peers, and guarded set-up.
+
+    Until ConfigureActor arrives, `key` is the class name and failures go to the failing
+    message's sender. Subclasses extend `on_configure`, decorate handlers with `run_once`, stamp
+    times with `now_ns()` (never the wall clock) and talk through `tell`, `tell_peer` and `publish`.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.clock: Clock = current_clock()
+        self.key: str = type(self).__name__
+        self.incarnation: int = 0
+        self.parent: ActorAddress | None = None
+        self.peers: dict[str, ActorAddress] = {}
+        self.config: object = None
+        self.configured: bool = False
+        self.failed: bool = False
+        self.log = logger.bind(actor=self.key)
+        self._failed_ids: deque[str] = deque(maxlen=_FAILED_IDS_KEPT)
+
+    # ------------------------------------------------------------ set-up
+
+    @run_once
+    def receiveMsg_ConfigureActor(self, msg: ConfigureActor, sender: ActorAddress) -> None:
+        self.key = msg.key
+        self.incarnation = msg.incarnation
+        self.parent = msg.reply_to if msg.reply_to is not None else sender
+        self.peers = {peer.name: peer.address for peer in msg.peers}
+        self.config = msg.config
+        self.log = logger.bind(actor=self.key, incarnation=self.incarnation)
+        self.on_configure(msg)
+        self.configured = True
+        self.tell(self.parent, self.make(ActorReady, msg, key=self.key, incarnation=self.incarnation))
+
+    def on_configure(self, msg: ConfigureActor) -> None:
+        """Apply `msg.config` and resume from `msg.state` (None = fresh); raise to fail the start."""
+
+    def receiveMsg_GetActorStatus(self, msg: GetActorStatus, sender: ActorAddress) -> None:
+        # Not run_once: a failed actor still says so while it exits.
+        self.tell(sender, self.make(
+            ActorStatusSnapshot, msg, key=self.key, actor_class=_class_path(type(self)),
+            incarnation=self.incarnation, configured=self.configured, failed=self.failed,
+        ))
+
+    def receiveUnrecognizedMessage(self, msg: object, sender: ActorAddress) -> None:
+        if isinstance(msg, PoisonMessage):
+            self.log.warning("{}: a message it sent could not be delivered or handled: {}\n{}",
+                             self.key, type(msg.poisonMessage).__name__, msg.details or "")
+        elif not isinstance(msg, ActorSystemMessage):
+            self.log.warning("{} has no handler for {}", self.key, type(msg).__name__)
+
+    # ------------------------------------------------------------ helpers
+
+    def now_ns(self) -> int:
+        """Return the injected clock's time."""
+        return self.clock.now_ns()
+
+    def make(self, cls: type[_M2], cause: Message | None, /, **fields: Any) -> _M2:
+        """Return a `cls` message caused by `cause`, stamped with this actor's clock."""
+        return cls.caused_by(cause, ts_ns=self.now_ns(), **fields)
+
+    def tell(self, to: ActorAddress, msg: object) -> None:
+        """Send `msg` to `to`."""
+        self.send(to, msg)
+
+    def peer(self, name: str) -> ActorAddress:
+        """Return the address of the peer called `name`; raise KeyError if it was not configured."""
+        try:
+            return self.peers[name]
+        except KeyError:
+            raise KeyError(f"{self.key}: no peer {name!r} configured (have {sorted(self.peers)})") from None
+
+    def tell_peer(self, name: str, msg: object) -> None:
+        """Send `msg` to the peer called `name`."""
+        self.send(self.peer(name), msg)
+
+    def publish(self, msg: Message) -> None:
+        """Hand `msg` to the bus for its subscribers; without a configured bus it goes nowhere."""
+        bus = self.peers.get(BUS)
+        if bus is not None:
+            self.send(bus, Publish(message=msg, ts_ns=msg.ts_ns))
+
+    def report_failure(self, msg: object, sender: ActorAddress, error: Exception, text: str) -> None:
+        """Send ActorFailed about `msg` to the supervisor, or to the sender before configuration."""
+        report = self.make(
+            ActorFailed,
+            msg if isinstance(msg, Message) else None,
+            key=self.key,
+            incarnation=self.incarnation,
+            actor_class=_class_path(type(self)),
+            message_type=type(msg).__name__,
+            message_id=getattr(msg, "msg_id", ""),
+            error=_summary(error),
+            traceback=text,
+        )
+        self.send(self.parent if self.parent is not None else sender, report)
+
+
+def _class_path(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
