@@ -980,3 +980,25 @@ def _flush(tx: _Tx) -> None:
             key = _oca_key(order) if order is not None else None
             if key is not None:
                 _reduce_members(tx, key, oid, quantity)
+
+
+def fill_now(book: Book, order_id: int, price: Decimal, ts_ns: int) -> tuple[Book, tuple[Event, ...]]:
+    """Fill the whole remaining quantity of a live order at `price` at once, whatever the quote says.
+
+    The exchange fill that beat a cancel (fault injection): same events and consequences (children
+    activated, OCA siblings cancelled or reduced) as a fill from a quote, and no liquidity consumed.
+    """
+    from core.errors import InvalidExecution, InvalidTransition
+
+    order = book.orders.get(order_id)
+    if order is None:
+        raise InvalidTransition(f"order {order_id}: unknown, cannot be filled")
+    if order.done or order.status == PENDING_SUBMIT or order.remaining <= 0:
+        raise InvalidTransition(f"order {order_id}: {order.status} cannot be filled")
+    if not _finite(price) or price <= 0:
+        raise InvalidExecution(f"order {order_id}: fill price must be positive, got {price}")
+    tx = _Tx(book, ts_ns)
+    unlimited = Market(quote=Quote(symbol=order.symbol, ts_ns=ts_ns), bid_left=None, ask_left=None)
+    _fill(tx, order, order.remaining, price, unlimited)
+    _flush(tx)
+    return tx.commit()
