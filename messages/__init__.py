@@ -184,7 +184,9 @@ __all__ = [
     "RulesRejected",
 ]
 
-MESSAGE_TYPES: Final[Mapping[str, type[Message]]] = MappingProxyType({name: globals()[name] for name in __all__})
+MESSAGE_TYPES: Final[Mapping[str, type[Message]]] = MappingProxyType(
+    {name: globals()[name] for name in __all__}
+)
 
 
 def message_type(name: str) -> type[Message]:

@@ -36,7 +36,7 @@ class ConnectionLost(Message):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ConnectionRestored(Message):
-    """The connection is back; `data_lost` (IB 1101, or a new socket) means market data must be re-requested."""
+    """The connection is back; `data_lost` (IB 1101, or a new socket) means data must be re-requested."""
 
     data_lost: bool = True
     code: int = 0

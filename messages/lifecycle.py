@@ -109,7 +109,7 @@ class ActorStatusSnapshot(Message):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Subscribe(Message):
-    """Subscribe `reply_to` (default: the sender) to published messages whose type, or a base type, is `type_name`.
+    """Subscribe `reply_to` (default: the sender) to published messages of `type_name` or its subtypes.
 
     A name, not a class: the bus matches it against `messages.type_names(type(msg))`.
     """
