@@ -25,6 +25,7 @@ from messages import (
     ConfigureActor,
     GetActorStatus,
     Message,
+    PeerMoved,
     Publish,
 )
 
@@ -118,6 +119,12 @@ class ShellActor(ActorTypeDispatcher):
 
     def on_configure(self, msg: ConfigureActor) -> None:
         """Apply `msg.config` and resume from `msg.state` (None = fresh); raise to fail the start."""
+
+    @run_once
+    def receiveMsg_PeerMoved(self, msg: PeerMoved, sender: ActorAddress) -> None:
+        # A restarted peer lives at a new address; messages to the old one become dead letters.
+        self.peers[msg.name] = msg.address
+        self.log.debug("{}: peer {} moved to {}", self.key, msg.name, msg.address)
 
     def receiveMsg_GetActorStatus(self, msg: GetActorStatus, sender: ActorAddress) -> None:
         # Not run_once: a failed actor still says so while it exits.

@@ -34,16 +34,24 @@ from messages.connection import (
 )
 from messages.lifecycle import (
     ActorFailed,
+    ActorFinished,
     ActorQuarantined,
     ActorReady,
     ActorRestarted,
     ActorStatusSnapshot,
+    ChildrenSnapshot,
+    ChildStatus,
     ConfigureActor,
     GetActorStatus,
+    GetChildren,
     Peer,
+    PeerMoved,
     Publish,
     Snapshot,
+    StartSystem,
     Subscribe,
+    SymbolActorStarted,
+    ToSymbol,
     Unsubscribe,
 )
 from messages.market import (
@@ -97,8 +105,8 @@ from messages.signals import (
 )
 from messages.strategy import RulesLoaded, RulesRejected
 
-# Message types only: the enums (GroupKind, Direction, TradingState…), the Peer value and the
-# helpers are importable from here too, but are not messages.
+# Message types only: the enums (GroupKind, Direction, TradingState…), the Peer and ChildStatus
+# values and the helpers are importable from here too, but are not messages.
 __all__ = [
     # base
     "Message",
@@ -165,6 +173,13 @@ __all__ = [
     "Subscribe",
     "Unsubscribe",
     "Publish",
+    "PeerMoved",
+    "ActorFinished",
+    "ToSymbol",
+    "SymbolActorStarted",
+    "StartSystem",
+    "GetChildren",
+    "ChildrenSnapshot",
     # admin
     "AdminCommand",
     "GetStatus",

@@ -8,7 +8,7 @@ from typing import ClassVar
 
 from messages.base import Message
 from messages.connection import ConnectionState
-from messages.lifecycle import ActorStatusSnapshot
+from messages.lifecycle import ActorStatusSnapshot, ChildStatus
 from messages.risk import TradingState
 
 
@@ -121,6 +121,7 @@ class StatusSnapshot(Message):
     quarantined: tuple[str, ...] = ()
     started_ns: int = 0
     text: str = ""
+    children: tuple[ChildStatus, ...] = ()  # every supervised actor, sub-supervisors' children too
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

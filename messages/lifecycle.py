@@ -131,3 +131,90 @@ class Publish(Message):
     """Ask the bus to deliver `message` to its subscribers (the envelope keeps bus commands apart)."""
 
     message: Message
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PeerMoved(Message):
+    """The peer called `name` was (re)started at `address`: a supervisor tells the actors that talk to it."""
+
+    name: str
+    address: ActorAddress
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ActorFinished(Message):
+    """A child's work is done: its supervisor stops it and does not restart it (a transient's normal end).
+
+    The child sends this to its supervisor and waits for the ActorExitRequest that follows, instead
+    of exiting by itself: thespian's ChildActorExited does not say why a child exited.
+    """
+
+    key: str
+    incarnation: int = 1
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ToSymbol(Message):
+    """Deliver `message` to the current actor of `symbol` (the symbol supervisor routes the envelope)."""
+
+    symbol: str
+    message: Message
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SymbolActorStarted(Message):
+    """The actor of `symbol` was (re)started at `address` (to tws, so quotes go to it directly)."""
+
+    symbol: str
+    address: ActorAddress
+    incarnation: int = 1
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StartSystem(Message):
+    """Start the actor tree: the root Supervisor starts its core children in order, then answers ActorReady.
+
+    `config` is the validated core.config.Config. `actor_classes` replaces the class of a core child
+    by key, as (key, dotted class path) pairs (e.g. a simulated broker for "tws" in backtests).
+    `admin_token`, when not empty, must accompany every admin command that changes state.
+    """
+
+    config: object = None
+    actor_classes: tuple[tuple[str, str], ...] = ()
+    admin_token: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChildStatus:
+    """One supervised child as its supervisor sees it; a value, not a message.
+
+    `restarts` counts the restarts inside the current budget window; `running` is false for a
+    child that is quarantined, stopped or finished; `address` is None when no process is known.
+    """
+
+    supervisor: str
+    key: str
+    actor_class: str = ""
+    restart: str = ""
+    incarnation: int = 0
+    restarts: int = 0
+    max_restarts: int = 0
+    ready: bool = False
+    running: bool = False
+    quarantined: bool = False
+    address: ActorAddress | None = None
+    last_error: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GetChildren(Message):
+    """Ask a supervisor about each of its children."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChildrenSnapshot(Message):
+    """The answer to GetChildren: the supervisor `key` and its children in start order."""
+
+    key: str
+    children: tuple[ChildStatus, ...] = ()
