@@ -68,6 +68,7 @@ from messages.market import (
 from messages.orders import (
     CancelOrder,
     CancelOrderGroup,
+    ClaimOrders,
     CommissionReported,
     ExecutionReported,
     ExternalOrderDetected,
@@ -128,6 +129,7 @@ __all__ = [
     "OrderGroupFinished",
     "ExternalOrderDetected",
     "OrdersSnapshot",
+    "ClaimOrders",
     # market
     "SubscribeMarketData",
     "UnsubscribeMarketData",

@@ -210,3 +210,16 @@ class OrdersSnapshot(Message):
     """The answer to GetOrders."""
 
     orders: tuple[Order, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ClaimOrders(Message):
+    """A restarted order group takes back its legs from the broker connection.
+
+    From now on the connection routes the legs' events to `reply_to`, and it replays each leg's
+    last status and every execution it has seen for them (the group dedupes by exec id).
+    """
+
+    group_id: str
+    refs: tuple[str, ...] = ()
+    reply_to: ActorAddress | None = None
