@@ -38,3 +38,7 @@ class ConfigError(CoreError):
         self.problems: tuple[str, ...] = tuple(problems)
         lines = "\n".join(f"  - {p}" for p in self.problems)
         super().__init__(f"invalid configuration ({len(self.problems)} problem(s)):\n{lines}")
+
+
+class InvalidConnectionEvent(CoreError):
+    """A value given to the connection machine is not one of its events."""

@@ -218,8 +218,8 @@ def test_set_rate_never_allows_an_earlier_send() -> None:
     pacer = enqueue(new_pacer(45, 1), "a", Priority.DATA, 0)
     pacer, _ = ready(pacer, 0)
     pacer = enqueue(pacer, "b", Priority.DATA, 0)
-    before = next_release_ns(pacer, 0)
-    assert before is not None and next_release_ns(set_rate(pacer, 13, 1), 0) >= before  # type: ignore[operator]
+    before, after = next_release_ns(pacer, 0), next_release_ns(set_rate(pacer, 13, 1), 0)
+    assert before is not None and after is not None and after >= before
 
 
 def test_drain_removes_selected_priorities_in_send_order() -> None:
