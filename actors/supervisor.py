@@ -1,0 +1,290 @@
+"""The root Supervisor (globalName "supervisor"): starts the core actors in order, answers status, shuts down.
+
+`StartSystem(config)` starts "bus" → "tws" → "symbols" → "groups", each after the previous one
+answered ActorReady, and answers ActorReady itself when all are up (AdminError if a core actor
+could not be started at all). A core actor over its restart budget (`supervision.core`) is not
+restarted again: trading halts (TradingStateChanged HALTED on the bus, a critical log line).
+Admin commands that change state need `StartSystem.admin_token` when one was given.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import ClassVar, Final
+
+from thespian.actors import ActorAddress, ActorExitRequest
+
+from actors.base import run_once
+from actors.supervision import ChildSpec, ExitReason, Restart, SupervisorActor
+from core.config import Config
+from messages import (
+    ActorReady,
+    ActorStatusSnapshot,
+    AdminCommand,
+    AdminError,
+    AdminErrorCode,
+    AdminReply,
+    ChildrenSnapshot,
+    ChildStatus,
+    ConnectionStateChanged,
+    GetChildren,
+    GetStatus,
+    Message,
+    RestartActor,
+    Shutdown,
+    StartSystem,
+    StatusSnapshot,
+    Subscribe,
+    TradingStateChanged,
+)
+from messages.connection import ConnectionState
+from messages.risk import TradingState
+
+SUPERVISOR: Final = "supervisor"  # the root's globalName, key and peer name
+
+# The core children in start order, with their default classes; stopped in reverse order.
+CORE_CHILDREN: Final[tuple[tuple[str, str], ...]] = (
+    ("bus", "actors.bus.Bus"),
+    ("tws", "actors.tws_connection.TwsConnection"),
+    ("symbols", "actors.symbol_supervisor.SymbolSupervisor"),
+    ("groups", "actors.order_group_supervisor.OrderGroupSupervisor"),
+)
+CORE_PEERS: Final[tuple[str, ...]] = ("bus", "tws", "symbols", "groups", SUPERVISOR)
+SUB_SUPERVISORS: Final = frozenset({"symbols", "groups"})
+
+_STATUS_TIMEOUT: Final = "status-timeout"
+
+
+@dataclass(slots=True)
+class _Gather:
+    """An admin request waiting for the sub-supervisors' answers."""
+
+    asker: ActorAddress
+    request: Message
+    waiting: list[tuple[str, str]]  # (question msg_id, sub-supervisor key) not answered yet
+    children: list[ChildStatus] = field(default_factory=list)
+
+    def answered(self, msg_id: str) -> bool:
+        before = len(self.waiting)
+        self.waiting = [(m, k) for m, k in self.waiting if m != msg_id]
+        return len(self.waiting) < before
+
+
+class Supervisor(SupervisorActor):
+    """The root of the actor tree and the admin entry point."""
+
+    STATUS_TIMEOUT_S: ClassVar[float] = 2.0
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.key = SUPERVISOR
+        self.trading_state = TradingState.ACTIVE
+        self.connection_state = ConnectionState.DISCONNECTED
+        self.started_ns = 0
+        self.admin_token = ""
+        self._start_requests: list[tuple[ActorAddress, StartSystem]] = []
+        self._stop_requests: list[tuple[ActorAddress, Shutdown]] = []
+        self._gathers: list[_Gather] = []
+
+    # ------------------------------------------------------------ start
+
+    @run_once
+    def receiveMsg_StartSystem(self, msg: StartSystem, sender: ActorAddress) -> None:
+        if self.configured:
+            if self._all_started:
+                self._answer_start(sender, msg)
+            else:
+                self._start_requests.append((sender, msg))
+            return
+        if not isinstance(msg.config, Config):
+            self._refuse(sender, msg, AdminErrorCode.FAILED,
+                         f"StartSystem needs a core.config.Config, not {type(msg.config).__name__}")
+            return
+        classes = dict(CORE_CHILDREN)
+        unknown = sorted({key for key, _ in msg.actor_classes} - classes.keys())
+        if unknown:
+            self._refuse(sender, msg, AdminErrorCode.UNKNOWN_TARGET,
+                         f"no core actor {', '.join(unknown)} (have {', '.join(classes)})")
+            return
+        classes.update(msg.actor_classes)
+        self.config = msg.config
+        self.budget = msg.config.supervision.core
+        self.admin_token = msg.admin_token
+        self.configured = True
+        self.started_ns = self.now_ns()
+        self.start_cause = msg
+        self._start_requests.append((sender, msg))
+        self.log.info("supervisor: starting {}", ", ".join(key for key, _ in CORE_CHILDREN))
+        self.start_children(tuple(
+            ChildSpec(key=key, actor_class=classes[key], config=msg.config, restart=Restart.PERMANENT,
+                      peers=CORE_PEERS, supervises=key in SUB_SUPERVISORS)
+            for key, _ in CORE_CHILDREN
+        ))
+
+    def on_all_started(self) -> None:
+        requests, self._start_requests = self._start_requests, []
+        for asker, request in requests:
+            self._answer_start(asker, request)
+
+    def _answer_start(self, asker: ActorAddress, request: StartSystem) -> None:
+        down = self.quarantined()
+        if down:
+            self._refuse(asker, request, AdminErrorCode.FAILED,
+                         f"core actor(s) {', '.join(down)} could not be started; trading is HALTED")
+        else:
+            self.tell(asker, self.make(ActorReady, request, key=self.key, incarnation=1))
+
+    def on_child_ready(self, key: str, address: ActorAddress, incarnation: int) -> None:
+        self.peers[key] = address  # so publish() reaches the current bus
+        if key == "bus":
+            for name in ("TradingStateChanged", "ConnectionStateChanged"):
+                self.tell(address, self.make(Subscribe, self.start_cause, type_name=name,
+                                             reply_to=self.myAddress))
+
+    def on_gave_up(self, key: str) -> None:
+        previous, self.trading_state = self.trading_state, TradingState.HALTED
+        reason = (f"core actor {key} exited more than {self.budget.max_restarts} times in "
+                  f"{self.budget.window_s:g} s")
+        self.log.critical("supervisor: {}; trading HALTED (resting protective orders stay at the broker)",
+                          reason)
+        self.publish(self.make(TradingStateChanged, None, state=TradingState.HALTED,
+                               previous=previous, reason=reason))
+
+    # ------------------------------------------------------------ bus events
+
+    def receiveMsg_TradingStateChanged(self, msg: TradingStateChanged, sender: ActorAddress) -> None:
+        self.trading_state = msg.state
+
+    def receiveMsg_ConnectionStateChanged(self, msg: ConnectionStateChanged, sender: ActorAddress) -> None:
+        self.connection_state = msg.state
+
+    # ------------------------------------------------------------ admin
+
+    def _authorized(self, msg: AdminCommand, sender: ActorAddress) -> bool:
+        if not msg.changes_state or not self.admin_token or msg.token == self.admin_token:
+            return True
+        self._refuse(sender, msg, AdminErrorCode.UNAUTHORIZED, "missing or wrong admin token")
+        return False
+
+    def _refuse(self, to: ActorAddress, msg: Message, code: AdminErrorCode, text: str) -> None:
+        self.log.warning("supervisor: refused {}: {}", type(msg).__name__, text)
+        self.tell(to, self.make(AdminError, msg, code=code, text=text, command=type(msg).__name__))
+
+    @run_once
+    def receiveMsg_GetStatus(self, msg: GetStatus, sender: ActorAddress) -> None:
+        self._gather(sender, msg, GetChildren)
+
+    @run_once
+    def receiveMsg_RestartActor(self, msg: RestartActor, sender: ActorAddress) -> None:
+        if not self._authorized(msg, sender):
+            return
+        if msg.key in self.children:
+            super().receiveMsg_RestartActor(msg, sender)
+        else:
+            self._gather(sender, msg, RestartActor)
+
+    @run_once
+    def receiveMsg_Shutdown(self, msg: Shutdown, sender: ActorAddress) -> None:
+        if not self._authorized(msg, sender):
+            return
+        self.log.info("supervisor: shutting down{}", f": {msg.reason}" if msg.reason else "")
+        self._stop_requests.append((sender, msg))
+        if not self.stopping_all:
+            self.stop_children()
+
+    def on_children_stopped(self) -> None:
+        for asker, request in self._stop_requests:
+            self.tell(asker, self.make(AdminReply, request, text="stopped"))
+        self._stop_requests = []
+        self.send(self.myAddress, ActorExitRequest())
+
+    # ------------------------------------------------------------ asking the sub-supervisors
+
+    def _gather(self, asker: ActorAddress, request: Message, question: type[Message]) -> None:
+        gather = _Gather(asker=asker, request=request, waiting=[])
+        for key, child in self.children.items():
+            if child.spec.supervises and child.address is not None:
+                fields = {"key": request.key, "token": request.token} if isinstance(request, RestartActor) else {}
+                ask = self.make(question, request, **fields)
+                gather.waiting.append((ask.msg_id, key))
+                self.tell(child.address, ask)
+        if not gather.waiting:
+            self._finish(gather)
+            return
+        self._gathers.append(gather)
+        self.wakeupAfter(timedelta(seconds=self.STATUS_TIMEOUT_S),
+                         payload=(_STATUS_TIMEOUT, gather.waiting[0][0]))
+
+    def _answered(self, answer: Message) -> _Gather | None:
+        for gather in self._gathers:
+            if gather.answered(answer.cause_id):
+                return gather
+        return None
+
+    def on_child_exited(self, key: str, reason: ExitReason) -> None:
+        self.peers.pop(key, None)
+        # A sub-supervisor that exited will not answer: finish without it instead of timing out.
+        for gather in list(self._gathers):
+            remaining = [(m, k) for m, k in gather.waiting if k != key]
+            if len(remaining) < len(gather.waiting):
+                gather.waiting = remaining
+                if not remaining:
+                    self._finish(gather)
+
+    def receiveMsg_ChildrenSnapshot(self, msg: ChildrenSnapshot, sender: ActorAddress) -> None:
+        gather = self._answered(msg)
+        if gather is None:
+            return
+        gather.children.extend(msg.children)
+        if not gather.waiting:
+            self._finish(gather)
+
+    def receiveMsg_AdminReply(self, msg: AdminReply, sender: ActorAddress) -> None:
+        gather = self._answered(msg)
+        if gather is not None:
+            # One sub-supervisor knew the key: that is the answer.
+            self._gathers.remove(gather)
+            self.tell(gather.asker, self.make(AdminReply, gather.request, ok=msg.ok, text=msg.text))
+
+    def receiveMsg_AdminError(self, msg: AdminError, sender: ActorAddress) -> None:
+        gather = self._answered(msg)
+        if gather is not None and not gather.waiting:
+            self._finish(gather)
+
+    def on_wakeup(self, payload: object) -> None:
+        if isinstance(payload, tuple) and payload[:1] == (_STATUS_TIMEOUT,):
+            for gather in self._gathers:
+                if any(m == payload[1] for m, _ in gather.waiting):
+                    self.log.warning("supervisor: {} of {} sub-supervisor(s) did not answer {} in time",
+                                     len(gather.waiting), type(gather.request).__name__, self.STATUS_TIMEOUT_S)
+                    self._finish(gather)
+                    return
+
+    def _finish(self, gather: _Gather) -> None:
+        if gather in self._gathers:
+            self._gathers.remove(gather)
+        request = gather.request
+        if isinstance(request, RestartActor):
+            self._refuse(gather.asker, request, AdminErrorCode.UNKNOWN_TARGET, f"no actor {request.key!r}")
+            return
+        children = self.child_statuses() + tuple(gather.children)
+        quarantined = tuple(c.key for c in children if c.quarantined)
+        text = (f"trading {self.trading_state.value}, connection {self.connection_state.value}, "
+                f"{sum(c.running for c in children)}/{len(children)} actors running"
+                + (f", quarantined: {', '.join(quarantined)}" if quarantined else "")
+                + (f", {len(gather.waiting)} supervisor(s) did not answer" if gather.waiting else ""))
+        self.tell(gather.asker, self.make(
+            StatusSnapshot, request, trading_state=self.trading_state,
+            connection_state=self.connection_state, actors=tuple(_actor_status(c) for c in children),
+            quarantined=quarantined, started_ns=self.started_ns, text=text, children=children,
+        ))
+
+
+def _actor_status(child: ChildStatus) -> ActorStatusSnapshot:
+    state = "quarantined" if child.quarantined else "running" if child.running else "down"
+    return ActorStatusSnapshot(
+        key=child.key, actor_class=child.actor_class, incarnation=child.incarnation,
+        configured=child.ready, failed=child.quarantined,
+        detail=f"{child.supervisor}: {state}, restarts {child.restarts}/{child.max_restarts} in window",
+    )

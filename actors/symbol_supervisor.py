@@ -1,0 +1,124 @@
+"""SymbolSupervisor: one SymbolActor per configured symbol, routing by symbol, quarantine on a spent budget.
+
+Each child's key is its symbol ("AAPL") and its config is the whole core.config.Config (the
+actor reads `config.symbol(key)`). After every (re)start the symbol's address goes to tws as
+SymbolActorStarted, so quotes reach it directly; a restarted tws hears about every symbol again.
+A symbol over its `supervision.symbol` budget is quarantined: ActorQuarantined on the bus, no
+more restarts, its resting protective orders stay at the broker. Executions for a quarantined
+symbol are kept and delivered when an operator restarts it (RestartActor); other messages for
+it are dropped with a warning, so no stale command fires hours later.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import ClassVar, Final
+
+from thespian.actors import ActorAddress
+
+from actors.base import run_once
+from actors.supervision import ChildSpec, Restart, SupervisorActor
+from core.config import Config
+from messages import (
+    ActorQuarantined,
+    ConfigureActor,
+    ExecutionReported,
+    Message,
+    PeerMoved,
+    SymbolActorStarted,
+    ToSymbol,
+)
+
+SYMBOL_PEERS: Final[tuple[str, ...]] = ("bus", "tws", "symbols", "groups", "supervisor")
+# Message types that carry a `symbol` field and go to that symbol's actor when sent here.
+ROUTED_BY_SYMBOL: Final = frozenset({
+    "OrderGroupFinished", "PredictionSignal", "ClosePosition", "MoveStop",
+    "MarketDataStale", "MarketDataResumed", "HistoricalBars",
+})
+_KEPT_PER_SYMBOL: Final = 1000
+
+
+class SymbolSupervisor(SupervisorActor):
+    """Supervises the symbol actors (key = symbol) and routes messages addressed to a symbol."""
+
+    CHILD_CLASS: ClassVar[str] = "actors.symbol.SymbolActor"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.kept: dict[str, deque[ExecutionReported]] = {}
+
+    def child_specs(self, msg: ConfigureActor) -> tuple[ChildSpec, ...]:
+        config = msg.config
+        if not isinstance(config, Config):
+            raise TypeError(f"SymbolSupervisor needs a core.config.Config, not {type(config).__name__}")
+        self.budget = config.supervision.symbol
+        return tuple(
+            ChildSpec(key=symbol, actor_class=self.CHILD_CLASS, config=self.child_config(config, symbol),
+                      restart=Restart.PERMANENT, peers=SYMBOL_PEERS)
+            for symbol in config.symbol_names
+        )
+
+    def child_config(self, config: Config, symbol: str) -> object:
+        """Return the config the actor of `symbol` is configured with."""
+        return config
+
+    def on_child_ready(self, key: str, address: ActorAddress, incarnation: int) -> None:
+        self._announce(key, address, incarnation, None)
+        for execution in self.kept.pop(key, ()):
+            self.tell(address, execution)
+
+    def _announce(self, key: str, address: ActorAddress, incarnation: int, cause: Message | None) -> None:
+        tws = self.peers.get("tws")
+        if tws is not None:
+            self.tell(tws, self.make(SymbolActorStarted, cause, symbol=key, address=address,
+                                     incarnation=incarnation))
+
+    def on_gave_up(self, key: str) -> None:
+        child = self.children[key]
+        restarts = child.history.count(self.budget, self.now_ns())
+        reason = (f"{key} exited more than {self.budget.max_restarts} times in {self.budget.window_s:g} s"
+                  + (f"; last error: {child.last_error}" if child.last_error else ""))
+        self.log.error("symbols: {} quarantined: {}; no new entries, its protective orders stay at the broker",
+                       key, reason)
+        self.publish(self.make(ActorQuarantined, None, key=key, restarts=restarts,
+                               window_s=round(self.budget.window_s), reason=reason))
+
+    @run_once
+    def receiveMsg_PeerMoved(self, msg: PeerMoved, sender: ActorAddress) -> None:
+        super().receiveMsg_PeerMoved(msg, sender)
+        if msg.name == "tws":
+            # A new tws knows no symbol actor yet.
+            for key, child in self.children.items():
+                if child.address is not None and child.ready:
+                    self._announce(key, child.address, child.incarnation, msg)
+
+    # ------------------------------------------------------------ routing
+
+    @run_once
+    def receiveMsg_ToSymbol(self, msg: ToSymbol, sender: ActorAddress) -> None:
+        self.route(msg.symbol, msg.message)
+
+    @run_once
+    def receiveMsg_ExecutionReported(self, msg: ExecutionReported, sender: ActorAddress) -> None:
+        self.route(msg.execution.symbol, msg)
+
+    def receiveUnrecognizedMessage(self, msg: object, sender: ActorAddress) -> None:
+        symbol = getattr(msg, "symbol", None)
+        if isinstance(msg, Message) and type(msg).__name__ in ROUTED_BY_SYMBOL and isinstance(symbol, str):
+            self.route(symbol, msg)
+        else:
+            super().receiveUnrecognizedMessage(msg, sender)
+
+    def route(self, symbol: str, msg: Message) -> None:
+        """Send `msg` to the current actor of `symbol`; keep an execution for a symbol that is down."""
+        address = self.child_address(symbol)
+        if address is not None:
+            self.tell(address, msg)
+        elif symbol in self.children and isinstance(msg, ExecutionReported):
+            # A fill is a fact the position must not miss: deliver it when the symbol runs again.
+            self.kept.setdefault(symbol, deque(maxlen=_KEPT_PER_SYMBOL)).append(msg)
+            self.log.warning("symbols: kept {} {} for {}, which is not running", type(msg).__name__,
+                             msg.msg_id, symbol)
+        else:
+            self.log.warning("symbols: dropped {} {} for {}: {}", type(msg).__name__, msg.msg_id, symbol,
+                             "not running" if symbol in self.children else "not a traded symbol")
