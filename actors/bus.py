@@ -1,4 +1,4 @@
-"""The bus: publish/subscribe by message type name, where a subscription to a base type receives its subclasses.
+"""The bus: publish/subscribe by message type name; a subscription to a base type receives its subclasses.
 
 Subscribers are removed when they die. Thespian tells a parent about its child's exit, but the
 bus is nobody's parent, so it registers as the actor system's dead-letter handler instead: a
@@ -81,7 +81,8 @@ class Bus(ShellActor):
         before = len(self.subscriptions)
         self.subscriptions = [(name, address) for name, address in self.subscriptions if address != dead]
         if len(self.subscriptions) < before:
-            self.log.info("bus: removed {} subscription(s) of exited actor {}", before - len(self.subscriptions), dead)
+            self.log.info("bus: removed {} subscription(s) of exited actor {}",
+                          before - len(self.subscriptions), dead)
             self._snapshot()
         else:
             self.log.debug("bus: dead letter {} to {}", type(msg.deadMessage).__name__, dead)

@@ -34,7 +34,8 @@ class OrderGroupSupervisor(SupervisorActor):
 
     def on_configure(self, msg: ConfigureActor) -> None:
         if not isinstance(msg.config, Config):
-            raise TypeError(f"OrderGroupSupervisor needs a core.config.Config, not {type(msg.config).__name__}")
+            raise TypeError(f"OrderGroupSupervisor needs a core.config.Config, "
+                            f"not {type(msg.config).__name__}")
         self.budget = msg.config.supervision.order_group
 
     @run_once

@@ -1,4 +1,4 @@
-"""OTP-style supervision on thespian: child specs as data, ordered start and stop, restart budgets, state hand-back.
+"""OTP-style supervision on thespian: child specs, ordered start and stop, restart budgets, state hand-back.
 
 Thespian restarts nothing (thespian-notes §3): a parent only learns `ChildActorExited(address)`,
 for wanted and unwanted exits alike. `SupervisorActor` adds what OTP supervisors do: it starts its

@@ -205,7 +205,8 @@ class Supervisor(SupervisorActor):
         gather = _Gather(asker=asker, request=request, waiting=[])
         for key, child in self.children.items():
             if child.spec.supervises and child.address is not None:
-                fields = {"key": request.key, "token": request.token} if isinstance(request, RestartActor) else {}
+                fields = ({"key": request.key, "token": request.token}
+                          if isinstance(request, RestartActor) else {})
                 ask = self.make(question, request, **fields)
                 gather.waiting.append((ask.msg_id, key))
                 self.tell(child.address, ask)
@@ -256,8 +257,9 @@ class Supervisor(SupervisorActor):
         if isinstance(payload, tuple) and payload[:1] == (_STATUS_TIMEOUT,):
             for gather in self._gathers:
                 if any(m == payload[1] for m, _ in gather.waiting):
-                    self.log.warning("supervisor: {} of {} sub-supervisor(s) did not answer {} in time",
-                                     len(gather.waiting), type(gather.request).__name__, self.STATUS_TIMEOUT_S)
+                    self.log.warning("supervisor: {} sub-supervisor(s) did not answer {} within {} s",
+                                     len(gather.waiting), type(gather.request).__name__,
+                                     self.STATUS_TIMEOUT_S)
                     self._finish(gather)
                     return
 

@@ -78,8 +78,8 @@ class SymbolSupervisor(SupervisorActor):
         restarts = child.history.count(self.budget, self.now_ns())
         reason = (f"{key} exited more than {self.budget.max_restarts} times in {self.budget.window_s:g} s"
                   + (f"; last error: {child.last_error}" if child.last_error else ""))
-        self.log.error("symbols: {} quarantined: {}; no new entries, its protective orders stay at the broker",
-                       key, reason)
+        self.log.error("symbols: {} quarantined: {}; no new entries, its protective orders stay at the "
+                       "broker", key, reason)
         self.publish(self.make(ActorQuarantined, None, key=key, restarts=restarts,
                                window_s=round(self.budget.window_s), reason=reason))
 

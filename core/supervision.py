@@ -1,4 +1,4 @@
-"""OTP restart bookkeeping as pure values: restart kinds, exit reasons, restart windows and the exit verdict."""
+"""OTP restart bookkeeping as pure values: restart types, exit reasons, restart windows, exit verdicts."""
 
 from __future__ import annotations
 

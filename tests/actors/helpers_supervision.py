@@ -1,4 +1,4 @@
-"""Stand-in actors and messages for the supervision and bus tests; imported by dotted path in every actor process.
+"""Stand-in actors and messages for the supervision and bus tests, imported by dotted path in actor processes.
 
 Stand-ins append one line per start and exit to the file named by $SUPERVISION_TEST_EVENTS (set
 before the actor system forks), so a test reads the order in which a tree started and stopped.
@@ -282,7 +282,8 @@ def poll(asys: ActorSystem, to: ActorAddress, make: Callable[[], Any], expect: t
         # An ask may return a late answer to an earlier question: only the answer to this one counts.
         if isinstance(reply, expect) and getattr(reply, "cause_id", None) == question.msg_id and until(reply):
             return reply
-        assert time.monotonic() < deadline, f"gave up waiting for {what or expect.__name__}; last reply {reply!r}"
+        assert time.monotonic() < deadline, (
+            f"gave up waiting for {what or expect.__name__}; last reply {reply!r}")
         time.sleep(0.005)
 
 

@@ -1,4 +1,4 @@
-"""The bus on both system bases: delivery by type name and base type, unsubscribe, dead subscribers, restarts."""
+"""The bus on both bases: delivery by type name and base type, unsubscribe, dead subscribers, restarts."""
 
 from __future__ import annotations
 
@@ -37,7 +37,8 @@ def _import_helpers() -> ModuleType:
     try:
         return importlib.import_module(_HELPERS)
     except ImportError:
-        spec = importlib.util.spec_from_file_location(_HELPERS, Path(__file__).with_name("helpers_supervision.py"))
+        path = Path(__file__).with_name("helpers_supervision.py")
+        spec = importlib.util.spec_from_file_location(_HELPERS, path)
         assert spec is not None and spec.loader is not None
         module = importlib.util.module_from_spec(spec)
         sys.modules[_HELPERS] = module
@@ -190,5 +191,6 @@ def test_bus_resumes_subscriptions_from_its_snapshot_state() -> None:
     bus = Bus()
     bus.handleDeadLetters = lambda startHandling=True: None  # type: ignore[method-assign]
     state = BusState(subscriptions=(("Ping", ActorAddress("x")),))
-    bus.on_configure(ConfigureActor(key="bus", state=state, peers=(Peer(name="bus", address=ActorAddress("b")),)))
+    peers = (Peer(name="bus", address=ActorAddress("b")),)
+    bus.on_configure(ConfigureActor(key="bus", state=state, peers=peers))
     assert bus.subscribers(h.LoudPing) == [ActorAddress("x")]

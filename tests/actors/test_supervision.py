@@ -1,4 +1,4 @@
-"""Supervision on both system bases: ordered start/stop, restarts with state, budgets, quarantine, escalation, status."""
+"""Supervision on both bases: ordered start/stop, restarts with state, budgets, quarantine, escalation."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import importlib.util
 import os
 import signal
 import sys
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -56,7 +55,8 @@ def _import_helpers() -> ModuleType:
     try:
         return importlib.import_module(_HELPERS)
     except ImportError:
-        spec = importlib.util.spec_from_file_location(_HELPERS, Path(__file__).with_name("helpers_supervision.py"))
+        path = Path(__file__).with_name("helpers_supervision.py")
+        spec = importlib.util.spec_from_file_location(_HELPERS, path)
         assert spec is not None and spec.loader is not None
         module = importlib.util.module_from_spec(spec)
         sys.modules[_HELPERS] = module
@@ -87,7 +87,8 @@ class Env:
         return reply
 
 
-def _make_env(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, base: str) -> Env:
+def _make_env(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+              base: str) -> Env:
     events = tmp_path / "events.log"
     monkeypatch.setenv(h.EVENTS_ENV, str(events))  # before the system forks its processes
     if base == "multiprocTCPBase":
@@ -154,7 +155,8 @@ def _restarted(key: str, incarnation: int):
     return lambda cs: key in cs and cs[key].incarnation == incarnation and cs[key].ready
 
 
-def _config(tmp_path: Path, *, symbol: RestartBudget | None = None, core: RestartBudget | None = None) -> Config:
+def _config(tmp_path: Path, *, symbol: RestartBudget | None = None,
+            core: RestartBudget | None = None) -> Config:
     defaults = SupervisionConfig()
     return Config(
         system=SystemConfig(log_dir=tmp_path),
@@ -233,7 +235,9 @@ def test_child_started_before_its_peer_learns_the_peer_by_peer_moved(env: Env) -
     assert {p.name for p in b.peers} == {"a", "tree"}
 
 
-def test_root_starts_core_children_in_order_and_shutdown_stops_them_in_reverse(env: Env, tmp_path: Path) -> None:
+def test_root_starts_core_children_in_order_and_shutdown_stops_them_in_reverse(
+    env: Env, tmp_path: Path,
+) -> None:
     root = _root(env, _config(tmp_path))
     assert env.lines() == ["configure tws 1", "configure symbols 1", "configure AAPL 1", "configure MSFT 1",
                            "configure SPY 1", "configure groups 1"]
@@ -266,8 +270,8 @@ def test_root_refuses_start_without_a_config(env: Env, config: object, code: Adm
 
 def test_root_refuses_class_override_for_unknown_core_key(env: Env, tmp_path: Path) -> None:
     root = env.asys.createActor(h.Root)
-    refused = h.ask(env.asys, root, StartSystem(config=_config(tmp_path), actor_classes=(("risk", STAND_IN),)),
-                    AdminError)
+    start = StartSystem(config=_config(tmp_path), actor_classes=(("risk", STAND_IN),))
+    refused = h.ask(env.asys, root, start, AdminError)
     assert refused.code is AdminErrorCode.UNKNOWN_TARGET and "risk" in refused.text
 
 
@@ -310,7 +314,9 @@ def test_sigkilled_child_is_restarted_with_snapshot_and_new_address_reaches_sibl
     assert dict((p.name, p.address) for p in b.peers)["a"] == children["a"].address
 
 
-def test_sigkilled_sub_supervisor_is_restarted_and_its_orphans_are_stopped(mp_env: Env, tmp_path: Path) -> None:
+def test_sigkilled_sub_supervisor_is_restarted_and_its_orphans_are_stopped(
+    mp_env: Env, tmp_path: Path,
+) -> None:
     env = mp_env
     root = _root(env, _config(tmp_path))
     status = _status(env, root)
@@ -321,7 +327,8 @@ def test_sigkilled_sub_supervisor_is_restarted_and_its_orphans_are_stopped(mp_en
         (symbols,) = [c for c in saved.state.children if c.key == "symbols"]
         return isinstance(symbols.state, SupervisorState) and symbols.state.children[0].state
 
-    h.poll(env.asys, root, h.GetSaved, h.Saved, until=lambda s: aapl_state(s) == "long 10", what="AAPL at root")
+    h.poll(env.asys, root, h.GetSaved, h.Saved, until=lambda s: aapl_state(s) == "long 10",
+           what="AAPL's state at the root")
     orphans = [env.pid_of(_address(status, sym)).pid for sym in ("AAPL", "MSFT", "SPY")]
     sup_pid = _pid_of_parent(orphans[0])
     env.pids.append(sup_pid)
@@ -450,7 +457,9 @@ def _place(group_id: str) -> PlaceOrderGroup:
     return PlaceOrderGroup(group_id=group_id, kind=GroupKind.SINGLE, symbol="AAPL", legs=())
 
 
-def test_group_child_that_finishes_is_not_restarted_and_its_id_is_not_placed_twice(env: Env, tmp_path: Path) -> None:
+def test_group_child_that_finishes_is_not_restarted_and_its_id_is_not_placed_twice(
+    env: Env, tmp_path: Path,
+) -> None:
     root = _root(env, _config(tmp_path))
     groups = _address(_status(env, root), "groups")
     place = _place("g-1")
