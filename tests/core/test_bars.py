@@ -1,4 +1,4 @@
-"""core.bars: time bars from quotes (buckets, OHLC, volume deltas, gaps, late quotes) and streamed == batch."""
+"""core.bars: time bars from quotes (buckets, OHLC, volume deltas, gaps, late quotes); streamed == batch."""
 
 from __future__ import annotations
 
@@ -102,7 +102,8 @@ def test_reset_open_bar_forgets_bar_and_volume_baseline() -> None:
     pytest.param(lambda: new_state("", 60), "symbol", id="no-symbol"),
     pytest.param(lambda: update(new_state("AAPL", 60), _q(0, "1", symbol="MSFT")), "MSFT", id="other-symbol"),
     pytest.param(lambda: update(new_state("AAPL", 60), _q(0, "-1")), "price", id="negative-price"),
-    pytest.param(lambda: update(new_state("AAPL", 60), _q(0, "1", volume=-3)), "volume", id="negative-volume"),
+    pytest.param(lambda: update(new_state("AAPL", 60), _q(0, "1", volume=-3)), "volume",
+                 id="negative-volume"),
 ])
 def test_invalid_input_raises_invalid_bar_input(make: object, match: str) -> None:
     with pytest.raises(InvalidBarInput, match=match):

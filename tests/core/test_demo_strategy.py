@@ -1,4 +1,4 @@
-"""core.demo_strategy: MA-cross entries sized by ATR risk, exits on the cross back, cooldown, immutable state."""
+"""core.demo_strategy: MA-cross entries sized by ATR risk, exits on the cross back, cooldown, purity."""
 
 from __future__ import annotations
 

@@ -1,0 +1,481 @@
+"""SymbolActor: one traded symbol's position, bars and (demo) strategy; it opens and closes order groups."""
+
+from __future__ import annotations
+
+import multiprocessing
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from decimal import Decimal
+from enum import Enum
+from pathlib import Path
+from typing import Any, Final
+
+from loguru import logger
+from thespian.actors import ActorAddress, ActorExitRequest
+
+from actors.base import ShellActor, run_once
+from core import bars as core_bars
+from core import demo_strategy
+from core import order_group as og
+from core.config import Config, MarketDataConfig, StrategyConfig, SymbolConfig
+from core.errors import CoreError, InvalidOrder
+from core.orders import new_order
+from core.position import (
+    Position,
+    PositionState,
+    apply_execution,
+    cancel_entry,
+    cancel_exit,
+    expect_entry,
+    expect_exit,
+    mark,
+)
+from core.types import Bar, OrderType, Side, TimeInForce
+from messages import (
+    CancelOrderGroup,
+    ConfigureActor,
+    ExecutionReported,
+    GetHistoricalBars,
+    GetPositions,
+    GroupKind,
+    HistoricalBars,
+    Message,
+    OrderGroupFinished,
+    PlaceOrderGroup,
+    PositionChanged,
+    PositionsSnapshot,
+    QuoteProcessed,
+    QuoteUpdate,
+    Snapshot,
+    SubscribeMarketData,
+    ToSymbol,
+)
+
+TWS: Final = "tws"
+GROUPS: Final = "groups"
+SYSTEM_LOG: Final = "system.log"
+SYMBOL_LOG_DIR: Final = "symbols"
+LOG_FORMAT: Final = ("{time:YYYY-MM-DD HH:mm:ss.SSS} | {level: <8} | {extra[actor]} | "
+                     "corr={extra[corr]} | {message}\n{exception}")
+
+
+# ---------------------------------------------------------------- configuration and state
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SymbolSettings:
+    """What one SymbolActor needs from the configuration (ConfigureActor.config may also be a Config)."""
+
+    symbol: SymbolConfig
+    market_data: MarketDataConfig
+    strategy: StrategyConfig
+    log_dir: Path
+    log_level: str = "INFO"
+
+    @classmethod
+    def of(cls, config: Config, symbol: str) -> SymbolSettings:
+        """Return the settings of `symbol` in `config`; KeyError if it is not traded."""
+        return cls(symbol=config.symbol(symbol), market_data=config.market_data,
+                   strategy=config.strategy, log_dir=config.system.log_dir,
+                   log_level=config.system.log_level.value)
+
+
+class GroupRole(str, Enum):
+    ENTRY = "ENTRY"  # opens the position (a bracket: its children protect what filled)
+    EXIT = "EXIT"    # closes it
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WorkingGroup:
+    """An order group this symbol started that has not reported OrderGroupFinished yet."""
+
+    group_id: str
+    role: GroupRole
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SymbolState:
+    """The snapshot of a SymbolActor: position, bars, strategy, working groups and the group counter.
+
+    `group_counter` only grows: group ids are f"{symbol}-{incarnation}-{n}" with n taken from
+    it, and it is snapshotted before a group leaves, so no id repeats across restarts.
+    `exit_pending` is the reason of an exit waiting for the working groups to be cancelled
+    ("" = none): closing while a bracket's stop rests could sell twice.
+    """
+
+    symbol: str
+    position: Position
+    strategy: demo_strategy.StrategyState
+    bars: core_bars.BarState
+    working: tuple[WorkingGroup, ...] = ()
+    group_counter: int = 0
+    exit_pending: str = ""
+
+
+def new_symbol_state(settings: SymbolSettings) -> SymbolState:
+    """Return the state of a symbol that never traded."""
+    name = settings.symbol.symbol
+    return SymbolState(
+        symbol=name,
+        position=Position(symbol=name),
+        strategy=demo_strategy.new_state(name, settings.strategy, tick=settings.symbol.tick_size,
+                                         lot=Decimal(settings.symbol.lot_size)),
+        bars=core_bars.new_state(name, settings.market_data.bar_seconds),
+    )
+
+
+def group_id(symbol: str, incarnation: int, n: int) -> str:
+    """Return the id of the symbol's n-th order group started by this incarnation."""
+    return f"{symbol}-{incarnation}-{n}"
+
+
+def bracket_group(gid: str, symbol: SymbolConfig, entry: demo_strategy.EnterBracket) -> og.OrderGroup:
+    """Return the bracket for an EnterBracket decision: entry, then GTC stop-loss and take-profit."""
+    name, tick, exit_side = symbol.symbol, symbol.tick_size, entry.side.opposite
+    common: dict[str, Any] = {"symbol": name, "quantity": entry.quantity, "tick": tick}
+    head = new_order(ref=og.leg_ref(gid, og.ENTRY), side=entry.side, order_type=entry.entry_type,
+                     limit_price=entry.reference_price if entry.entry_type is OrderType.LMT else None,
+                     **common)
+    # The children outlive a trading day: a DAY stop would leave an overnight position bare.
+    stop = new_order(ref=og.leg_ref(gid, og.STOP_LOSS), side=exit_side, order_type=OrderType.STP,
+                     stop_price=entry.stop_price, tif=TimeInForce.GTC, **common)
+    target = new_order(ref=og.leg_ref(gid, og.TAKE_PROFIT), side=exit_side, order_type=OrderType.LMT,
+                       limit_price=entry.target_price, tif=TimeInForce.GTC, **common)
+    return og.bracket(gid, head, stop, target)
+
+
+def exit_group(gid: str, position: Position) -> og.OrderGroup:
+    """Return a single market order that closes `position`."""
+    side = Side.SELL if position.quantity > 0 else Side.BUY
+    order = new_order(ref=og.leg_ref(gid, og.ENTRY), symbol=position.symbol, side=side,
+                      quantity=abs(position.quantity), order_type=OrderType.MKT)
+    return og.single(gid, order)
+
+
+# ---------------------------------------------------------------- logging
+
+
+# log file -> (loguru handler id, actors using it) in this process; on simpleSystemBase several
+# symbol actors share one system.log sink.
+_sinks: dict[str, tuple[int, int]] = {}
+
+
+def _runs_alone() -> bool:
+    # A multiproc base forks each actor into a multiprocessing child: its sinks are its own.
+    # On simpleSystemBase every actor shares the launcher's process and its loguru sinks.
+    return multiprocessing.parent_process() is not None
+
+
+def _log_files(settings: SymbolSettings) -> tuple[Path, Path]:
+    name = settings.symbol.symbol
+    return settings.log_dir / SYSTEM_LOG, settings.log_dir / SYMBOL_LOG_DIR / f"{name}.log"
+
+
+def _add_sink(path: Path, level: str, filter_: Callable[[Any], bool] | None = None) -> None:
+    key = str(path)
+    if key in _sinks:
+        handler, users = _sinks[key]
+        _sinks[key] = (handler, users + 1)
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logger.add(path, level=level, format=LOG_FORMAT, filter=filter_, enqueue=False,
+                         encoding="utf-8")
+    _sinks[key] = (handler, 1)
+
+
+def configure_logging(settings: SymbolSettings) -> None:
+    """Send this process's log to `system.log` and the symbol's lines to `symbols/<SYM>.log`.
+
+    An actor alone in its process drops inherited sinks first (`logger.remove()`); on
+    simpleSystemBase the process's other sinks stay and actors share each file's one sink.
+    """
+    if _runs_alone():
+        logger.remove()
+        _sinks.clear()
+    name = settings.symbol.symbol
+    logger.configure(extra={"actor": "-", "corr": "-"})
+    system_log, symbol_log = _log_files(settings)
+    _add_sink(system_log, settings.log_level)
+    _add_sink(symbol_log, settings.log_level, lambda record: record["extra"].get("symbol") == name)
+
+
+def release_logging(settings: SymbolSettings) -> None:
+    """Drop this actor's use of its log sinks; a sink nobody uses any more is removed."""
+    for path in _log_files(settings):
+        key = str(path)
+        if key not in _sinks:
+            continue
+        handler, users = _sinks[key]
+        if users > 1:
+            _sinks[key] = (handler, users - 1)
+            continue
+        del _sinks[key]
+        try:
+            logger.remove(handler)
+        except ValueError:
+            pass  # already gone with a logger.remove() in this process
+
+
+def close_log_sinks() -> None:
+    """Remove every sink symbol actors added in this process (a simpleSystemBase shutdown stops no actor)."""
+    for handler, _ in _sinks.values():
+        try:
+            logger.remove(handler)
+        except ValueError:
+            pass
+    _sinks.clear()
+
+
+# ---------------------------------------------------------------- the actor
+
+
+class SymbolActor(ShellActor):
+    """One symbol: ConfigureActor(key=symbol, config=Config or SymbolSettings, state=SymbolState or None).
+
+    Peers: "tws" (market data, history), "groups" (PlaceOrderGroup, CancelOrderGroup), "bus".
+    Quotes build bars; each closed bar goes through the demo strategy; its decisions become
+    order groups. Executions (forwarded by each group through "symbols") move the position;
+    OrderGroupFinished (the same path, so after the group's fills) clears the working group.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.settings: SymbolSettings | None = None
+        self.state: SymbolState | None = None
+        self._base_log = self.log
+
+    # ------------------------------------------------------------ set-up
+
+    def on_configure(self, msg: ConfigureActor) -> None:
+        config = msg.config
+        settings = SymbolSettings.of(config, msg.key) if isinstance(config, Config) else config
+        if not isinstance(settings, SymbolSettings):
+            raise TypeError(f"{msg.key}: config must be a Config or SymbolSettings, "
+                            f"got {type(config).__name__}")
+        name = settings.symbol.symbol
+        configure_logging(settings)
+        self.settings = settings
+        self._base_log = logger.bind(actor=f"{name}#{self.incarnation}", symbol=name)
+        self.log = self._base_log.bind(corr=msg.correlation_id)
+        state = msg.state
+        if state is None:
+            state = new_symbol_state(settings)
+        elif not isinstance(state, SymbolState) or state.symbol != name:
+            raise TypeError(f"{name}: state is not a {name} SymbolState: {state!r}")
+        else:
+            # Snapshots skip per-quote changes, so a snapshot's open bar is stale: start afresh.
+            state = replace(state, bars=core_bars.reset_open_bar(state.bars))
+        self.state = state
+        self.log.info("{} configured (incarnation {}): position {} {}, {} working group(s), counter {}",
+                      name, self.incarnation, state.position.state.value, state.position.quantity,
+                      len(state.working), state.group_counter)
+        self.tell_peer(TWS, self.make(SubscribeMarketData, msg, symbol=name, reply_to=self.myAddress))
+        market = settings.market_data
+        if market.warmup_bars:
+            self.tell_peer(TWS, self.make(GetHistoricalBars, msg, symbol=name,
+                                          bar_size_s=market.bar_seconds, count=market.warmup_bars))
+
+    def receiveMsg_ActorExitRequest(self, msg: ActorExitRequest, sender: ActorAddress) -> None:
+        if self.settings is not None:
+            self.log.info("{} stopping", self.settings.symbol.symbol)
+            release_logging(self.settings)
+            self.settings = None
+
+    def _trace(self, msg: Message) -> None:
+        self.log = self._base_log.bind(corr=msg.correlation_id)
+
+    # ------------------------------------------------------------ market data
+
+    def receiveMsg_QuoteUpdate(self, msg: QuoteUpdate, sender: ActorAddress) -> None:
+        # Not run_once itself: the acknowledgement must go back even when processing failed,
+        # or the connection would hold this symbol's quotes forever.
+        try:
+            self._on_quote(msg, sender)
+        finally:
+            self.tell(sender, self.make(QuoteProcessed, msg, symbol=msg.quote.symbol))
+
+    @run_once
+    def _on_quote(self, msg: QuoteUpdate, sender: ActorAddress) -> None:
+        state = self.state
+        if state is None:
+            return
+        self._trace(msg)
+        quote = msg.quote
+        if quote.symbol != state.symbol:
+            self.log.warning("{}: quote for {} ignored", state.symbol, quote.symbol)
+            return
+        try:
+            price = core_bars.quote_price(quote)
+            position = mark(state.position, price) if price is not None else state.position
+            bars, closed = core_bars.update(state.bars, quote)
+        except CoreError as exc:
+            self.log.warning("{}: quote dropped: {}", state.symbol, exc)
+            return
+        self.state = replace(state, position=position, bars=bars)
+        for bar in closed:
+            self._on_bar(msg, bar)
+
+    def _on_bar(self, cause: Message, bar: Bar) -> None:
+        state = self.state
+        assert state is not None and self.settings is not None
+        strategy, decisions = demo_strategy.on_bar(state.strategy, bar, state.position,
+                                                   working=bool(state.working))
+        self.log.debug("{} bar {} O {} H {} L {} C {} V {}", state.symbol, bar.ts_ns, bar.open,
+                       bar.high, bar.low, bar.close, bar.volume)
+        state = replace(state, strategy=strategy)
+        outbox: list[tuple[str, Message]] = []
+        for decision in decisions:
+            state = self._decide(cause, state, decision, outbox)
+        self._commit(cause, state, outbox)
+
+    @run_once
+    def receiveMsg_HistoricalBars(self, msg: HistoricalBars, sender: ActorAddress) -> None:
+        state = self.state
+        if state is None or msg.symbol != state.symbol:
+            return
+        self._trace(msg)
+        try:
+            strategy = demo_strategy.warm_up(state.strategy, msg.bars)
+        except CoreError as exc:
+            self.log.warning("{}: history dropped: {}", state.symbol, exc)
+            return
+        self.log.info("{}: warmed up on {} historical bar(s); {} bar(s) seen, ready={}", state.symbol,
+                      len(msg.bars), strategy.bars_seen, strategy.warmed_up)
+        self._commit(msg, replace(state, strategy=strategy), [])
+
+    # ------------------------------------------------------------ decisions -> groups
+
+    def _decide(self, cause: Message, state: SymbolState, decision: demo_strategy.Decision,
+                outbox: list[tuple[str, Message]]) -> SymbolState:
+        if isinstance(decision, demo_strategy.EnterBracket):
+            return self._enter(cause, state, decision, outbox)
+        return self._exit(cause, state, decision.reason, outbox)
+
+    def _enter(self, cause: Message, state: SymbolState, entry: demo_strategy.EnterBracket,
+               outbox: list[tuple[str, Message]]) -> SymbolState:
+        assert self.settings is not None
+        n = state.group_counter + 1
+        gid = group_id(state.symbol, self.incarnation, n)
+        try:
+            group = bracket_group(gid, self.settings.symbol, entry)
+        except InvalidOrder as exc:
+            self.log.warning("{}: entry not placed: {}", state.symbol, exc)
+            return state
+        self.log.info("{}: {} bracket {}: {} {} stop {} target {} ({})", state.symbol, entry.side.value,
+                      gid, entry.quantity, entry.entry_type.value, entry.stop_price, entry.target_price,
+                      entry.reason)
+        position = state.position
+        if position.state in (PositionState.FLAT, PositionState.CLOSED, PositionState.OPENING):
+            position = expect_entry(position)
+        outbox.append((GROUPS, self._place(cause, group, GroupKind.BRACKET)))
+        return replace(state, position=position, group_counter=n,
+                       working=state.working + (WorkingGroup(group_id=gid, role=GroupRole.ENTRY),))
+
+    def _exit(self, cause: Message, state: SymbolState, reason: str,
+              outbox: list[tuple[str, Message]]) -> SymbolState:
+        if state.exit_pending or any(w.role is GroupRole.EXIT for w in state.working):
+            return state  # already on its way out
+        if state.working:
+            # Cancel the protection first and close what is left once the groups ended: a market
+            # exit beside a resting stop could sell the position twice.
+            self.log.info("{}: exit ({}); cancelling {} first", state.symbol, reason,
+                          ", ".join(w.group_id for w in state.working))
+            for working in state.working:
+                outbox.append((GROUPS, self.make(CancelOrderGroup, cause, group_id=working.group_id,
+                                                 reason=f"exit: {reason}")))
+            return replace(state, exit_pending=reason)
+        return self._close(cause, state, reason, outbox)
+
+    def _close(self, cause: Message, state: SymbolState, reason: str,
+               outbox: list[tuple[str, Message]]) -> SymbolState:
+        position = state.position
+        if position.quantity == 0:
+            return replace(state, exit_pending="")
+        n = state.group_counter + 1
+        gid = group_id(state.symbol, self.incarnation, n)
+        group = exit_group(gid, position)
+        self.log.info("{}: close {} {} with {} ({})", state.symbol, group.legs[0].side.value,
+                      group.size, gid, reason)
+        if position.state is PositionState.OPEN:
+            position = expect_exit(position)
+        outbox.append((GROUPS, self._place(cause, group, GroupKind.SINGLE)))
+        return replace(state, position=position, group_counter=n, exit_pending="",
+                       working=state.working + (WorkingGroup(group_id=gid, role=GroupRole.EXIT),))
+
+    def _place(self, cause: Message, group: og.OrderGroup, kind: GroupKind) -> PlaceOrderGroup:
+        # reply_to is the symbol supervisor: a stable address, unlike this actor's across restarts.
+        return self.make(PlaceOrderGroup, cause, group_id=group.id, kind=kind, symbol=group.symbol,
+                         legs=group.legs, reply_to=self.parent)
+
+    def _commit(self, cause: Message, state: SymbolState, outbox: list[tuple[str, Message]]) -> None:
+        # The snapshot (with the group counter) goes before any PlaceOrderGroup it accounts for.
+        before = self.state
+        self.state = state
+        if state != before:
+            self.tell(self.parent, self.make(Snapshot, cause, key=self.key,
+                                             incarnation=self.incarnation, state=state))
+        if before is not None and state.position != before.position:
+            self.publish(PositionChanged.of(state.position, cause=cause, ts_ns=self.now_ns()))
+        for peer, message in outbox:
+            self.tell_peer(peer, message)
+
+    # ------------------------------------------------------------ fills and groups
+
+    @run_once
+    def receiveMsg_ExecutionReported(self, msg: ExecutionReported, sender: ActorAddress) -> None:
+        state = self.state
+        if state is None:
+            return
+        self._trace(msg)
+        execution = msg.execution
+        try:
+            position = apply_execution(state.position, execution)
+        except CoreError as exc:
+            self.log.error("{}: execution {} not applied: {}", state.symbol, execution.exec_id, exc)
+            return
+        if position is state.position:
+            return  # an exec id already applied (a replay, or the commission report's repeat)
+        self.log.info("{}: fill {} {} {} @ {} -> position {} avg {} ({})", state.symbol,
+                      execution.exec_id, execution.side.value, execution.quantity, execution.price,
+                      position.quantity, position.avg_cost, position.state.value)
+        self._commit(msg, replace(state, position=position), [])
+
+    @run_once
+    def receiveMsg_OrderGroupFinished(self, msg: OrderGroupFinished, sender: ActorAddress) -> None:
+        state = self.state
+        if state is None:
+            return
+        self._trace(msg)
+        finished = next((w for w in state.working if w.group_id == msg.group_id), None)
+        if finished is None:
+            return  # not ours, or already handled (the bus and the direct path both bring it)
+        self.log.info("{}: group {} finished {} (filled {}): {}", state.symbol, msg.group_id,
+                      msg.outcome.value, msg.filled, msg.reason)
+        position = state.position
+        if finished.role is GroupRole.ENTRY and position.state is PositionState.OPENING:
+            position = cancel_entry(position)
+        elif finished.role is GroupRole.EXIT and position.state is PositionState.CLOSING:
+            position = cancel_exit(position)
+        state = replace(state, position=position,
+                        working=tuple(w for w in state.working if w is not finished))
+        if finished.role is GroupRole.EXIT and position.quantity != 0:
+            self.log.error("{}: exit group {} ended {} with {} still held and no exit working",
+                           state.symbol, msg.group_id, msg.outcome.value, position.quantity)
+        elif position.quantity != 0 and not state.working and not state.exit_pending:
+            self.log.warning("{}: {} held and no order group protects it", state.symbol,
+                             position.quantity)
+        outbox: list[tuple[str, Message]] = []
+        if state.exit_pending and not state.working:
+            state = self._close(msg, state, state.exit_pending, outbox)
+        self._commit(msg, state, outbox)
+
+    def receiveMsg_ToSymbol(self, msg: ToSymbol, sender: ActorAddress) -> None:
+        # Normally unwrapped by the symbol supervisor; handled here too so nothing depends on it.
+        self.receiveMessage(msg.message, sender)
+
+    def receiveMsg_GetPositions(self, msg: GetPositions, sender: ActorAddress) -> None:
+        state = self.state
+        positions: tuple[PositionChanged, ...] = ()
+        if state is not None and msg.symbol in ("", state.symbol):
+            positions = (PositionChanged.of(state.position, cause=msg, ts_ns=self.now_ns()),)
+        self.tell(sender, self.make(PositionsSnapshot, msg, positions=positions))

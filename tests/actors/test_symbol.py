@@ -1,0 +1,365 @@
+"""SymbolActor against stand-in tws/groups/bus: quotes -> bars -> strategy -> groups, fills, restore, logs."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+import time
+from datetime import timedelta
+from decimal import Decimal
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+from thespian.actors import ActorAddress, ActorSystem
+
+from actors.symbol import SymbolActor, SymbolSettings, SymbolState, close_log_sinks
+from core import order_group as og
+from core.config import Config, MarketDataConfig, StrategyConfig, SymbolConfig, SystemConfig
+from core.indicators import atr_batch
+from core.orders import OrderStatus
+from core.position import PositionState
+from core.types import Bar, Execution, OrderType, Quote, Side, TimeInForce
+from messages import (
+    ActorFailed,
+    CancelOrderGroup,
+    ExecutionReported,
+    GetHistoricalBars,
+    GetPositions,
+    GroupKind,
+    GroupOutcome,
+    HistoricalBars,
+    OrderGroupFinished,
+    Peer,
+    PlaceOrderGroup,
+    PositionChanged,
+    PositionsSnapshot,
+    Publish,
+    QuoteProcessed,
+    QuoteUpdate,
+    Snapshot,
+    SubscribeMarketData,
+    ToSymbol,
+)
+
+pytestmark = pytest.mark.timeout(60)
+
+ASK = timedelta(seconds=10)
+_HELPERS = "tests.actors.helpers_runtime"
+_ACTOR = f"{SymbolActor.__module__}.{SymbolActor.__qualname__}"
+S = 1_000_000_000
+BAR_S = 60
+T0 = 1_699_999_980 * S  # a multiple of 60 s
+D = Decimal
+
+STRATEGY = StrategyConfig(fast=2, slow=4, atr_period=3, stop_atr_multiple=D(2), target_atr_multiple=D(3),
+                          risk_per_trade=D(100), max_quantity=D(100))
+# Falling history (fast below slow); a live bar closing at 108 crosses up (fast 104 > slow 103.5).
+HISTORY = tuple(Bar(symbol="AAPL", ts_ns=T0 + i * BAR_S * S, open=D(c), high=D(c + 1), low=D(c - 1),
+                    close=D(c)) for i, c in enumerate((110, 108, 106, 104, 102, 100)))
+LIVE = len(HISTORY)  # the first live bucket
+
+
+def _import_helpers() -> ModuleType:
+    try:
+        return importlib.import_module(_HELPERS)
+    except ImportError:
+        path = Path(__file__).with_name("helpers_runtime.py")
+        spec = importlib.util.spec_from_file_location(_HELPERS, path)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[_HELPERS] = module
+        spec.loader.exec_module(module)
+        return module
+
+
+h = _import_helpers()
+
+
+@pytest.fixture
+def asys(request: pytest.FixtureRequest) -> ActorSystem:
+    system = ActorSystem("simpleSystemBase", transientUnique=True, logDefs=False)
+
+    def shutdown() -> None:
+        system.shutdown()
+        close_log_sinks()  # the actors shared this process's loguru
+
+    request.addfinalizer(shutdown)
+    return system
+
+
+@pytest.fixture
+def tcp_asys(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> ActorSystem:
+    monkeypatch.setenv("THESPIAN_BASE_IPADDR", "127.0.0.1")
+    port = h.free_port()
+    system = ActorSystem("multiprocTCPBase", {"Admin Port": port, "Process Startup Method": "fork"},
+                         transientUnique=True)
+
+    def shutdown() -> None:
+        system.shutdown()
+        h.wait_until_closed(port)
+
+    request.addfinalizer(shutdown)
+    return system
+
+
+def _settings(log_dir: Path) -> SymbolSettings:
+    return SymbolSettings(symbol=SymbolConfig(symbol="AAPL"),
+                          market_data=MarketDataConfig(bar_seconds=BAR_S, warmup_bars=6),
+                          strategy=STRATEGY, log_dir=log_dir)
+
+
+def _quote(bucket: int, last: str, offset_s: int = 1) -> QuoteUpdate:
+    ts = T0 + (bucket * BAR_S + offset_s) * S
+    return QuoteUpdate(quote=Quote(symbol="AAPL", last=D(last), bid=D(last) - D("0.01"),
+                                   ask=D(last) + D("0.01"), ts_ns=ts))
+
+
+def _fill(exec_id: str, ref: str, side: Side, quantity: int, price: str) -> ExecutionReported:
+    return ExecutionReported(execution=Execution(exec_id=exec_id, order_id=1, order_ref=ref, symbol="AAPL",
+                                                 side=side, quantity=D(quantity), price=D(price)))
+
+
+class Rig:
+    """A SymbolActor under a stand-in supervisor, with recording tws, groups and bus actors."""
+
+    def __init__(self, asys: ActorSystem, config: object, *, state: object = None, incarnation: int = 1,
+                 history: tuple[Bar, ...] = HISTORY) -> None:
+        self.asys = asys
+        self.tws = asys.createActor(h.Recorder)
+        self.groups = asys.createActor(h.Recorder)
+        self.bus = asys.createActor(h.Recorder)
+        self.parent = asys.createActor(h.StandInSupervisor)
+        peers = tuple(Peer(name=n, address=a) for n, a in
+                      (("tws", self.tws), ("groups", self.groups), ("bus", self.bus)))
+        info = asys.ask(self.parent, h.StartChild(actor_class=_ACTOR, key="AAPL", config=config, state=state,
+                                                  peers=peers, restart=False, incarnation=incarnation), ASK)
+        assert isinstance(info, h.ChildInfo)
+        self.child: ActorAddress = info.address
+        self.quotes = 0
+        if history:
+            self.feed(HistoricalBars(symbol="AAPL", bar_size_s=BAR_S, bars=history))
+
+    def feed(self, *messages: Any) -> None:
+        """Send messages to the symbol actor as the broker connection (or via the symbols path)."""
+        for message in messages:
+            self.quotes += isinstance(message, QuoteUpdate)
+            self.asys.tell(self.tws, h.Feed(to=self.child, message=message))
+
+    def records(self, who: ActorAddress, type_name: str = "Message", count: int = 0) -> Any:
+        answer = self.asys.ask(who, h.AwaitRecords(type_name=type_name, count=count), ASK)
+        assert isinstance(answer, h.Records), f"waited for {count} {type_name}, got {answer!r}"
+        return answer
+
+    def sent(self, who: ActorAddress, cls: type, count: int = 0) -> list[Any]:
+        return [m for m in self.records(who, cls.__name__, count).messages if isinstance(m, cls)]
+
+    def acked(self) -> list[QuoteProcessed]:
+        """Wait until every quote fed so far was acknowledged to tws."""
+        return self.sent(self.tws, QuoteProcessed, self.quotes)
+
+    def last_state(self) -> SymbolState:
+        return self.sent(self.parent, Snapshot, 1)[-1].state
+
+    def published(self, cls: type) -> list[Any]:
+        return [p.message for p in self.sent(self.bus, Publish) if isinstance(p.message, cls)]
+
+    def cross_up(self) -> PlaceOrderGroup:
+        """Close a live bar at 108 (the cross) and return the bracket the symbol placed."""
+        self.feed(_quote(LIVE, "108"), _quote(LIVE + 1, "108"))
+        self.acked()
+        (place,) = self.sent(self.groups, PlaceOrderGroup, 1)
+        return place
+
+
+def _expected_atr() -> Decimal:
+    bars = list(HISTORY) + [Bar(symbol="AAPL", ts_ns=0, open=D(108), high=D(108), low=D(108), close=D(108))]
+    atr = atr_batch([float(b.high) for b in bars], [float(b.low) for b in bars],
+                    [float(b.close) for b in bars], 3)
+    return D(repr(float(atr[-1])))
+
+
+# ---------------------------------------------------------------- simpleSystemBase
+
+
+def test_configure_subscribes_quotes_and_requests_warm_up_history(asys: ActorSystem, tmp_path: Path) -> None:
+    rig = Rig(asys, _settings(tmp_path), history=())
+    (subscribe,) = rig.sent(rig.tws, SubscribeMarketData, 1)
+    assert (subscribe.symbol, subscribe.reply_to) == ("AAPL", rig.child)
+    (history,) = rig.sent(rig.tws, GetHistoricalBars, 1)
+    assert (history.symbol, history.bar_size_s, history.count) == ("AAPL", BAR_S, 6)
+
+
+def test_quotes_close_bar_that_crosses_and_place_atr_sized_bracket(asys: ActorSystem, tmp_path: Path) -> None:
+    rig = Rig(asys, _settings(tmp_path))
+    place = rig.cross_up()
+    atr = _expected_atr()
+    quantity = D(int(D(100) / (2 * atr)))
+    assert (place.group_id, place.kind, place.symbol) == ("AAPL-1-1", GroupKind.BRACKET, "AAPL")
+    assert place.reply_to == rig.parent
+    entry, stop, target = place.legs
+    assert [leg.ref for leg in place.legs] == ["AAPL-1-1:entry", "AAPL-1-1:sl", "AAPL-1-1:tp"]
+    assert (entry.side, entry.order_type, entry.quantity) == (Side.BUY, OrderType.MKT, quantity)
+    assert (stop.side, stop.order_type, stop.quantity, stop.tif) == (Side.SELL, OrderType.STP, quantity,
+                                                                     TimeInForce.GTC)
+    assert (target.side, target.order_type, target.quantity) == (Side.SELL, OrderType.LMT, quantity)
+    assert D(108) - 2 * atr <= stop.stop_price < D(108) - 2 * atr + D("0.01")
+    assert D(108) + 3 * atr <= target.limit_price < D(108) + 3 * atr + D("0.01")
+    assert stop.parent_ref == target.parent_ref == entry.ref and stop.oca_group == "AAPL-1-1:oca"
+    assert og.bracket("AAPL-1-1", *(leg for leg in place.legs)).legs == place.legs  # rebuildable as sent
+    state = rig.last_state()
+    assert (state.group_counter, state.position.state) == (1, PositionState.OPENING)
+    assert [w.group_id for w in state.working] == ["AAPL-1-1"]
+    assert len(rig.acked()) == rig.quotes == 2
+
+
+def test_execution_updates_position_once_per_exec_id_and_publishes(asys: ActorSystem, tmp_path: Path) -> None:
+    rig = Rig(asys, _settings(tmp_path))
+    rig.cross_up()
+    fill = _fill("e1.01", "AAPL-1-1:entry", Side.BUY, 10, "108.02")
+    rig.feed(ToSymbol(symbol="AAPL", message=fill), fill)  # the envelope, then the same exec unwrapped
+    positions = rig.asys.ask(rig.child, GetPositions(symbol="AAPL"), ASK)
+    assert isinstance(positions, PositionsSnapshot)
+    (position,) = positions.positions
+    assert (position.quantity, position.avg_cost, position.state) == (D(10), D("108.02"), PositionState.OPEN)
+    changes = [p for p in rig.published(PositionChanged) if p.quantity == 10]
+    assert len(changes) == 1 and changes[0].cause_id == fill.msg_id
+    assert rig.last_state().position.quantity == D(10)
+    other = rig.asys.ask(rig.child, GetPositions(symbol="MSFT"), ASK)
+    assert other.positions == ()
+
+
+def test_cross_down_cancels_working_bracket_then_closes_remaining_position(asys: ActorSystem,
+                                                                          tmp_path: Path) -> None:
+    rig = Rig(asys, _settings(tmp_path))
+    rig.cross_up()
+    rig.feed(_fill("e1.01", "AAPL-1-1:entry", Side.BUY, 10, "108"))
+    # Closes 108, 100, 90 after the cross: fast falls below slow on the 90 bar.
+    rig.feed(_quote(LIVE + 2, "100"), _quote(LIVE + 3, "90"), _quote(LIVE + 4, "90"))
+    rig.acked()
+    (cancel,) = rig.sent(rig.groups, CancelOrderGroup, 1)
+    assert cancel.group_id == "AAPL-1-1" and "crossed below" in cancel.reason
+    assert len(rig.sent(rig.groups, PlaceOrderGroup)) == 1  # nothing sold beside the resting stop
+    rig.feed(ToSymbol(symbol="AAPL", message=OrderGroupFinished(
+        group_id="AAPL-1-1", symbol="AAPL", outcome=GroupOutcome.FILLED, filled=D(10), reason="cancelled")))
+    places = rig.sent(rig.groups, PlaceOrderGroup, 2)
+    close = places[1]
+    assert (close.group_id, close.kind) == ("AAPL-1-2", GroupKind.SINGLE)
+    (leg,) = close.legs
+    assert (leg.ref, leg.side, leg.order_type) == ("AAPL-1-2:entry", Side.SELL, OrderType.MKT)
+    assert leg.quantity == 10
+    state = rig.last_state()
+    assert state.position.state is PositionState.CLOSING and state.exit_pending == ""
+    assert [w.group_id for w in state.working] == ["AAPL-1-2"]
+
+
+def test_unfilled_entry_group_finishing_returns_position_to_flat(asys: ActorSystem, tmp_path: Path) -> None:
+    rig = Rig(asys, _settings(tmp_path))
+    rig.cross_up()
+    finished = OrderGroupFinished(group_id="AAPL-1-1", symbol="AAPL", outcome=GroupOutcome.CANCELLED)
+    rig.feed(finished, finished)  # the repeat (bus and direct path) changes nothing
+    state = rig.last_state()
+    assert (state.position.state, state.working) == (PositionState.FLAT, ())
+
+
+def test_restore_from_snapshot_keeps_position_and_group_counter(asys: ActorSystem, tmp_path: Path) -> None:
+    first = Rig(asys, _settings(tmp_path))
+    first.cross_up()
+    first.feed(_fill("e1.01", "AAPL-1-1:entry", Side.BUY, 10, "108"))
+    snapshot = first.last_state()
+    assert snapshot.position.quantity == 10
+    second = Rig(asys, _settings(tmp_path), state=snapshot, incarnation=2, history=HISTORY)
+    positions = asys.ask(second.child, GetPositions(), ASK)
+    assert positions.positions[0].quantity == D(10)
+    second.feed(_fill("e1.01", "AAPL-1-1:entry", Side.BUY, 10, "108"))  # a replayed fill: counted once
+    second.feed(_quote(LIVE + 2, "100"), _quote(LIVE + 3, "90"), _quote(LIVE + 4, "90"))
+    second.acked()
+    (cancel,) = second.sent(second.groups, CancelOrderGroup, 1)
+    assert cancel.group_id == "AAPL-1-1"  # the working group survived the restart
+    second.feed(OrderGroupFinished(group_id="AAPL-1-1", symbol="AAPL", outcome=GroupOutcome.FILLED))
+    (close,) = second.sent(second.groups, PlaceOrderGroup, 1)
+    assert close.group_id == "AAPL-2-2" and close.legs[0].quantity == 10
+
+
+@pytest.mark.parametrize("bad", [
+    pytest.param(QuoteUpdate(quote=Quote(symbol="AAPL", last=D(-5), ts_ns=T0)), id="invalid-price"),
+    pytest.param(QuoteUpdate(quote=Quote(symbol="MSFT", last=D(5), ts_ns=T0)), id="other-symbol"),
+])
+def test_bad_quote_is_dropped_but_acknowledged(asys: ActorSystem, tmp_path: Path, bad: QuoteUpdate) -> None:
+    rig = Rig(asys, _settings(tmp_path))
+    rig.feed(bad, _quote(LIVE, "108"))
+    acks = rig.acked()
+    assert [a.cause_id for a in acks] == [bad.msg_id, acks[1].cause_id]
+    assert rig.sent(rig.parent, ActorFailed) == []
+
+
+def test_quote_whose_processing_raises_is_still_acknowledged_and_failure_escalates(
+    asys: ActorSystem, tmp_path: Path,
+) -> None:
+    rig = Rig(asys, _settings(tmp_path))
+    broken = QuoteUpdate(quote=Quote(symbol="AAPL", last="not a price", ts_ns=T0))  # type: ignore[arg-type]
+    rig.feed(broken)
+    (ack,) = rig.acked()
+    assert (ack.symbol, ack.cause_id) == ("AAPL", broken.msg_id)
+    (failure,) = rig.sent(rig.parent, ActorFailed, 1)
+    assert failure.message_type == "QuoteUpdate"
+
+
+def test_symbol_log_file_gets_its_lines_with_correlation_ids(asys: ActorSystem, tmp_path: Path) -> None:
+    rig = Rig(asys, _settings(tmp_path))
+    rig.cross_up()
+    fill = _fill("e9.01", "AAPL-1-1:entry", Side.BUY, 10, "108")
+    rig.feed(fill)
+    rig.asys.ask(rig.child, GetPositions(), ASK)
+    text = (tmp_path / "symbols" / "AAPL.log").read_text(encoding="utf-8")
+    (line,) = [line for line in text.splitlines() if "fill e9.01" in line]
+    assert f"corr={fill.msg_id}" in line and "AAPL#1" in line
+    assert "bracket AAPL-1-1" in text
+    assert "fill e9.01" in (tmp_path / "system.log").read_text(encoding="utf-8")
+
+
+def test_each_symbol_log_file_holds_only_its_own_symbol(asys: ActorSystem, tmp_path: Path) -> None:
+    aapl = Rig(asys, _settings(tmp_path), history=())
+    msft_settings = SymbolSettings(symbol=SymbolConfig(symbol="MSFT"), market_data=MarketDataConfig(),
+                                   strategy=STRATEGY, log_dir=tmp_path)
+    msft = Rig(asys, msft_settings, history=())
+    for rig in (aapl, msft):
+        asys.ask(rig.child, GetPositions(), ASK)
+    aapl_log = (tmp_path / "symbols" / "AAPL.log").read_text(encoding="utf-8")
+    msft_log = (tmp_path / "symbols" / "MSFT.log").read_text(encoding="utf-8")
+    assert "AAPL configured" in aapl_log and "MSFT" not in aapl_log
+    assert "MSFT configured" in msft_log and "AAPL" not in msft_log
+    system = (tmp_path / "system.log").read_text(encoding="utf-8")
+    assert system.count("AAPL configured") == system.count("MSFT configured") == 1
+
+
+def test_configured_with_whole_config_takes_its_symbol_table(asys: ActorSystem, tmp_path: Path) -> None:
+    config = Config(symbols=(SymbolConfig(symbol="AAPL", tick_size=D("0.05")),), strategy=STRATEGY,
+                    market_data=MarketDataConfig(bar_seconds=BAR_S, warmup_bars=6),
+                    system=SystemConfig(log_dir=tmp_path))
+    rig = Rig(asys, config)
+    place = rig.cross_up()
+    assert all(leg.limit_price is None or leg.limit_price % D("0.05") == 0 for leg in place.legs)
+    assert place.legs[1].stop_price % D("0.05") == 0
+
+
+# ---------------------------------------------------------------- multiprocTCPBase
+
+
+def test_symbol_actor_in_own_process_trades_snapshots_and_logs(tcp_asys: ActorSystem, tmp_path: Path) -> None:
+    rig = Rig(tcp_asys, _settings(tmp_path))
+    place = rig.cross_up()
+    assert place.legs[0].quantity == D(int(D(100) / (2 * _expected_atr())))
+    fill = _fill("e1.01", "AAPL-1-1:entry", Side.BUY, 10, "108")
+    rig.feed(fill)
+    deadline = time.monotonic() + 10
+    while rig.last_state().position.quantity != 10:  # the snapshot crossed a process boundary
+        assert time.monotonic() < deadline, "no snapshot with the fill"
+        time.sleep(0.01)
+    rig.asys.ask(rig.child, GetPositions(), ASK)
+    text = (tmp_path / "symbols" / "AAPL.log").read_text(encoding="utf-8")
+    assert f"corr={fill.msg_id}" in text
+    assert rig.last_state().strategy.bars_seen == len(HISTORY) + 1
+    assert OrderStatus.CREATED is place.legs[0].status
