@@ -17,6 +17,7 @@ from thespian.actors import (
     PoisonMessage,
 )
 
+from actors import logs
 from actors.clock import Clock, current_clock
 from messages import (
     ActorFailed,
@@ -61,7 +62,8 @@ def run_once(handler: _Handler[_A, _M]) -> _Handler[_A, _M]:
                              self.key, type(msg).__name__, msg_id or "")
             return None
         try:
-            return handler(self, msg, sender)
+            with logger.contextualize(corr=getattr(msg, "corr_id", "") or msg_id or "-"):
+                return handler(self, msg, sender)
         except Exception as exc:
             self.failed = True
             if msg_id is not None:
@@ -112,7 +114,10 @@ class ShellActor(ActorTypeDispatcher):
         self.parent = msg.reply_to if msg.reply_to is not None else sender
         self.peers = {peer.name: peer.address for peer in msg.peers}
         self.config = msg.config
-        self.log = logger.bind(actor=self.key, incarnation=self.incarnation)
+        self.log = logger.bind(actor=f"{self.key}#{self.incarnation}")
+        system = getattr(msg.config, "system", None)  # a core.config.Config, for actors given one
+        level = getattr(system, "log_level", None)
+        logs.configure_process(getattr(system, "log_dir", None), getattr(level, "value", level))
         self.on_configure(msg)
         self.configured = True
         self.tell(self.parent, self.make(ActorReady, msg, key=self.key, incarnation=self.incarnation))

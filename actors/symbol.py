@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import multiprocessing
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 from decimal import Decimal
 from enum import Enum
@@ -13,6 +11,7 @@ from typing import Any, Final
 from loguru import logger
 from thespian.actors import ActorAddress, ActorExitRequest
 
+from actors import logs
 from actors.base import ShellActor, run_once
 from core import bars as core_bars
 from core import demo_strategy
@@ -53,10 +52,6 @@ from messages import (
 
 TWS: Final = "tws"
 GROUPS: Final = "groups"
-SYSTEM_LOG: Final = "system.log"
-SYMBOL_LOG_DIR: Final = "symbols"
-LOG_FORMAT: Final = ("{time:YYYY-MM-DD HH:mm:ss.SSS} | {level: <8} | {extra[actor]} | "
-                     "corr={extra[corr]} | {message}\n{exception}")
 
 
 # ---------------------------------------------------------------- configuration and state
@@ -155,75 +150,19 @@ def exit_group(gid: str, position: Position) -> og.OrderGroup:
 # ---------------------------------------------------------------- logging
 
 
-# log file -> (loguru handler id, actors using it) in this process; on simpleSystemBase several
-# symbol actors share one system.log sink.
-_sinks: dict[str, tuple[int, int]] = {}
-
-
-def _runs_alone() -> bool:
-    # A multiproc base forks each actor into a multiprocessing child: its sinks are its own.
-    # On simpleSystemBase every actor shares the launcher's process and its loguru sinks.
-    return multiprocessing.parent_process() is not None
-
-
-def _log_files(settings: SymbolSettings) -> tuple[Path, Path]:
-    name = settings.symbol.symbol
-    return settings.log_dir / SYSTEM_LOG, settings.log_dir / SYMBOL_LOG_DIR / f"{name}.log"
-
-
-def _add_sink(path: Path, level: str, filter_: Callable[[Any], bool] | None = None) -> None:
-    key = str(path)
-    if key in _sinks:
-        handler, users = _sinks[key]
-        _sinks[key] = (handler, users + 1)
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handler = logger.add(path, level=level, format=LOG_FORMAT, filter=filter_, enqueue=False,
-                         encoding="utf-8")
-    _sinks[key] = (handler, 1)
-
-
 def configure_logging(settings: SymbolSettings) -> None:
-    """Send this process's log to `system.log` and the symbol's lines to `symbols/<SYM>.log`.
-
-    An actor alone in its process drops inherited sinks first (`logger.remove()`); on
-    simpleSystemBase the process's other sinks stay and actors share each file's one sink.
-    """
-    if _runs_alone():
-        logger.remove()
-        _sinks.clear()
-    name = settings.symbol.symbol
-    logger.configure(extra={"actor": "-", "corr": "-"})
-    system_log, symbol_log = _log_files(settings)
-    _add_sink(system_log, settings.log_level)
-    _add_sink(symbol_log, settings.log_level, lambda record: record["extra"].get("symbol") == name)
+    """Send this process's log to `system.log` and the symbol's lines to `symbols/<SYM>.log`."""
+    logs.add_symbol_sink(settings.symbol.symbol, settings.log_dir, settings.log_level)
 
 
 def release_logging(settings: SymbolSettings) -> None:
     """Drop this actor's use of its log sinks; a sink nobody uses any more is removed."""
-    for path in _log_files(settings):
-        key = str(path)
-        if key not in _sinks:
-            continue
-        handler, users = _sinks[key]
-        if users > 1:
-            _sinks[key] = (handler, users - 1)
-            continue
-        del _sinks[key]
-        try:
-            logger.remove(handler)
-        except ValueError:
-            pass  # already gone with a logger.remove() in this process
+    logs.release(logs.symbol_log_paths(settings.symbol.symbol, settings.log_dir))
 
 
 def close_log_sinks() -> None:
-    """Remove every sink symbol actors added in this process (a simpleSystemBase shutdown stops no actor)."""
-    for handler, _ in _sinks.values():
-        try:
-            logger.remove(handler)
-        except ValueError:
-            pass
-    _sinks.clear()
+    """Remove every sink added in this process (a simpleSystemBase shutdown stops no actor)."""
+    logs.close_all()
 
 
 # ---------------------------------------------------------------- the actor
