@@ -17,7 +17,7 @@ from thespian.actors import ActorAddress
 from actors.base import run_once
 from actors.supervision import ChildSpec, Restart, SupervisorActor
 from core.config import Config
-from messages import ActorQuarantined, ConfigureActor, OrderGroupFinished, PlaceOrderGroup
+from messages import ActorQuarantined, CancelOrderGroup, ConfigureActor, OrderGroupFinished, PlaceOrderGroup
 
 GROUP_PEERS: Final[tuple[str, ...]] = ("bus", "tws", "symbols", "groups", "supervisor")
 _FINISHED_KEPT: Final = 10_000
@@ -45,6 +45,13 @@ class OrderGroupSupervisor(SupervisorActor):
             return
         self.add_child(ChildSpec(key=msg.group_id, actor_class=self.CHILD_CLASS, config=msg,
                                  restart=Restart.TRANSIENT, peers=GROUP_PEERS))
+
+    @run_once
+    def receiveMsg_CancelOrderGroup(self, msg: CancelOrderGroup, sender: ActorAddress) -> None:
+        if msg.group_id in self.finished:
+            self.log.info("groups: cancel of {} ignored: the group already finished", msg.group_id)
+        elif not self.tell_child(msg.group_id, msg):
+            self.log.warning("groups: cannot cancel {}: no such running group", msg.group_id)
 
     @run_once
     def receiveMsg_OrderGroupFinished(self, msg: OrderGroupFinished, sender: ActorAddress) -> None:

@@ -32,6 +32,7 @@ from messages import (
     GetChildren,
     GetStatus,
     GroupKind,
+    CancelOrderGroup,
     PlaceOrderGroup,
     Publish,
     RestartActor,
@@ -487,6 +488,16 @@ def test_group_child_that_crashes_is_restarted_from_its_snapshot(env: Env, tmp_p
     restarted = env.pid_of(children["g-2"].address)
     assert restarted.state == "entry sent"
     assert isinstance(restarted.seen, tuple)
+
+
+def test_cancel_order_group_is_forwarded_to_the_running_group(env: Env, tmp_path: Path) -> None:
+    root = _root(env, _config(tmp_path))
+    groups = _address(_status(env, root), "groups")
+    env.asys.tell(groups, _place("g-3"))
+    g = _children(env, groups, lambda cs: "g-3" in cs and cs["g-3"].ready)["g-3"].address
+    cancel = CancelOrderGroup(group_id="g-3", reason="exit signal")
+    env.asys.tell(groups, cancel)
+    assert _seen(env, g, lambda m: m == cancel, "the forwarded cancel")
 
 
 # ---------------------------------------------------------------- status
