@@ -78,26 +78,42 @@ def _num(request: dict[str, Any], key: str) -> float:
     return float(value)
 
 
+async def _read_line(reader: asyncio.StreamReader) -> bytes | None:
+    """Return the next line (b"" at EOF), or None for a line over MAX_LINE, which is skipped whole."""
+    too_long = False
+    while True:
+        try:
+            line = await reader.readuntil(b"\n")
+        except asyncio.IncompleteReadError as exc:  # EOF: a last line without its newline, or nothing
+            return None if too_long else exc.partial
+        except asyncio.LimitOverrunError as exc:
+            # Skip the oversized line piece by piece through its newline instead of buffering it.
+            await reader.readexactly(exc.consumed)
+            too_long = True
+            continue
+        return None if too_long else line
+
+
 async def serve_control(sim: "Simulator", host: str, port: int) -> asyncio.base_events.Server:
     """Start the control listener on (host, port)."""
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            while line := await reader.readline():
-                if len(line) > MAX_LINE:
-                    reply: dict[str, Any] = {"ok": False, "error": "line too long"}
+            while (line := await _read_line(reader)) != b"":
+                if line is None:
+                    reply: dict[str, Any] = {"ok": False, "error": f"line too long (max {MAX_LINE} bytes)"}
                 else:
                     try:
                         reply = execute(sim, json.loads(line))
-                    except json.JSONDecodeError as exc:
+                    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
                         reply = {"ok": False, "error": f"not JSON: {exc}"}
                 writer.write(json.dumps(reply, default=str).encode() + b"\n")
                 await writer.drain()
-        except (ConnectionError, asyncio.LimitOverrunError, ValueError):
+        except ConnectionError:
             pass
         finally:
             writer.close()
 
-    return await asyncio.start_server(handle, host, port, limit=MAX_LINE + 1)
+    return await asyncio.start_server(handle, host, port, limit=MAX_LINE)
 
 
 def send(port: int, request: dict[str, Any], host: str = "127.0.0.1", timeout: float = 5.0) -> dict[str, Any]:

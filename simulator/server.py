@@ -16,7 +16,8 @@ Behaviour a client sees, in TWS's order (tws-protocol.md §2, §7):
   excess messages are dropped unprocessed; `pacing_strikes` violations within ten seconds and the
   client is disconnected, as TWS eventually does. `pacing_msgs_per_s = 0` switches pacing off.
 * Bad input never takes the server down: a broken frame or handshake drops that client; a
-  malformed message gets error 320 naming the request and is skipped; unknown ids are ignored.
+  malformed message gets error 320 naming the request and is skipped; a request the simulator
+  does not serve (an unknown id included) gets error 321.
 * Market time runs on an accelerated clock (market seconds per wall second) or a stepped clock
   (`SimulatorThread.step`). Quotes come from one seeded random walk (or a replayed CSV) per
   symbol; every quote is matched against the working orders of its symbol whether or not a client
@@ -127,6 +128,9 @@ LINK_TEXT: Final = {
     LINK_RESTORED_DATA_KEPT: "Connectivity between IB and Trader Workstation has been restored - data maintained.",
 }
 
+# Errors that refuse a request (not news about an order): they answer the client that sent it.
+_ANSWER_CODES: Final = frozenset({matching.DUPLICATE_ORDER_ID, matching.MODIFY_MISMATCH, matching.MODIFY_FAILED,
+                                  matching.CANCEL_UNKNOWN, matching.CANNOT_CANCEL})
 _ORDER_TYPES: Final = {t.value: t for t in OrderType}
 _TIFS: Final = {t.value: t for t in TimeInForce}
 _SIDES: Final = {"BUY": Side.BUY, "SELL": Side.SELL, "SSHORT": Side.SELL}
@@ -292,8 +296,13 @@ class Simulator:
                 server.close()
         for s in list(self.sessions):
             s.close()
-        for task in list(self._serving):
-            task.cancel()
+        # A closed socket ends its session task by itself (EOF); cancelling it instead makes asyncio's
+        # stream callback log a CancelledError traceback on Python 3.11.
+        serving = list(self._serving)
+        if serving:
+            _, stuck = await asyncio.wait(serving, timeout=1.0)
+            for task in stuck:
+                task.cancel()
         pending = [*self._tasks, *self._serving]
         if pending:
             await asyncio.wait(pending, timeout=2.0)
@@ -409,8 +418,8 @@ class Simulator:
             self._serving.add(task)
         try:
             await self._talk(session, reader)
-        except (ConnectionError, asyncio.IncompleteReadError):
-            pass
+        except (ConnectionError, asyncio.IncompleteReadError, asyncio.CancelledError):
+            pass  # a cancelled session is the simulator stopping: nothing to report
         except (FrameError, HandshakeError) as exc:
             logger.info("simulator: dropping client {}: {}", session.client_id, exc)
             self.stats["protocol_drops"] += 1
@@ -473,7 +482,12 @@ class Simulator:
             return
         handler = _HANDLERS.get(type(request))
         if handler is None:
+            # A request the simulator does not serve (or an id nobody knows) is answered, never
+            # silently dropped: a client waiting for its answer would wait forever.
             self.stats["unknown"] += 1
+            msg_id = request.msg_id if isinstance(request, Unknown) else type(request).__name__
+            self._error(s, -1, ERROR_VALIDATING_REQUEST,
+                        f"Error validating request: message id {msg_id} is not supported by the simulator")
             return
         handler(self, s, request)
 
@@ -576,7 +590,10 @@ class Simulator:
                 self._on_fill(ev, origin)
             elif isinstance(ev, ErrorEvent):
                 order = matching.get_order(self.book, ev.order_id)
-                s = self._owner(order.client_id, origin) if order is not None else origin
+                if ev.code in _ANSWER_CODES and origin is not None:
+                    s = origin  # the refusal of a request goes to its sender, even for another client's id
+                else:
+                    s = self._owner(order.client_id, origin) if order is not None else origin
                 if s is not None:
                     self._send_order_event(s, s.encoder.error(
                         req_id=ev.order_id, code=ev.code, message=ev.message,
@@ -607,6 +624,16 @@ class Simulator:
         return s.encoder.exec_details(req_id=req_id, contract=self.contract(f.symbol), execution=report) + \
             s.encoder.commission_and_fees_report(exec_id=f.exec_id, commission=f.commission, currency="USD",
                                                  realized_pnl=e.realized if e.realized else None)
+
+    def _mark_to_market(self) -> None:
+        """Mark every holding at its symbol's latest trade: the book (and its marks) sees quotes only while it has orders."""
+        prices = {}
+        for h in self.account.holdings:
+            q = self.quotes.get(h.symbol)
+            if q is not None and q.last:
+                prices[h.symbol] = q.last
+        if prices:
+            self.account = acct.mark_many(self.account, prices)
 
     def _send_position(self, s: Session, symbol: str) -> None:
         h = acct.holding(self.account, symbol)
@@ -765,12 +792,13 @@ class Simulator:
     def _cancel_order(self, s: Session, r: CancelOrder) -> None:
         order = matching.get_order(self.book, r.order_id)
         now = self.now_ns()
-        if self.fill_after_cancel and order is not None and not order.done and order.remaining > 0 \
-                and order.status != matching.PENDING_SUBMIT:
+        if self.fill_after_cancel and order is not None and order.client_id == s.client_id and not order.done \
+                and order.remaining > 0 and order.status != matching.PENDING_SUBMIT:
             self.fill_after_cancel -= 1
             self._race_fill_after_cancel(s, order, now)
             return
-        self.book, events = matching.cancel(self.book, r.order_id, now)
+        # Order ids belong to the client that placed them: another client's id is "not found" (10147).
+        self.book, events = matching.cancel(self.book, r.order_id, now, client_id=s.client_id)
         self._dispatch(events, s)
 
     def _race_fill_after_cancel(self, s: Session, order: BrokerOrder, now: int) -> None:
@@ -823,6 +851,7 @@ class Simulator:
         s.positions_sub = False
 
     def _req_account_summary(self, s: Session, r: ReqAccountSummary) -> None:
+        self._mark_to_market()
         for tag, (value, currency) in acct.summary(self.account, r.tags).items():
             s.queue(s.encoder.account_summary(req_id=r.req_id, account=self.account.account_id, tag=tag,
                                               value=value, currency=currency))
@@ -833,7 +862,11 @@ class Simulator:
 
     def _req_executions(self, s: Session, r: ReqExecutions) -> None:
         f = r.filter
-        since = parse_ib_time(f.time) if f.time else None
+        try:
+            since = parse_ib_time(f.time) if f.time else None
+        except ValueError as exc:
+            self._error(s, r.req_id, ERROR_VALIDATING_REQUEST, f"Error validating request: execution filter time: {exc}")
+            return
         for e in self.executions:
             fill = e.fill
             if f.client_id and fill.client_id != f.client_id:
@@ -911,6 +944,7 @@ class Simulator:
 
     def snapshot(self) -> dict[str, Any]:
         """Return plain data about the broker's state, for tests, checks and the control command."""
+        self._mark_to_market()
         return {
             "port": self.port,
             "clients": sorted(s.client_id for s in self.sessions if s.started and s.client_id is not None),
@@ -955,7 +989,10 @@ _HANDLERS: Final[dict[type, Callable[[Simulator, Session, Any], None]]] = {
 
 
 def parse_ib_time(text: str) -> int:
-    """Return epoch ns of an IB time string: "yyyymmdd hh:mm:ss [tz]" (New York if no zone) or "yyyymmdd-hh:mm:ss" (UTC)."""
+    """Return epoch ns of an IB time string: "yyyymmdd hh:mm:ss [tz]" (New York if no zone) or "yyyymmdd-hh:mm:ss" (UTC).
+
+    Raise ValueError for anything else, an unknown zone included.
+    """
     from zoneinfo import ZoneInfo
 
     text = text.strip()
@@ -966,7 +1003,10 @@ def parse_ib_time(text: str) -> int:
         if not parts:
             raise ValueError("empty time")
         clock = parts[1] if len(parts) > 1 else "00:00:00"
-        zone = ZoneInfo(parts[2]) if len(parts) > 2 else NY
+        try:
+            zone = ZoneInfo(parts[2]) if len(parts) > 2 else NY
+        except (KeyError, ValueError, OSError, ImportError):  # ZoneInfo's ways of saying "no such zone"
+            raise ValueError(f"unknown time zone {parts[2]!r}") from None
         dt = datetime.strptime(f"{parts[0]} {clock}", "%Y%m%d %H:%M:%S").replace(tzinfo=zone)
     return int(dt.timestamp()) * NS
 

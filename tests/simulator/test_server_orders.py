@@ -399,3 +399,28 @@ def test_oca_group_fill_of_one_member_cancels_the_other(sim: SimulatorThread, ap
     opened = [c.args[2] for c in app.named("openOrder") if c.args[0] == resting][0]
     assert (opened.ocaGroup, opened.ocaType) == ("oca-1", 1)
     assert not _execs(app, resting)
+
+
+def test_cancel_of_another_clients_order_is_not_found_and_the_order_keeps_working(
+        sim: SimulatorThread, connect: Connect) -> None:
+    owner = connect(sim, 1)
+    _subscribe(sim, owner)
+    oid = _place(owner, AAPL, order("BUY", 100, "LMT", lmtPrice=float(_touch(owner)[BID] - 5)))
+    _wait_status(owner, oid, "Submitted")
+    other = connect(sim, 2)
+    other.cancelOrder(oid, OrderCancel())
+    other.wait_call("error", lambda rid, t, code, *a: rid == oid and code == 10147)
+    owner.sync()
+    assert _statuses(owner, oid) == [("Submitted", D(0), D(100))]
+
+
+def test_placing_another_clients_order_id_gets_103_sent_to_the_placer(sim: SimulatorThread, connect: Connect) -> None:
+    owner = connect(sim, 1)
+    _subscribe(sim, owner)
+    oid = _place(owner, AAPL, order("BUY", 100, "LMT", lmtPrice=float(_touch(owner)[BID] - 5)))
+    _wait_status(owner, oid, "Submitted")
+    other = connect(sim, 2)
+    other.placeOrder(oid, AAPL, order("SELL", 100))
+    other.wait_call("error", lambda rid, t, code, *a: rid == oid and code == 103)
+    owner.sync()
+    assert not owner.errors(103) and _statuses(owner, oid) == [("Submitted", D(0), D(100))]
