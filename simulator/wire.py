@@ -8,7 +8,8 @@ Connection lifecycle (one client socket)::
     while (got := parse_handshake(buf)) is None:          # HandshakeError -> close the socket
         buf += await reader.read(4096)
     hello, used = got                                      # hello.lo, hello.hi, hello.options
-    sv = negotiate(hello.lo, hello.hi, 226, wire="protobuf")   # or wire="text" (caps at 200)
+    sv = negotiate(hello.lo, hello.hi, 226, wire="protobuf")   # or wire="text" (caps at 200);
+                                                           # ib_async's "v157..178" gets 178 (text)
     writer.write(version_reply(sv, "20250102 10:00:00 UTC"))   # must travel ALONE (ibapi reads
     await writer.drain()                                   # one recv and drops the rest), and
                                                            # nothing else before START_API
@@ -43,7 +44,8 @@ Framing and handshake:
     Handshake(lo: int, hi: int, options: str)           a NamedTuple
     negotiate(lo, hi, max_server_version=226, *, wire="protobuf") -> int
         min(hi, max) (max capped at 200 for wire="text"); HandshakeError if below lo or below
-        MIN_SERVER_VERSION (200, the oldest layout implemented here)
+        MIN_SERVER_VERSION (100, ibapi's MIN_CLIENT_VER: every text layout is gated down to it).
+        Below 201 the connection is text whatever the wire mode (uses_protobuf is False).
     uses_protobuf(server_version, wire) -> bool         True when wire="protobuf" and sv >= 201
     version_reply(server_version: int, connection_time: str) -> bytes
     frame(payload) -> bytes; encode_msg_id(msg_id, server_version) -> bytes
@@ -51,8 +53,11 @@ Framing and handshake:
 
 Requests (client -> server), from decode_request(payload: bytes, server_version: int) -> Request
 (`Request` is the union of the frozen, slotted, keyword-only dataclasses below).
-Text bodies are read with the exact sv 200 layouts ibapi 10.50 writes (unchanged up to 226);
-protobuf bodies (id > 200) with ibapi.protobuf. Both give the same values; None means IB's unset.
+Text bodies are read with the layout ibapi 10.50's EClient writes at that server version (100..200,
+unchanged up to 226): named fields gated by ibapi's MIN_SERVER_VER_* constants, e.g. CANCEL_ORDER has
+a version field and no CME tagging below 192, REQ_EXECUTIONS no lastNDays below 200. Fields a version
+lacks decode as their default (regulatory_snapshot False below 114, keep_up_to_date False below 124).
+Protobuf bodies (id > 200) are read with ibapi.protobuf. Both give the same values; None means unset.
     StartApi(client_id, optional_capabilities)          ReqIds(num_ids)
     ReqCurrentTime()                                    ReqMarketDataType(market_data_type)
     ReqMktData(req_id, contract, generic_ticks, snapshot, regulatory_snapshot)
@@ -81,7 +86,11 @@ protobuf bodies (id > 200) with ibapi.protobuf. Both give the same values; None 
                   specific_dates: tuple[int, ...])
 
 Responses (server -> client): Encoder(server_version, protobuf: bool); every method is keyword-only
-and returns a complete frame. Text layouts are named field lists checked against ibapi's decoder.
+and returns a complete frame. Text layouts are named field lists whose fields are gated by server
+version (simulator.wire_base.Layout), checked against ibapi's Decoder at every version 100..226.
+Below a field's version it is simply not sent: ERR_MSG has a version field and no errorTime below 194
+(and no advancedOrderRejectJson below 166), ORDER_STATUS a version field and no mktCapPrice below 131,
+OPEN_ORDER a message version (34) below 145, strings are UTF-8 rather than unicode-escaped below 153.
     managed_accounts(accounts)      next_valid_id(order_id)      current_time(epoch_seconds)
     error(req_id, code, message, error_time_ms, advanced_order_reject_json="")
     tick_price(req_id, tick_type, price, size=None, attr_mask=0)   tick_size(req_id, tick_type, size)
@@ -99,7 +108,10 @@ and returns a complete frame. Text layouts are named field lists checked against
     position(account, contract, position, avg_cost)   position_end()
     account_summary(req_id, account, tag, value, currency)   account_summary_end(req_id)
     contract_details(req_id, details: ContractDetails)   contract_details_end(req_id)
-    historical_data(req_id, bars: Iterable[HistoricalBar])   historical_data_end(req_id, start, end)
+    historical_data(req_id, bars: Iterable[HistoricalBar], start="", end="")
+    historical_data_end(req_id, start, end)
+        from sv 196 the end is its own message; below 196 it travels inside HISTORICAL_DATA (pass
+        start/end there) and historical_data_end returns b"" - always call both, in that order
     real_time_bar(req_id, time, open, high, low, close, volume, wap, count)
   ExecutionReport(order_id, exec_id, time, account, exchange, side "BOT"/"SLD", shares, price, perm_id,
                   client_id, cum_qty, avg_price, order_ref="", liquidation=0, ev_rule="",
@@ -264,7 +276,7 @@ def parse_version_text(text: bytes) -> Handshake:
 
 def negotiate(lo: int, hi: int, max_server_version: int = MAX_SERVER_VERSION, *,
               wire: Wire = "protobuf") -> int:
-    """Return the version to announce: min(hi, max), max capped at 200 for text; refuse below lo."""
+    """Return the version to announce: min(hi, max), max capped at 200 for text; refuse below lo or 100."""
     if wire not in ("protobuf", "text"):
         raise ValueError(f"unknown wire mode {wire!r}")
     if not MIN_SERVER_VERSION <= max_server_version <= MAX_SERVER_VERSION:
@@ -313,4 +325,4 @@ def decode_request(payload: bytes, server_version: int) -> Request:
         if server_version < PROTOBUF_MIN_SERVER_VERSION:
             return Unknown(msg_id=raw_id, protobuf=False)
         return decode_proto_request(raw_id - PROTOBUF_ID_OFFSET, body)
-    return decode_text_request(raw_id, body)
+    return decode_text_request(raw_id, body, server_version)

@@ -5,13 +5,13 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Final, TypeAlias
+from typing import Final, Mapping, TypeAlias
 
 from ibapi.const import MAX_MSG_LEN, UNSET_DOUBLE, UNSET_INTEGER
-from ibapi.server_versions import MAX_CLIENT_VER, MIN_SERVER_VER_PROTOBUF
+from ibapi.server_versions import MAX_CLIENT_VER, MIN_CLIENT_VER, MIN_SERVER_VER_PROTOBUF
 
 MAX_FRAME_LEN: Final = MAX_MSG_LEN              # 0xFFFFFF, ibapi's own limit for one message
-MIN_SERVER_VERSION: Final = 200                 # every text layout here is the sv 200 one
+MIN_SERVER_VERSION: Final = MIN_CLIENT_VER      # 100: every text layout is gated down to ibapi's floor
 TEXT_MAX_SERVER_VERSION: Final = 200            # the highest version whose ids are ASCII text
 PROTOBUF_MIN_SERVER_VERSION: Final = MIN_SERVER_VER_PROTOBUF   # 201: binary ids, protobuf possible
 MAX_SERVER_VERSION: Final = MAX_CLIENT_VER      # 226, what ibapi 10.50 asks for
@@ -60,6 +60,70 @@ def encode_msg_id(msg_id: int, server_version: int) -> bytes:
     if server_version >= PROTOBUF_MIN_SERVER_VERSION:
         return msg_id.to_bytes(4, "big")
     return b"%d\0" % msg_id
+
+
+# ---------------------------------------------------------------------------------------------
+# Text layouts: named fields, each present for a range of server versions.
+
+_NEVER: Final = 1 << 30
+
+
+@dataclass(frozen=True, slots=True)
+class Gated:
+    """A field that travels only for server versions in [since, until)."""
+
+    name: str
+    since: int = 0
+    until: int = _NEVER
+
+
+def since(version: int, *names: str) -> tuple[Gated, ...]:
+    """Return `names` as fields that exist from server version `version` on."""
+    return tuple(Gated(name, since=version) for name in names)
+
+
+def until(version: int, *names: str) -> tuple[Gated, ...]:
+    """Return `names` as fields that server version `version` dropped."""
+    return tuple(Gated(name, until=version) for name in names)
+
+
+def between(first: int, dropped: int, *names: str) -> tuple[Gated, ...]:
+    """Return `names` as fields of server versions first..dropped-1 only."""
+    return tuple(Gated(name, since=first, until=dropped) for name in names)
+
+
+class Layout:
+    """An ordered list of named text fields, some gated by server version; `at(sv)` gives the names sent."""
+
+    __slots__ = ("entries", "names", "_at")
+
+    def __init__(self, *entries: str | Gated) -> None:
+        gated = tuple(e if isinstance(e, Gated) else Gated(e) for e in entries)
+        names = [g.name for g in gated]
+        if len(set(names)) != len(names):
+            raise ValueError(f"duplicate field names in layout: {sorted(n for n in names if names.count(n) > 1)}")
+        self.entries = gated
+        self.names = frozenset(names)
+        self._at: dict[int, tuple[str, ...]] = {}
+
+    def at(self, server_version: int) -> tuple[str, ...]:
+        """Return the field names that travel at `server_version`, in wire order."""
+        found = self._at.get(server_version)
+        if found is None:
+            found = self._at[server_version] = tuple(
+                g.name for g in self.entries if g.since <= server_version < g.until)
+        return found
+
+    def render(self, server_version: int, values: Mapping[str, str]) -> list[str]:
+        """Return the field texts sent at `server_version`, "" where `values` has no entry.
+
+        A name unknown to the layout is a bug and raises; a known name whose field does not
+        travel at this version is dropped (so one mapping serves every version).
+        """
+        unknown = values.keys() - self.names
+        if unknown:
+            raise ValueError(f"fields not in the layout: {sorted(unknown)}")
+        return [values.get(name, "") for name in self.at(server_version)]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Server → client encoder: one method per message, each returning a complete frame in the connection's mode."""
+"""Server → client encoder: one method per message, each returning a complete frame in the connection's version and mode."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from decimal import Decimal
 from typing import Any, Iterable
 
 from ibapi.message import IN
+from ibapi.server_versions import MIN_SERVER_VER_HISTORICAL_DATA_END
 from ibapi.protobuf.AccountSummary_pb2 import AccountSummary as AccountSummaryProto
 from ibapi.protobuf.AccountSummaryEnd_pb2 import AccountSummaryEnd as AccountSummaryEndProto
 from ibapi.protobuf.CommissionAndFeesReport_pb2 import CommissionAndFeesReport as CommissionAndFeesReportProto
@@ -63,9 +64,10 @@ def _unset_or(value: Decimal | None) -> float:
 class Encoder:
     """Build complete server → client frames for one connection's negotiated version and mode.
 
-    `protobuf=False` writes the sv 200 text layouts (with 4-byte ids from sv 201: the hybrid a
-    real TWS also accepts); `protobuf=True` needs sv >= 201 and writes ibapi's protobuf messages.
-    Every method is keyword-only and returns bytes ready for the socket.
+    `protobuf=False` writes the text layout of the negotiated version (100..226; the layouts stop
+    changing at 200, and from 201 ids are 4-byte binary: the hybrid a real TWS also accepts);
+    `protobuf=True` needs sv >= 201 and writes ibapi's protobuf messages. Every method is
+    keyword-only and returns bytes ready for the socket.
     """
 
     __slots__ = ("server_version", "protobuf")
@@ -78,10 +80,13 @@ class Encoder:
         self.server_version = server_version
         self.protobuf = protobuf
 
-    def _text(self, msg_id: int, names: tuple[str, ...] | None, values: dict[str, str] | list[str]) -> bytes:
-        fields = values if names is None else t.layout(names, values)
+    def _text(self, msg_id: int, layout: t.Layout | None, values: dict[str, str] | list[str]) -> bytes:
+        fields = values if layout is None else layout.render(self.server_version, values)
         body = "".join(f"{field}\0" for field in fields).encode("utf-8")
         return frame(encode_msg_id(msg_id, self.server_version) + body)
+
+    def _api_text(self, value: str) -> str:
+        return t.api_text(value, self.server_version)
 
     def _proto(self, msg_id: int, message: Any) -> bytes:
         return frame((msg_id + PROTOBUF_ID_OFFSET).to_bytes(4, "big") + message.SerializeToString())
@@ -92,7 +97,7 @@ class Encoder:
         """Return MANAGED_ACCTS; `accounts` is IB's comma-separated list, e.g. 'DU123,DU456'."""
         if self.protobuf:
             return self._proto(IN.MANAGED_ACCTS, ManagedAccountsProto(accountsList=accounts))
-        return self._text(IN.MANAGED_ACCTS, t.MANAGED_ACCTS, {"version": "1", "accountsList": t.escaped(accounts)})
+        return self._text(IN.MANAGED_ACCTS, t.MANAGED_ACCTS, {"version": "1", "accountsList": self._api_text(accounts)})
 
     def next_valid_id(self, *, order_id: int) -> bytes:
         """Return NEXT_VALID_ID."""
@@ -102,14 +107,15 @@ class Encoder:
 
     def error(self, *, req_id: int, code: int, message: str, error_time_ms: int,
               advanced_order_reject_json: str = "") -> bytes:
-        """Return ERR_MSG (sv >= 194 layout: no version, errorTime in epoch milliseconds last)."""
+        """Return ERR_MSG; errorTime (epoch ms) travels from sv 194, advancedOrderRejectJson from 166."""
         if self.protobuf:
             return self._proto(IN.ERR_MSG, ErrorMessageProto(
                 id=req_id, errorTime=error_time_ms, errorCode=code, errorMsg=message,
                 advancedOrderRejectJson=advanced_order_reject_json))
         return self._text(IN.ERR_MSG, t.ERR_MSG, {
-            "reqId": t.num(req_id), "errorCode": t.num(code), "errorMsg": t.escaped(message),
-            "advancedOrderRejectJson": t.escaped(advanced_order_reject_json), "errorTime": t.num(error_time_ms)})
+            "version": t.ERR_MSG_VERSION, "reqId": t.num(req_id), "errorCode": t.num(code),
+            "errorMsg": self._api_text(message),
+            "advancedOrderRejectJson": self._api_text(advanced_order_reject_json), "errorTime": t.num(error_time_ms)})
 
     def current_time(self, *, epoch_seconds: int) -> bytes:
         """Return CURRENT_TIME."""
@@ -121,7 +127,10 @@ class Encoder:
 
     def tick_price(self, *, req_id: int, tick_type: int, price: Decimal, size: Decimal | None = None,
                    attr_mask: int = 0) -> bytes:
-        """Return TICK_PRICE; for BID/ASK/LAST ibapi also fires tickSize(type 0/3/5) with `size`."""
+        """Return TICK_PRICE; for BID/ASK/LAST ibapi also fires tickSize(type 0/3/5) with `size`.
+
+        `attr_mask`: bit 0 canAutoExecute, bit 1 pastLimit (sv >= 109), bit 2 preOpen (sv >= 132).
+        """
         if self.protobuf:
             p = TickPriceProto(reqId=req_id, tickType=tick_type, price=float(price), attrMask=attr_mask)
             if size is not None:
@@ -129,7 +138,7 @@ class Encoder:
             return self._proto(IN.TICK_PRICE, p)
         return self._text(IN.TICK_PRICE, t.TICK_PRICE, {
             "version": "6", "reqId": t.num(req_id), "tickType": t.num(tick_type), "price": t.num(price),
-            "size": t.num(size), "attrMask": t.num(attr_mask)})
+            "size": t.num(size), "attrMask": t.num(t.tick_attr_mask(attr_mask, self.server_version))})
 
     def tick_size(self, *, req_id: int, tick_type: int, size: Decimal) -> bytes:
         """Return TICK_SIZE."""
@@ -143,7 +152,7 @@ class Encoder:
         if self.protobuf:
             return self._proto(IN.TICK_STRING, TickStringProto(reqId=req_id, tickType=tick_type, value=value))
         return self._text(IN.TICK_STRING, t.TICK_STRING, {
-            "version": "6", "reqId": t.num(req_id), "tickType": t.num(tick_type), "value": t.escaped(value)})
+            "version": "6", "reqId": t.num(req_id), "tickType": t.num(tick_type), "value": self._api_text(value)})
 
     def tick_generic(self, *, req_id: int, tick_type: int, value: Decimal) -> bytes:
         """Return TICK_GENERIC."""
@@ -174,7 +183,7 @@ class Encoder:
                 lastFillPrice=float(last_fill_price), clientId=client_id, whyHeld=why_held,
                 mktCapPrice=float(mkt_cap_price)))
         return self._text(IN.ORDER_STATUS, t.ORDER_STATUS, {
-            "orderId": t.num(order_id), "status": t.text(status), "filled": t.num(filled),
+            "version": t.ORDER_STATUS_VERSION, "orderId": t.num(order_id), "status": t.text(status), "filled": t.num(filled),
             "remaining": t.num(remaining), "avgFillPrice": t.num(avg_fill_price), "permId": t.num(perm_id),
             "parentId": t.num(parent_id), "lastFillPrice": t.num(last_fill_price), "clientId": t.num(client_id),
             "whyHeld": t.text(why_held), "mktCapPrice": t.num(mkt_cap_price)})
@@ -192,7 +201,7 @@ class Encoder:
                 orderId=order_id, contract=contract_proto(contract), order=order_proto(order, order_id=order_id),
                 orderState=state))
         return self._text(IN.OPEN_ORDER, None, t.open_order_fields(
-            order_id=order_id, contract=contract, order=order, status=status, commission=commission,
+            server_version=self.server_version, order_id=order_id, contract=contract, order=order, status=status, commission=commission,
             commission_currency=commission_currency, warning_text=warning_text))
 
     def open_order_end(self) -> bytes:
@@ -213,7 +222,7 @@ class Encoder:
                 contract=contract_proto(contract), order=o, orderState=OrderStateProto(
                     status=status, completedTime=completed_time, completedStatus=completed_status)))
         return self._text(IN.COMPLETED_ORDER, None, t.completed_order_fields(
-            contract=contract, order=order, status=status, filled=filled, completed_time=completed_time,
+            server_version=self.server_version, contract=contract, order=order, status=status, filled=filled, completed_time=completed_time,
             completed_status=completed_status))
 
     def completed_orders_end(self) -> bytes:
@@ -240,7 +249,7 @@ class Encoder:
             return self._proto(IN.EXECUTION_DATA, ExecutionDetailsProto(
                 reqId=req_id, contract=contract_proto(contract), execution=p))
         return self._text(IN.EXECUTION_DATA, None, t.execution_fields(
-            req_id=req_id, contract=contract, execution=execution))
+            server_version=self.server_version, req_id=req_id, contract=contract, execution=execution))
 
     def exec_details_end(self, *, req_id: int) -> bytes:
         """Return EXECUTION_DATA_END."""
@@ -288,8 +297,8 @@ class Encoder:
             return self._proto(IN.ACCOUNT_SUMMARY, AccountSummaryProto(
                 reqId=req_id, account=account, tag=tag, value=value, currency=currency))
         return self._text(IN.ACCOUNT_SUMMARY, t.ACCOUNT_SUMMARY, {
-            "version": "1", "reqId": t.num(req_id), "account": t.escaped(account), "tag": t.escaped(tag),
-            "value": t.escaped(value), "currency": t.escaped(currency)})
+            "version": "1", "reqId": t.num(req_id), "account": self._api_text(account),
+            "tag": self._api_text(tag), "value": self._api_text(value), "currency": self._api_text(currency)})
 
     def account_summary_end(self, *, req_id: int) -> bytes:
         """Return ACCOUNT_SUMMARY_END."""
@@ -314,7 +323,8 @@ class Encoder:
                 sizeIncrement=dec_str(d.size_increment), suggestedSizeIncrement=dec_str(d.suggested_size_increment))
             return self._proto(IN.CONTRACT_DATA, ContractDataProto(
                 reqId=req_id, contract=contract_proto(d.contract), contractDetails=p))
-        return self._text(IN.CONTRACT_DATA, None, t.contract_details_fields(req_id=req_id, details=details))
+        return self._text(IN.CONTRACT_DATA, None, t.contract_details_fields(
+            server_version=self.server_version, req_id=req_id, details=details))
 
     def contract_details_end(self, *, req_id: int) -> bytes:
         """Return CONTRACT_DATA_END."""
@@ -322,24 +332,34 @@ class Encoder:
             return self._proto(IN.CONTRACT_DATA_END, ContractDataEndProto(reqId=req_id))
         return self._text(IN.CONTRACT_DATA_END, t.CONTRACT_DATA_END, {"version": "1", "reqId": t.num(req_id)})
 
-    def historical_data(self, *, req_id: int, bars: Iterable[HistoricalBar]) -> bytes:
-        """Return HISTORICAL_DATA with every bar; follow it with historical_data_end (sv >= 196)."""
+    def historical_data(self, *, req_id: int, bars: Iterable[HistoricalBar], start: str = "",
+                        end: str = "") -> bytes:
+        """Return HISTORICAL_DATA with every bar; always follow it with historical_data_end.
+
+        Below sv 196 the end marker travels inside this message (`start`/`end` are the dates
+        historicalDataEnd reports) and historical_data_end returns b""; from 196 they are unused here.
+        """
         bars = tuple(bars)
         if self.protobuf:
             return self._proto(IN.HISTORICAL_DATA, HistoricalDataProto(reqId=req_id, historicalDataBars=[
                 HistoricalDataBarProto(date=b.date, open=float(b.open), high=float(b.high), low=float(b.low),
                                        close=float(b.close), volume=dec_str(b.volume), WAP=dec_str(b.wap),
                                        barCount=b.bar_count) for b in bars]))
-        fields = t.layout(t.HISTORICAL_DATA_HEAD, {"reqId": t.num(req_id), "itemCount": t.num(len(bars))})
+        sv = self.server_version
+        fields = t.HISTORICAL_DATA_HEAD.render(sv, {
+            "version": t.HISTORICAL_DATA_VERSION, "reqId": t.num(req_id), "startDateStr": t.text(start),
+            "endDateStr": t.text(end), "itemCount": t.num(len(bars))})
         for b in bars:
-            fields += t.layout(t.HISTORICAL_BAR, {
+            fields += t.HISTORICAL_BAR.render(sv, {
                 "date": t.text(b.date), "open": t.num(b.open), "high": t.num(b.high), "low": t.num(b.low),
-                "close": t.num(b.close), "volume": t.num(b.volume), "wap": t.num(b.wap),
+                "close": t.num(b.close), "volume": t.num(b.volume), "wap": t.num(b.wap), "hasGaps": "false",
                 "barCount": t.num(b.bar_count)})
         return self._text(IN.HISTORICAL_DATA, None, fields)
 
     def historical_data_end(self, *, req_id: int, start: str, end: str) -> bytes:
-        """Return HISTORICAL_DATA_END (108), a message of its own since sv 196."""
+        """Return HISTORICAL_DATA_END (108), a message of its own since sv 196; b"" before (see historical_data)."""
+        if self.server_version < MIN_SERVER_VER_HISTORICAL_DATA_END:
+            return b""
         if self.protobuf:
             return self._proto(IN.HISTORICAL_DATA_END, HistoricalDataEndProto(
                 reqId=req_id, startDateStr=start, endDateStr=end))

@@ -125,6 +125,8 @@ def hello(text: bytes) -> bytes:
     (b"v100..226 +PACEAPI", Handshake(100, 226, "+PACEAPI")),
     (b"v100..200 +PACEAPI other", Handshake(100, 200, "+PACEAPI other")),
     (b"v176", Handshake(176, 176, "")),
+    (b"v157..178", Handshake(157, 178, "")),                        # ib_async 2.1
+    (b"v157..178 +PACEAPI", Handshake(157, 178, "+PACEAPI")),
 ])
 def test_handshake_parses_version_range_and_options(text: bytes, expected: Handshake) -> None:
     data = hello(text) + b"\x00\x00\x00\x05rest!"
@@ -169,10 +171,13 @@ def test_handshake_parser_fed_random_bytes_raises_only_handshake_error(data: byt
         pass
 
 
-def test_version_reply_is_a_framed_two_field_text_message() -> None:
-    reply = version_reply(226, "20250102 10:00:00 UTC")
+@pytest.mark.parametrize("sv", [100, 157, 178, 200, 226])
+def test_version_reply_is_a_framed_two_field_text_message(sv: int) -> None:
+    reply = version_reply(sv, "20250102 10:00:00 UTC")
     _size, payload, rest = comm.read_msg(reply)
-    assert rest == b"" and comm.read_fields(payload) == (b"226", b"20250102 10:00:00 UTC")
+    assert rest == b"" and comm.read_fields(payload) == (str(sv).encode(), b"20250102 10:00:00 UTC")
+    # ib_async splits the decoded payload on NUL and takes exactly two fields as the handshake reply.
+    assert payload.decode().split("\0")[:-1] == [str(sv), "20250102 10:00:00 UTC"]
 
 
 # -- negotiation ------------------------------------------------------------------------------
@@ -187,6 +192,11 @@ def test_version_reply_is_a_framed_two_field_text_message() -> None:
     (100, 200, 226, "protobuf", 200),
     (200, 200, 226, "text", 200),
     (100, 300, 226, "protobuf", 226),
+    (100, 157, 226, "protobuf", 157),     # the obsolete 9.81 client gets its own text layouts
+    (157, 178, 226, "protobuf", 178),     # ib_async 2.1: text at 178 whatever the wire mode
+    (157, 178, 226, "text", 178),
+    (100, 226, 157, "protobuf", 157),     # a simulator configured to announce an old version
+    (100, 100, 226, "text", 100),
 ])
 def test_negotiate_answers_the_highest_version_both_sides_serve(lo: int, hi: int, max_sv: int, wire: str,
                                                                  expected: int) -> None:
@@ -197,14 +207,15 @@ def test_negotiate_answers_the_highest_version_both_sides_serve(lo: int, hi: int
     (227, 230, 226, "protobuf"),      # client too new
     (201, 226, 226, "text"),          # text caps at 200, below the client's minimum
     (210, 226, 205, "protobuf"),
-    (100, 157, 226, "protobuf"),      # the obsolete 9.81 client: layouts below 200 are not served
+    (179, 226, 178, "protobuf"),      # client minimum above the configured maximum
+    (50, 99, 226, "protobuf"),        # below ibapi's MIN_CLIENT_VER 100: no layouts that old
 ])
 def test_negotiate_refuses_a_range_the_simulator_cannot_serve(lo: int, hi: int, max_sv: int, wire: str) -> None:
     with pytest.raises(HandshakeError):
         negotiate(lo, hi, max_sv, wire=wire)
 
 
-@pytest.mark.parametrize(("max_sv", "wire"), [(199, "protobuf"), (227, "protobuf"), (226, "json")])
+@pytest.mark.parametrize(("max_sv", "wire"), [(99, "protobuf"), (227, "protobuf"), (226, "json")])
 def test_negotiate_with_a_bad_configuration_raises_value_error(max_sv: int, wire: str) -> None:
     with pytest.raises(ValueError):
         negotiate(100, 226, max_sv, wire=wire)
@@ -214,7 +225,8 @@ def test_negotiate_defaults_to_226_protobuf() -> None:
     assert negotiate(100, 226) == 226 and uses_protobuf(226, "protobuf")
 
 
-@pytest.mark.parametrize(("sv", "wire", "expected"), [(200, "protobuf", False), (201, "protobuf", True),
+@pytest.mark.parametrize(("sv", "wire", "expected"), [(178, "protobuf", False), (200, "protobuf", False),
+                                                      (201, "protobuf", True),
                                                       (226, "text", False), (226, "protobuf", True)])
 def test_uses_protobuf_only_for_protobuf_wire_from_201(sv: int, wire: str, expected: bool) -> None:
     assert uses_protobuf(sv, wire) is expected
