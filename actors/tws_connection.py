@@ -1,0 +1,1306 @@
+"""TwsConnection: the actor that owns the broker socket — connect, pace, reconnect, resync, route.
+
+The socket is read through ThespianWatch (multiprocTCPBase) and decoded inside the actor with
+ibapi's own framing and decoder (actors/tws_edge.py); there is no EReader thread and no run loop.
+`core.connection.decide` runs for every event and this shell carries out its commands. Every
+outbound frame leaves through one `core.pacing` pacer: CONTROL (START_API, heartbeat, sync
+requests), URGENT (cancels, protective orders), ORDER (new orders, modifies), DATA (market and
+historical data).
+
+Where items wait:
+
+* `held`: placements (new orders and modifies) while the connection is not READY. Order ids are
+  allocated only when a placement leaves the pacer, so a bracket's legs get increasing ids and a
+  held order never burns an id before the floor of the next socket is known.
+* `parked`: cancels and historical requests while no socket is usable (not yet nextValidId);
+  they join the pacer as soon as one is. Market-data requests and sync requests of a dead socket
+  are dropped: the next socket's sync re-subscribes and re-requests.
+
+Orders: SubmitOrder registers a route ref -> (group, owner, order); the first PLACE_ORDER answers
+OrderSubmitted(ref, group, broker id). Broker events are routed by orderRef, or by (client id,
+order id), to the owner: OrderAccepted (first openOrder/orderStatus), OrderStatusChanged (repeats
+dropped), ExecutionReported, OrderRejected. Executions are de-duplicated by exec id (a live fill
+and its replay by reqExecutions count once) and sent when their commission report has joined
+them, so positions see the commission; a report that lags more than `commission_wait_ns` lets
+the execution go without it and follows as CommissionReported. A status arriving while an
+execution of the same order waits for its commission waits behind it: fills before Filled.
+Executions of an order we do not know yet are buffered and routed when its route appears
+(ClaimOrders of a restarted group). An open order whose orderRef we do not know is announced
+once as ExternalOrderDetected on the bus and never touched.
+
+Quotes: ticks update one book per symbol; after each socket read, every subscriber without a
+QuoteUpdate in flight gets the latest quote (with how many ticks it merges); the next one waits
+for its QuoteProcessed.
+
+After every change that matters for a restart (routes, the id floor, subscriptions) the actor
+sends Snapshot(state=TwsState) to its parent; ConfigureActor(state=TwsState) resumes from it.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import socket
+from collections import OrderedDict, deque
+from dataclasses import dataclass, field, replace
+from datetime import timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Final, TypeVar
+
+from loguru import logger
+from thespian.actors import ActorAddress, ActorExitRequest, ThespianWatch, WakeupMessage, WatchMessage
+
+from actors import tws_edge as edge
+from actors.base import ShellActor, run_once
+from core import connection as cc
+from core import pacing
+from core.config import Config
+from core.errors import InvalidOrder
+from core.orders import DONE_STATES, Order, OrderStatus, validate
+from core.pacing import Priority
+from core.types import ZERO, Bar, Execution, Quote
+from messages import (
+    BrokerError,
+    BrokerPositionReported,
+    CancelOrder,
+    ClaimOrders,
+    CommissionReported,
+    ConfigureActor,
+    ConnectionStateChanged,
+    ExecutionReported,
+    ExternalOrderDetected,
+    GetHistoricalBars,
+    HistoricalBars,
+    Message,
+    ModifyOrder,
+    OrderAccepted,
+    OrderRejected,
+    OrderStatusChanged,
+    OrderSubmitted,
+    QuoteProcessed,
+    QuoteUpdate,
+    Snapshot,
+    SubmitOrder,
+    SubscribeMarketData,
+    SymbolActorStarted,
+    TradingStateChanged,
+    UnsubscribeMarketData,
+)
+from messages.base import new_id
+from messages.connection import ConnectionState
+from messages.risk import TradingState
+
+_S: Final = 1_000_000_000
+_M = TypeVar("_M", bound=Message)
+_TIMER: Final = "tws-timer"
+_READ_BUDGET: Final = 4 << 20          # bytes read per WatchMessage; the watch fires again for more
+_WRITE_RETRY_NS: Final = 5_000_000     # a full socket buffer is retried this soon
+_MIN_WAKE_NS: Final = 1_000_000        # never schedule a zero wakeup (thespian #58: wakeup floods)
+_CONNECT_BLOCK_S: Final = 2.0          # longest a connect may block the actor (loopback/LAN: instant)
+_UNROUTED_KEPT: Final = 1000           # executions of unknown orders kept for a late route
+# IB's error(reqId, …) names an order id or a request id in one number: request ids start far
+# above any order id so an error is never routed to the wrong one.
+FIRST_REQ_ID: Final = 1_000_000_000
+_SOCKET_UP: Final = frozenset({cc.ConnState.SYNCHRONIZING, cc.ConnState.READY, cc.ConnState.DEGRADED})
+LOG_FORMAT: Final = ("{time:YYYY-MM-DD HH:mm:ss.SSS} | {level: <8} | {extra[actor]} | "
+                     "{extra[corr]} | {message}")
+
+
+# ---------------------------------------------------------------- settings and durable state
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TwsSettings:
+    """What the connection needs: where and how to connect, the contracts, the journaled id floor.
+
+    `order_id_hwm` is the journaled order-id high-water mark: ids start above it and above
+    every nextValidId. `all_open_orders` picks reqAllOpenOrders (every API client's orders, so
+    another client's orders show up as external) over reqOpenOrders for the OPEN_ORDERS step.
+    """
+
+    connection: cc.ConnectionConfig = field(default_factory=cc.ConnectionConfig)
+    contracts: tuple[edge.ContractSpec, ...] = ()
+    account: str = ""
+    order_id_hwm: int = 0
+    seed: int = 0
+    all_open_orders: bool = True
+    commission_wait_ns: int = 1 * _S
+    log_dir: str = ""       # "" keeps the process's log sinks (tests); else <log_dir>/system.log
+    log_level: str = "INFO"
+
+
+def settings_from_config(config: Config, *, order_id_hwm: int = 0, host: str | None = None,
+                         port: int | None = None) -> TwsSettings:
+    """Return the settings `config` describes; host/port override [broker] (the embedded simulator's port)."""
+    contracts = tuple(
+        edge.ContractSpec(symbol=s.symbol, sec_type=s.sec_type.value, exchange=s.exchange,
+                          primary_exchange=s.primary_exchange or "", currency=s.currency)
+        for s in config.symbols)
+    return TwsSettings(connection=cc.config_from_broker(config.broker, host=host, port=port),
+                       contracts=contracts, account=config.broker.account or "",
+                       order_id_hwm=order_id_hwm, log_dir=str(config.system.log_dir),
+                       log_level=config.system.log_level.value)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Route:
+    """One order the connection knows: who owns it, what was asked, what the broker said.
+
+    `broker_id` is 0 until its first PLACE_ORDER leaves (an order never given an id never
+    reached the broker). `order` is None for a ref a restarted group claimed before we knew it.
+    """
+
+    ref: str
+    group_id: str = ""
+    owner: ActorAddress | None = None
+    order: Order | None = None
+    broker_id: int = 0
+    transmit: bool = True
+    protective: bool = False
+    priority: Priority = Priority.ORDER
+    accepted: bool = False
+    cancel_requested: bool = False
+    last_status: OrderStatusChanged | None = None
+    rejection: OrderRejected | None = None
+    executions: tuple[Execution, ...] = ()
+    cause_id: str = ""  # the SubmitOrder (or ClaimOrders): every event about the order follows it
+    corr_id: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SubscriptionState:
+    """A symbol's quote subscribers: the symbol actor (`primary`, replaced on its restart) and others."""
+
+    symbol: str
+    primary: ActorAddress | None = None
+    others: tuple[ActorAddress, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TwsState:
+    """What a restarted TwsConnection resumes from: routes, the next order id, subscriptions."""
+
+    next_order_id: int
+    routes: tuple[Route, ...] = ()
+    subscriptions: tuple[SubscriptionState, ...] = ()
+
+
+# ---------------------------------------------------------------- pacer items
+
+
+@dataclass(frozen=True, slots=True)
+class _Send:
+    """A prebuilt request. Unless `survives`, it belongs to the socket it was queued for."""
+
+    request: edge.Request
+    heartbeat: bool = False
+    survives: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class _Place:
+    """PLACE_ORDER for a route, encoded when it leaves (its id and latest version then)."""
+
+    ref: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Cancel:
+    ref: str
+
+
+_Item = _Send | _Place | _Cancel
+
+
+# ---------------------------------------------------------------- quote books
+
+
+class _Listener:
+    __slots__ = ("address", "primary", "in_flight", "unsent")
+
+    def __init__(self, address: ActorAddress, primary: bool) -> None:
+        self.address = address
+        self.primary = primary
+        self.in_flight = False
+        self.unsent = 0
+
+
+class _Book:
+    """One symbol's subscription: its current reqId, the latest quote fields, its listeners."""
+
+    __slots__ = ("symbol", "req_id", "listeners", "fields", "ts_ns")
+
+    def __init__(self, symbol: str) -> None:
+        self.symbol = symbol
+        self.req_id = 0
+        self.listeners: list[_Listener] = []
+        self.fields: dict[str, Decimal] = {}
+        self.ts_ns = 0
+
+    def quote(self) -> Quote:
+        f = self.fields
+        return Quote(symbol=self.symbol, bid=f.get("bid"), ask=f.get("ask"), last=f.get("last"),
+                     bid_size=f.get("bid_size", ZERO), ask_size=f.get("ask_size", ZERO),
+                     last_size=f.get("last_size", ZERO), volume=f.get("volume", ZERO), ts_ns=self.ts_ns)
+
+    def state(self) -> SubscriptionState:
+        primary = next((x.address for x in self.listeners if x.primary), None)
+        return SubscriptionState(symbol=self.symbol, primary=primary,
+                                 others=tuple(x.address for x in self.listeners if not x.primary))
+
+
+@dataclass(slots=True)
+class _History:
+    symbol: str
+    bar_size_s: int
+    count: int
+    requester: ActorAddress
+    cause: GetHistoricalBars
+    request: edge.HistoricalDataRequest
+    bars: list[Bar] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class _Awaiting:
+    ref: str
+    execution: Execution
+    deadline_ns: int
+
+
+# Errors about one of our orders that its owner must hear as OrderRejected. Not routed: 202 (the
+# Cancelled status says it), 2102 (a modify still being processed: logged), and warnings.
+_ROUTED_ORDER_CLASSES: Final = frozenset({cc.CodeClass.ORDER_REJECTS, cc.CodeClass.DUPLICATE_ORDER_ID,
+                                          cc.CodeClass.CANCEL_RACE})
+
+
+def routes_to_order(code: int) -> bool:
+    """Return True if an error `code` about one of our order ids goes to the order's owner."""
+    kind = cc.classify(code)
+    if kind in _ROUTED_ORDER_CLASSES:
+        return True
+    # Codes no class names (200 no security definition, 135/10147 id not found, 320/321 request
+    # errors, 10xxx order rejects) are about the order; 21xx are warnings.
+    return kind is cc.CodeClass.UNKNOWN and not 2100 <= code < 2200
+
+
+def _own_process() -> bool:
+    return multiprocessing.parent_process() is not None
+
+
+class TwsConnection(ShellActor):
+    """The broker connection. Config: TwsSettings or a core.config.Config; state: TwsState or None."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.settings = TwsSettings()
+        self.conn: cc.Connection | None = None
+        self.pacer = pacing.new_pacer()
+        self.contracts: dict[str, edge.ContractSpec] = {}
+        self.sock: socket.socket | None = None
+        self.wire: edge.Wire | None = None
+        self.out_buf = bytearray()
+        self.gen = 0
+        self.routes: dict[str, Route] = {}
+        self.by_id: dict[int, str] = {}
+        self.held: list[str] = []
+        self.queued_place: set[str] = set()
+        self.parked: list[tuple[_Item, Priority]] = []
+        self.books: dict[str, _Book] = {}
+        self.req_symbol: dict[int, str] = {}
+        self.fresh_quotes: set[str] = set()
+        self.history: dict[int, _History] = {}
+        self.next_req_id = FIRST_REQ_ID
+        self.sync_exec_req = 0
+        self.exec_seen: set[str] = set()
+        self.exec_route: dict[str, str] = {}
+        self.awaiting: dict[str, _Awaiting] = {}
+        self.early_commissions: OrderedDict[str, Decimal] = OrderedDict()
+        self.waiting_statuses: dict[str, list[OrderStatusChanged]] = {}
+        self.unrouted: OrderedDict[str, edge.ExecutionSeen] = OrderedDict()
+        self.externals: set[tuple[int, int, int]] = set()
+        self.events: deque[cc.Event] = deque()
+        self.deciding = False
+        self.armed: list[int] = []
+        self.dirty = False
+        self.cause: Message | None = None
+
+    # ------------------------------------------------------------ thespian plumbing
+
+    def receiveMessage(self, msg: Any, sender: ActorAddress) -> Any:
+        super().receiveMessage(msg, sender)
+        # The watch must come back from every call, or thespian stops watching the socket.
+        if self.sock is not None and not self.failed:
+            return ThespianWatch([self.sock.fileno()])
+        return None
+
+    def on_configure(self, msg: ConfigureActor) -> None:
+        config = msg.config
+        if isinstance(config, Config):
+            settings = settings_from_config(config)
+        elif isinstance(config, TwsSettings):
+            settings = config
+        else:
+            raise TypeError(f"{self.key}: config must be TwsSettings or Config, not {type(config).__name__}")
+        self.settings = settings
+        self._configure_logging(settings)
+        self.contracts = {c.symbol: c for c in settings.contracts}
+        state = msg.state
+        if state is not None and not isinstance(state, TwsState):
+            raise TypeError(f"{self.key}: state must be a TwsState, not {type(state).__name__}")
+        hwm = settings.order_id_hwm
+        if state is not None:
+            hwm = max(hwm, state.next_order_id - 1)
+        self.conn = cc.new_connection(settings.connection, order_id_hwm=hwm, seed=settings.seed)
+        self.pacer = pacing.new_pacer(settings.connection.pacing_msgs_per_s)
+        if state is not None:
+            self._restore(state)
+        self.cause = msg
+        self.log.info("{}: connecting to {}:{} as client {} (next order id {})", self.key,
+                      settings.connection.host, settings.connection.port, settings.connection.client_id,
+                      self.conn.next_id)
+        self._decide(cc.ConnectRequested(at_ns=self.now_ns()))
+        self._settle()
+
+    def _configure_logging(self, settings: TwsSettings) -> None:
+        if not settings.log_dir:
+            return
+        if _own_process():
+            logger.remove()  # sinks inherited through fork belong to the launcher
+        logger.configure(extra={"actor": "-", "corr": "-"})
+        path = Path(settings.log_dir) / "system.log"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        logger.add(path, level=settings.log_level, format=LOG_FORMAT, enqueue=False, encoding="utf-8")
+        self.log = self.log.bind(corr="-")
+
+    def _restore(self, state: TwsState) -> None:
+        for route in state.routes:
+            self.routes[route.ref] = route
+            if route.broker_id:
+                self.by_id[route.broker_id] = route.ref
+            for e in route.executions:
+                self.exec_seen.add(e.exec_id)
+                self.exec_route[e.exec_id] = route.ref
+            # Never given an id = never left: it still has to go (after the next sync).
+            if route.broker_id == 0 and route.order is not None and not route.cancel_requested:
+                self.held.append(route.ref)
+                self.queued_place.add(route.ref)
+        for sub in state.subscriptions:
+            book = _Book(sub.symbol)
+            if sub.primary is not None:
+                book.listeners.append(_Listener(sub.primary, True))
+            book.listeners.extend(_Listener(a, False) for a in sub.others)
+            self.books[sub.symbol] = book
+        self.log.info("{}: resumed with {} route(s), {} held, {} subscription(s)", self.key,
+                      len(self.routes), len(self.held), len(self.books))
+
+    def receiveMsg_ActorExitRequest(self, msg: ActorExitRequest, sender: ActorAddress) -> None:
+        if self.conn is not None and self.sock is not None:
+            self.conn, _ = cc.decide(self.conn, cc.DisconnectRequested(at_ns=self.now_ns(), reason="stopping"))
+        self._close_socket("stopping")
+
+    @run_once
+    def receiveMsg_WatchMessage(self, msg: WatchMessage, sender: ActorAddress) -> None:
+        if self.sock is not None and self.sock.fileno() in msg.ready:
+            self._read_socket()
+        self._settle()
+
+    @run_once
+    def receiveMsg_WakeupMessage(self, msg: WakeupMessage, sender: ActorAddress) -> None:
+        payload = msg.payload
+        if not (isinstance(payload, tuple) and payload and payload[0] == _TIMER):
+            return
+        self.armed = [t for t in self.armed if t != payload[1]]
+        if self.conn is None:
+            return
+        now = self.now_ns()
+        self._decide(cc.Tick(now_ns=now))
+        for exec_id, waiting in list(self.awaiting.items()):
+            if waiting.deadline_ns <= now:
+                self.log.warning("{}: no commission report for {} after {:.1f} s; sending the fill without it",
+                                 self.key, exec_id, self.settings.commission_wait_ns / _S)
+                del self.awaiting[exec_id]
+                self._deliver_execution(waiting.ref, waiting.execution, None)
+        self._settle()
+
+    # ------------------------------------------------------------ the connection machine
+
+    def _decide(self, event: cc.Event) -> None:
+        """Run `event` (and every event its commands cause) through core.connection.decide."""
+        self.events.append(event)
+        self._drain_events()
+
+    def _drain_events(self) -> None:
+        if self.deciding:
+            return  # the running loop below takes it, in order
+        self.deciding = True
+        try:
+            while self.events:
+                assert self.conn is not None
+                self.conn, commands = cc.decide(self.conn, self.events.popleft())
+                for command in commands:
+                    self._carry_out(command)
+        finally:
+            self.deciding = False
+
+    def _carry_out(self, command: cc.Command) -> None:
+        match command:
+            case cc.OpenSocket():
+                self._open_socket(command)
+            case cc.CloseSocket(reason=reason):
+                self._close_socket(reason)
+            case cc.ScheduleReconnect(attempt=attempt, delay_ns=delay):
+                self.log.info("{}: reconnect attempt {} in {:.2f} s", self.key, attempt + 1, delay / _S)
+            case cc.RequestSync(step=step):
+                self._request_sync(step)
+            case cc.ResubscribeMarketData():
+                self._resubscribe()
+                self.events.append(cc.SyncStepDone(at_ns=self.now_ns(), step=cc.SyncStep.MARKET_DATA))
+            case cc.SendHeartbeat():
+                self._enqueue(_Send(edge.CurrentTimeRequest(), heartbeat=True), Priority.CONTROL)
+            case cc.PublishState(state=state, previous=previous, reason=reason, code=code):
+                self.log.info("{}: {} -> {} ({})", self.key, previous.value, state.value, reason)
+                self.publish(self.make(ConnectionStateChanged, self.cause, state=ConnectionState(state.value),
+                                       previous=ConnectionState(previous.value), reason=reason, code=code))
+            case cc.PublishDataHealth(degraded_farms=farms, code=code, reason=reason):
+                self.log.info("{}: degraded data farms: {} ({})", self.key, ", ".join(sorted(farms)) or "none",
+                              reason)
+            case cc.HoldOrders(reason=reason):
+                self._hold_orders(reason)
+            case cc.ReleaseOrders(next_order_id=next_id):
+                self.log.info("{}: orders may leave (next id {}; {} held)", self.key, next_id, len(self.held))
+                self._release_orders()
+            case cc.HaltTrading(reason=reason):
+                self.publish(self.make(TradingStateChanged, self.cause, state=TradingState.HALTED,
+                                       previous=TradingState.ACTIVE, reason=reason))
+            case cc.ThrottleOutbound(rate_per_s=rate):
+                self.pacer = pacing.set_rate(self.pacer, rate)
+            case cc.Alert(level=level, text=text):
+                self.log.log(level.value, "{}: {}", self.key, text)
+
+    def _usable(self) -> bool:
+        """Return True when requests may leave: the socket is up and nextValidId arrived."""
+        return self.wire is not None and self.conn is not None and self.conn.state in _SOCKET_UP
+
+    # ------------------------------------------------------------ the socket
+
+    def _open_socket(self, command: cc.OpenSocket) -> None:
+        self._close_socket("reconnecting")
+        timeout = min(_CONNECT_BLOCK_S, self.settings.connection.connect_timeout_ns / _S)
+        try:
+            sock = socket.create_connection((command.host, command.port), timeout=timeout)
+        except OSError as exc:
+            self.events.append(cc.SocketFailed(at_ns=self.now_ns(),
+                                               reason=f"connect to {command.host}:{command.port}: {exc}"))
+            return
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.setblocking(False)
+        self.sock = sock
+        self.gen += 1
+        self.wire = edge.Wire(command.client_id)
+        self.out_buf = bytearray(edge.handshake_bytes())
+
+    def _close_socket(self, reason: str) -> None:
+        sock, self.sock = self.sock, None
+        had_wire = self.wire is not None
+        self.wire = None
+        self.out_buf = bytearray()
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            sock.close()
+            self.log.info("{}: socket closed ({})", self.key, reason)
+        if not had_wire:
+            return
+        # What waited for this socket: placements go back to `held`, cancels and historical
+        # requests wait for the next socket, the rest (sync, heartbeat, START_API, market data)
+        # the next socket's sync requests afresh.
+        self.pacer, queued = pacing.drain(self.pacer)
+        places = [q.item.ref for q in queued if isinstance(q.item, _Place)]
+        self.held[:0] = places
+        self.parked.extend((q.item, q.priority) for q in queued
+                           if isinstance(q.item, _Cancel) or (isinstance(q.item, _Send) and q.item.survives))
+        waiting = {item.request.req_id for item, _ in self.parked
+                   if isinstance(item, _Send) and isinstance(item.request, edge.HistoricalDataRequest)}
+        for req_id, hist in self.history.items():
+            hist.bars.clear()
+            if req_id not in waiting:  # in flight on the dead socket: ask again
+                self.parked.append((_Send(hist.request, survives=True), Priority.DATA))
+        for book in self.books.values():
+            book.req_id = 0
+        self.req_symbol.clear()
+        self.sync_exec_req = 0
+
+    def _lost(self, reason: str) -> None:
+        self._close_socket(reason)
+        self._decide(cc.SocketClosed(at_ns=self.now_ns(), reason=reason))
+
+    def _read_socket(self) -> None:
+        sock, wire = self.sock, self.wire
+        assert sock is not None and wire is not None
+        chunks: list[bytes] = []
+        total, closed = 0, ""
+        while total < _READ_BUDGET:
+            try:
+                data = sock.recv(1 << 18)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError as exc:
+                closed = f"socket error: {exc}"
+                break
+            if not data:
+                closed = "TWS closed the connection"
+                break
+            chunks.append(data)
+            total += len(data)
+        if chunks:
+            for event in wire.feed(b"".join(chunks)):
+                if self.wire is not wire:
+                    break  # an event closed this socket (326, 1300): the rest belongs to it
+                self._on_wire(event)
+        if closed and self.wire is wire:
+            self._lost(closed)
+
+    def _write(self, frames: bytes) -> None:
+        self.out_buf += frames
+
+    def _flush_writes(self) -> None:
+        if self.sock is None or not self.out_buf:
+            return
+        try:
+            sent = self.sock.send(self.out_buf)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            self._lost(f"write failed: {exc}")
+            return
+        del self.out_buf[:sent]
+
+    # ------------------------------------------------------------ the pacer
+
+    def _enqueue(self, item: _Item, priority: Priority) -> None:
+        if self._usable() or (self.wire is not None and self.wire.ready and priority is Priority.CONTROL):
+            self.pacer = pacing.enqueue(self.pacer, item, priority, self.now_ns())
+        elif isinstance(item, _Place):
+            self.held.append(item.ref)
+        elif isinstance(item, _Cancel) or (isinstance(item, _Send) and item.survives):
+            self.parked.append((item, priority))
+        # else: a request for a socket that is gone; the next sync makes it again
+
+    def _pump(self) -> int:
+        if self.wire is None or not self.wire.ready:
+            return 0
+        now = self.now_ns()
+        self.pacer, released = pacing.ready(self.pacer, now)
+        for paced in released:
+            if self.wire is None:  # a release closed the socket; the rest waits for the next one
+                self._requeue_after_loss(paced)
+                continue
+            self._release(paced.item, now)
+        return len(released)
+
+    def _requeue_after_loss(self, paced: pacing.Paced) -> None:
+        item = paced.item
+        if isinstance(item, _Place):
+            self.held.append(item.ref)
+        elif isinstance(item, _Cancel) or (isinstance(item, _Send) and item.survives):
+            self.parked.append((item, paced.priority))
+
+    def _release(self, item: _Item, now: int) -> None:
+        assert self.wire is not None
+        match item:
+            case _Send(request=request, heartbeat=heartbeat):
+                if isinstance(request, edge.MarketDataRequest) and \
+                        self.req_symbol.get(request.req_id) is None:
+                    return  # unsubscribed or superseded while it waited
+                frames, events = self.wire.encode(request)
+                self._write(frames)
+                if heartbeat:
+                    self.events.append(cc.HeartbeatSent(at_ns=now))
+                self._on_wire_events(events)
+            case _Place(ref=ref):
+                self._release_place(ref)
+            case _Cancel(ref=ref):
+                route = self.routes.get(ref)
+                if route is None or not route.broker_id:
+                    return
+                frames, events = self.wire.encode(edge.CancelOrderRequest(order_id=route.broker_id))
+                self._write(frames)
+                self.log.info("{}: cancel {} (id {}) sent", self.key, ref, route.broker_id)
+                self._on_wire_events(events)
+
+    def _settle(self) -> None:
+        """Carry out what the handler started: decisions, pacer releases, writes, quotes, snapshot, timer."""
+        for _ in range(16):
+            self._drain_events()
+            if self._usable() and self.parked:
+                parked, self.parked = self.parked, []
+                for item, priority in parked:
+                    self._enqueue(item, priority)
+            released = self._pump()
+            self._flush_writes()
+            if not released and not self.events:
+                break
+        self._flush_quotes()
+        self._snapshot()
+        self._arm()
+
+    def _arm(self) -> None:
+        if self.conn is None:
+            return
+        now = self.now_ns()
+        times = [cc.next_wakeup_ns(self.conn)]
+        if self.wire is not None and self.wire.ready:
+            times.append(pacing.next_release_ns(self.pacer, now))
+        if self.awaiting:
+            times.append(min(w.deadline_ns for w in self.awaiting.values()))
+        if self.out_buf and self.sock is not None:
+            times.append(now + _WRITE_RETRY_NS)
+        present = [t for t in times if t is not None]
+        if not present:
+            return
+        at = max(min(present), now + _MIN_WAKE_NS)
+        if self.armed and min(self.armed) <= at:
+            return
+        self.armed.append(at)
+        self.wakeupAfter(timedelta(microseconds=(at - now) / 1000), payload=(_TIMER, at))
+
+    def _snapshot(self) -> None:
+        if not self.dirty or self.conn is None or self.parent is None:
+            return
+        self.dirty = False
+        state = TwsState(next_order_id=self.conn.next_id, routes=tuple(self.routes.values()),
+                         subscriptions=tuple(b.state() for b in self.books.values()))
+        self.tell(self.parent, self.make(Snapshot, self.cause, key=self.key, incarnation=self.incarnation,
+                                         state=state))
+
+    # ------------------------------------------------------------ sync steps
+
+    def _request_sync(self, step: cc.SyncStep) -> None:
+        match step:
+            case cc.SyncStep.ORDER_IDS:
+                request: edge.Request = edge.IdsRequest()
+            case cc.SyncStep.OPEN_ORDERS:
+                request = edge.OpenOrdersRequest(all_clients=self.settings.all_open_orders)
+            case cc.SyncStep.COMPLETED_ORDERS:
+                request = edge.CompletedOrdersRequest()
+            case cc.SyncStep.POSITIONS:
+                request = edge.PositionsRequest()
+            case cc.SyncStep.EXECUTIONS:
+                self.sync_exec_req = self._req_id()
+                request = edge.ExecutionsRequest(req_id=self.sync_exec_req)
+            case _:
+                return
+        self._enqueue(_Send(request), Priority.CONTROL)
+
+    def _req_id(self) -> int:
+        req_id, self.next_req_id = self.next_req_id, self.next_req_id + 1
+        return req_id
+
+    # ------------------------------------------------------------ wire events
+
+    def _on_wire_events(self, events: list[edge.WireEvent]) -> None:
+        for event in events:
+            self._on_wire(event)
+
+    def _on_wire(self, ev: edge.WireEvent) -> None:
+        now = self.now_ns()
+        match ev:
+            case edge.TickSeen():
+                self._on_tick(ev, now)
+            case edge.Handshaken(server_version=version):
+                self.log.info("{}: connected, server version {}", self.key, version)
+                self._decide(cc.SocketConnected(at_ns=now, server_version=version))
+                self._enqueue(_Send(edge.StartApiRequest()), Priority.CONTROL)
+            case edge.NextIdSeen(order_id=order_id):
+                self._decide(cc.NextValidId(at_ns=now, order_id=order_id))
+            case edge.NoticeSeen():
+                self._on_notice(ev, now)
+            case edge.OpenOrderSeen():
+                self._on_open_order(ev, now)
+            case edge.OpenOrdersEnd():
+                self._decide(cc.SyncStepDone(at_ns=now, step=cc.SyncStep.OPEN_ORDERS))
+            case edge.StatusSeen():
+                self._on_status(ev, now)
+            case edge.ExecutionSeen():
+                self._on_execution(ev, now)
+            case edge.ExecutionsEnd(req_id=req_id):
+                if req_id == self.sync_exec_req:
+                    self._decide(cc.SyncStepDone(at_ns=now, step=cc.SyncStep.EXECUTIONS))
+            case edge.CommissionSeen():
+                self._on_commission(ev)
+            case edge.CompletedOrderSeen():
+                self._on_completed(ev)
+            case edge.CompletedOrdersEnd():
+                self._decide(cc.SyncStepDone(at_ns=now, step=cc.SyncStep.COMPLETED_ORDERS))
+            case edge.PositionSeen(account=account, symbol=symbol, quantity=quantity, avg_cost=avg_cost):
+                if not self.settings.account or account == self.settings.account:
+                    self.publish(self.make(BrokerPositionReported, self.cause, symbol=symbol,
+                                           quantity=quantity, avg_cost=avg_cost))
+            case edge.PositionsEnd():
+                self._decide(cc.SyncStepDone(at_ns=now, step=cc.SyncStep.POSITIONS))
+            case edge.CurrentTimeSeen():
+                self._decide(cc.HeartbeatAnswered(at_ns=now))
+            case edge.BarSeen():
+                hist = self.history.get(ev.req_id)
+                if hist is not None:
+                    hist.bars.append(Bar(symbol=hist.symbol, ts_ns=ev.ts_ns, open=ev.open, high=ev.high,
+                                         low=ev.low, close=ev.close, volume=ev.volume))
+            case edge.BarsEnd(req_id=req_id):
+                self._answer_history(req_id)
+            case edge.AccountsSeen(accounts=accounts):
+                self.log.info("{}: managed accounts {}", self.key, ", ".join(accounts))
+            case edge.BadFrame(msg_id=msg_id, error=error):
+                self.log.error("{}: skipped an undecodable message (id {}): {}", self.key, msg_id, error)
+
+    def _on_notice(self, ev: edge.NoticeSeen, now: int) -> None:
+        code, req_id, text = ev.code, ev.req_id, ev.text
+        self._decide(cc.BrokerCode(at_ns=now, code=code, req_id=req_id, text=text))
+        ref = self.by_id.get(req_id, "") if 0 <= req_id < FIRST_REQ_ID else ""
+        symbol = ""
+        if ref:
+            route = self.routes[ref]
+            if routes_to_order(code):
+                self.log.warning("{}: order {} (id {}): IB {} {}", self.key, ref, req_id, code, text)
+                rejected = self._about(route, OrderRejected, ref=ref, group_id=route.group_id,
+                                     broker_id=route.broker_id, code=code, reason=text)
+                self._set(replace(route, rejection=rejected))
+                self._to_owner(route, rejected)
+            else:
+                self.log.info("{}: order {} (id {}): IB {} {}", self.key, ref, req_id, code, text)
+        elif req_id in self.history:
+            hist = self.history[req_id]
+            symbol = hist.symbol
+            self.log.warning("{}: history of {} refused: IB {} {}", self.key, symbol, code, text)
+            self._answer_history(req_id)
+        elif req_id in self.req_symbol:
+            symbol = self.req_symbol[req_id]
+            self.log.warning("{}: market data of {}: IB {} {}", self.key, symbol, code, text)
+        if cc.classify(code) is not cc.CodeClass.DATA_FARM_OK:
+            self.publish(self.make(BrokerError, self.cause, code=code, message=text, request_id=req_id,
+                                   order_ref=ref, symbol=symbol))
+
+    # ------------------------------------------------------------ orders: commands
+
+    @run_once
+    def receiveMsg_SubmitOrder(self, msg: SubmitOrder, sender: ActorAddress) -> None:
+        self.cause = msg
+        order = msg.order
+        owner = msg.reply_to if msg.reply_to is not None else sender
+        known = self.routes.get(order.ref)
+        if known is not None and known.order is not None:
+            if known.order == order and known.transmit == msg.transmit:
+                # A repeat of what we already have: answer again, send nothing twice.
+                if known.broker_id:
+                    self.tell(owner, self.make(OrderSubmitted, msg, ref=order.ref, group_id=known.group_id,
+                                               broker_id=known.broker_id))
+                self._settle()
+                return
+            self._modify(replace(known, owner=owner, transmit=msg.transmit), order, msg)
+            self._settle()
+            return
+        try:
+            validate(order)
+        except InvalidOrder as exc:
+            self.log.warning("{}: order {} refused: {}", self.key, order.ref, exc)
+            self.tell(owner, self.make(OrderRejected, msg, ref=order.ref, group_id=msg.group_id, code=0,
+                                       reason=str(exc)))
+            self._settle()
+            return
+        priority = Priority.URGENT if msg.protective else Priority.ORDER
+        parent = self.routes.get(order.parent_ref) if order.parent_ref else None
+        if parent is not None and not parent.broker_id:
+            # A bracket's legs share one priority: FIFO then keeps the parent ahead of its children.
+            priority = parent.priority
+        route = Route(ref=order.ref, group_id=msg.group_id, owner=owner, order=order, transmit=msg.transmit,
+                      protective=msg.protective, priority=priority, cause_id=msg.msg_id,
+                      corr_id=msg.correlation_id)
+        if known is not None:  # claimed before we knew it: keep what the broker told us
+            route = replace(known, group_id=msg.group_id or known.group_id, owner=owner, order=order,
+                            transmit=msg.transmit, protective=msg.protective, priority=priority,
+                            cause_id=msg.msg_id, corr_id=msg.correlation_id)
+        self._set(route)
+        self.log.info("{}: order {} {} {} {} {} transmit={} ({})", self.key, order.ref, order.side.value,
+                      order.quantity, order.symbol, order.order_type.value, msg.transmit,
+                      "queued" if cc.orders_allowed(self._conn()) else "held until READY")
+        if not route.broker_id:
+            self._queue_place(order.ref)
+        self._settle()
+
+    @run_once
+    def receiveMsg_ModifyOrder(self, msg: ModifyOrder, sender: ActorAddress) -> None:
+        self.cause = msg
+        route = self.routes.get(msg.ref)
+        if route is None or route.order is None:
+            self.log.warning("{}: modify of unknown order {} ignored", self.key, msg.ref)
+            self.tell(sender, self.make(OrderRejected, msg, ref=msg.ref, code=0, reason="unknown order"))
+            self._settle()
+            return
+        changes = {name: value for name, value in (("quantity", msg.quantity), ("limit_price", msg.limit_price),
+                                                   ("stop_price", msg.stop_price)) if value is not None}
+        self._modify(route, replace(route.order, **changes), msg)
+        self._settle()
+
+    def _modify(self, route: Route, order: Order, cause: Message) -> None:
+        try:
+            validate(order)
+        except InvalidOrder as exc:
+            self.log.warning("{}: modify of {} refused: {}", self.key, route.ref, exc)
+            self._to_owner(route, self.make(OrderRejected, cause, ref=route.ref, group_id=route.group_id,
+                                            broker_id=route.broker_id, code=0, reason=str(exc)))
+            return
+        if route.cancel_requested:
+            self.log.warning("{}: modify of {} ignored: a cancel was requested", self.key, route.ref)
+            return
+        self._set(replace(route, order=order))
+        self.log.info("{}: modify {} (id {}): quantity {} limit {} stop {}", self.key, route.ref,
+                      route.broker_id, order.quantity, order.limit_price, order.stop_price)
+        # An order that never left goes with its latest version; a sent one is placed again.
+        if route.broker_id:
+            self._queue_place(route.ref, Priority.URGENT if route.protective else Priority.ORDER)
+
+    def _queue_place(self, ref: str, priority: Priority | None = None) -> None:
+        if ref in self.queued_place:
+            return
+        self.queued_place.add(ref)
+        route = self.routes[ref]
+        if cc.orders_allowed(self._conn()) and self._usable():
+            self.pacer = pacing.enqueue(self.pacer, _Place(ref), priority or route.priority, self.now_ns())
+        else:
+            self.held.append(ref)
+
+    @run_once
+    def receiveMsg_CancelOrder(self, msg: CancelOrder, sender: ActorAddress) -> None:
+        self.cause = msg
+        route = self.routes.get(msg.ref)
+        if route is None:
+            self.log.warning("{}: cancel of unknown order {} ignored", self.key, msg.ref)
+            self._settle()
+            return
+        if route.cancel_requested:
+            self._settle()
+            return
+        route = replace(route, cancel_requested=True)
+        self._set(route)
+        if route.ref in self.held:  # a modify or the first placement still waiting: moot now
+            self.held.remove(route.ref)
+            self.queued_place.discard(route.ref)
+        if not route.broker_id:
+            # It never reached the broker (a queued placement is skipped when it comes up).
+            self.log.info("{}: order {} cancelled before it was sent", self.key, route.ref)
+            order = route.order
+            quantity = order.quantity if order is not None else ZERO
+            self._status(route, self.make(OrderStatusChanged, msg, ref=route.ref, group_id=route.group_id,
+                                          status=OrderStatus.CANCELLED, remaining=quantity,
+                                          why_held="cancelled before it was sent"))
+        else:
+            self.log.info("{}: cancel {} (id {}) queued: {}", self.key, route.ref, route.broker_id, msg.reason)
+            self._enqueue(_Cancel(route.ref), Priority.URGENT)
+        self._settle()
+
+    @run_once
+    def receiveMsg_ClaimOrders(self, msg: ClaimOrders, sender: ActorAddress) -> None:
+        self.cause = msg
+        owner = msg.reply_to if msg.reply_to is not None else sender
+        for ref in msg.refs:
+            route = self.routes.get(ref)
+            if route is None:
+                route = Route(ref=ref, group_id=msg.group_id, owner=owner, cause_id=msg.msg_id,
+                              corr_id=msg.correlation_id)
+            else:
+                route = replace(route, owner=owner, group_id=msg.group_id or route.group_id)
+            self._set(route)
+            self.log.info("{}: {} claims {} (id {}, {} execution(s))", self.key, msg.group_id, ref,
+                          route.broker_id, len(route.executions))
+            self._replay(route, msg)
+            self._route_buffered(ref)
+        self._settle()
+
+    def _replay(self, route: Route, cause: Message) -> None:
+        def again(m: Message) -> Message:
+            return replace(m, msg_id=new_id(), cause_id=cause.msg_id, corr_id=cause.correlation_id,
+                           ts_ns=self.now_ns())
+        if route.broker_id:
+            self._to_owner(route, self.make(OrderSubmitted, cause, ref=route.ref, group_id=route.group_id,
+                                            broker_id=route.broker_id))
+        if route.last_status is not None:
+            self._to_owner(route, again(replace(route.last_status, group_id=route.group_id)))
+        if route.rejection is not None:
+            self._to_owner(route, again(replace(route.rejection, group_id=route.group_id)))
+        for e in route.executions:
+            self._to_owner(route, self.make(ExecutionReported, cause, execution=e, group_id=route.group_id))
+
+    def _release_orders(self) -> None:
+        held, self.held = self.held, []
+        for ref in held:
+            route = self.routes.get(ref)
+            if route is None or (route.cancel_requested and not route.broker_id):
+                self.queued_place.discard(ref)
+                continue
+            priority = (Priority.URGENT if route.protective else Priority.ORDER) if route.broker_id \
+                else route.priority
+            self.pacer = pacing.enqueue(self.pacer, _Place(ref), priority, self.now_ns())
+
+    def _hold_orders(self, reason: str) -> None:
+        self.pacer, queued = pacing.drain(self.pacer, frozenset({Priority.URGENT, Priority.ORDER}))
+        self.held[:0] = [q.item.ref for q in queued if isinstance(q.item, _Place)]
+        for q in queued:
+            if not isinstance(q.item, _Place):
+                self._enqueue(q.item, q.priority)
+        self.log.info("{}: new orders held ({}); {} waiting", self.key, reason, len(self.held))
+
+    def _release_place(self, ref: str) -> None:
+        assert self.wire is not None
+        self.queued_place.discard(ref)
+        route = self.routes.get(ref)
+        if route is None or route.order is None or route.cancel_requested:
+            return
+        if not cc.orders_allowed(self._conn()):
+            self.held.insert(0, ref)
+            self.queued_place.add(ref)
+            return
+        parent_id = 0
+        if route.order.parent_ref:
+            parent = self.routes.get(route.order.parent_ref)
+            if parent is None or not parent.broker_id:
+                reason = f"parent {route.order.parent_ref} is not at the broker"
+                self.log.warning("{}: order {} not sent: {}", self.key, ref, reason)
+                rejected = self._about(route, OrderRejected, ref=ref, group_id=route.group_id, code=0,
+                                     reason=reason)
+                self._set(replace(route, rejection=rejected, cancel_requested=True))
+                self._to_owner(route, rejected)
+                return
+            parent_id = parent.broker_id
+        first = not route.broker_id
+        if first:
+            self.conn, broker_id = cc.next_order_id(self._conn())
+            route = replace(route, broker_id=broker_id)
+            self.by_id[broker_id] = ref
+        self._set(route)
+        order = route.order
+        # Only a new leg may be held back (transmit=False until its bracket is complete); a
+        # modify of an order at the broker always transmits.
+        request = edge.PlaceOrderRequest(order_id=route.broker_id, order=order, contract=self._contract(order.symbol),
+                                         parent_id=parent_id, transmit=route.transmit or not first,
+                                         account=self.settings.account)
+        frames, events = self.wire.encode(request)
+        self._write(frames)
+        self.log.bind(corr=route.corr_id or "-").info(
+                      "{}: {} {} (id {}, parent {}, transmit {})", self.key, "placed" if first else "re-placed",
+                      ref, route.broker_id, parent_id, route.transmit)
+        if first:
+            self._to_owner(route, self._about(route, OrderSubmitted, ref=ref, group_id=route.group_id,
+                                            broker_id=route.broker_id))
+        self._on_wire_events(events)
+
+    def _contract(self, symbol: str) -> edge.ContractSpec:
+        return self.contracts.get(symbol) or edge.ContractSpec(symbol=symbol)
+
+    def _conn(self) -> cc.Connection:
+        assert self.conn is not None
+        return self.conn
+
+    # ------------------------------------------------------------ orders: broker events
+
+    def _set(self, route: Route) -> None:
+        self.routes[route.ref] = route
+        self.dirty = True
+
+    def _about(self, route: Route, cls: type[_M], **fields: Any) -> _M:
+        """Return a `cls` message about `route`, in the correlation chain of the message that made it."""
+        return cls(cause_id=route.cause_id, corr_id=route.corr_id, ts_ns=self.now_ns(), **fields)
+
+    def _to_owner(self, route: Route, msg: Message) -> None:
+        if route.owner is not None:
+            self.tell(route.owner, msg)
+        else:
+            self.log.warning("{}: {} for {} has no owner yet", self.key, type(msg).__name__, route.ref)
+
+    def _find(self, ref: str, order_id: int, client_id: int) -> Route | None:
+        route = self.routes.get(ref) if ref else None
+        if route is None and client_id == self.settings.connection.client_id:
+            known = self.by_id.get(order_id)
+            route = self.routes.get(known) if known else None
+        return route
+
+    def _accept(self, route: Route) -> Route:
+        if route.accepted:
+            return route
+        route = replace(route, accepted=True)
+        self._set(route)
+        self._to_owner(route, self._about(route, OrderAccepted, ref=route.ref, group_id=route.group_id,
+                                        broker_id=route.broker_id))
+        return route
+
+    def _adopt(self, route: Route, order_id: int, client_id: int) -> Route:
+        """Take the broker id of a claimed route whose PLACE_ORDER went out before a restart."""
+        if route.broker_id or client_id != self.settings.connection.client_id or order_id <= 0:
+            return route
+        route = replace(route, broker_id=order_id)
+        self.by_id[order_id] = route.ref
+        self._set(route)
+        return route
+
+    def _on_open_order(self, ev: edge.OpenOrderSeen, now: int) -> None:
+        self._decide(cc.OrderIdSeen(at_ns=now, order_id=ev.order_id))
+        route = self._find(ev.order.ref, ev.order_id, ev.client_id)
+        if route is None:
+            key = (ev.client_id, ev.order_id, ev.perm_id)
+            if key in self.externals or ev.order.status in DONE_STATES:
+                return
+            self.externals.add(key)
+            reason = (f"client {ev.client_id} order {ev.order_id} (perm {ev.perm_id}, {ev.order_type}) "
+                      f"with orderRef {ev.order.ref!r} is not ours")
+            self.log.warning("{}: external order: {}", self.key, reason)
+            self.publish(self.make(ExternalOrderDetected, self.cause, order=ev.order, reason=reason))
+            return
+        route = self._adopt(route, ev.order_id, ev.client_id)
+        self._accept(route)
+        self._route_buffered(route.ref)
+
+    def _on_status(self, ev: edge.StatusSeen, now: int) -> None:
+        self._decide(cc.OrderIdSeen(at_ns=now, order_id=ev.order_id))
+        if ev.client_id not in (0, self.settings.connection.client_id):
+            return  # another API client's order: its ids are not ours
+        ref = self.by_id.get(ev.order_id)
+        if ref is None:
+            return
+        if ev.status is None:
+            self.log.warning("{}: order {}: unknown IB status {!r} ignored", self.key, ref, ev.word)
+            return
+        route = self._accept(self.routes[ref])
+        self._status(route, self._about(route, OrderStatusChanged, ref=ref, group_id=route.group_id,
+                                      broker_id=route.broker_id, status=ev.status, filled=ev.filled,
+                                      remaining=ev.remaining, avg_fill_price=ev.avg_fill_price,
+                                      why_held=ev.why_held))
+
+    def _on_completed(self, ev: edge.CompletedOrderSeen) -> None:
+        route = self._find(ev.order.ref, ev.order.broker_id, ev.client_id)
+        if route is None:
+            return
+        order = ev.order
+        self._status(route, self._about(route, OrderStatusChanged, ref=route.ref, group_id=route.group_id,
+                                      broker_id=route.broker_id, status=order.status, filled=order.filled,
+                                      remaining=max(ZERO, order.quantity - order.filled)))
+
+    def _status(self, route: Route, msg: OrderStatusChanged) -> None:
+        last = route.last_status
+        if last is not None and (last.status, last.filled, last.remaining) == (msg.status, msg.filled, msg.remaining):
+            return  # IB repeats orderStatus freely
+        self._set(replace(route, last_status=msg))
+        if any(w.ref == route.ref for w in self.awaiting.values()):
+            # An execution of this order waits for its commission: the fill goes first.
+            self.waiting_statuses.setdefault(route.ref, []).append(msg)
+            return
+        self._to_owner(route, msg)
+
+    def _on_execution(self, ev: edge.ExecutionSeen, now: int) -> None:
+        execution = ev.execution
+        if execution.exec_id in self.exec_seen:
+            return  # the live fill and its replay by reqExecutions count once
+        if not execution.ts_ns:
+            execution = replace(execution, ts_ns=now)
+        route = self._find(execution.order_ref, execution.order_id, ev.client_id)
+        if route is None:
+            self.unrouted[execution.exec_id] = replace(ev, execution=execution)
+            while len(self.unrouted) > _UNROUTED_KEPT:
+                self.unrouted.popitem(last=False)
+            self.log.info("{}: execution {} of an order we do not know (ref {!r}, id {}) kept",
+                          self.key, execution.exec_id, execution.order_ref, execution.order_id)
+            return
+        self._take_execution(route, execution, now)
+
+    def _take_execution(self, route: Route, execution: Execution, now: int) -> None:
+        self.exec_seen.add(execution.exec_id)
+        commission = self.early_commissions.pop(execution.exec_id, None)
+        if commission is not None:
+            self._deliver_execution(route.ref, execution, commission)
+        else:
+            self.awaiting[execution.exec_id] = _Awaiting(ref=route.ref, execution=execution,
+                                                         deadline_ns=now + self.settings.commission_wait_ns)
+
+    def _deliver_execution(self, ref: str, execution: Execution, commission: Decimal | None) -> None:
+        if commission is not None:
+            execution = replace(execution, commission=commission)
+        route = self.routes[ref]
+        self._set(replace(route, executions=route.executions + (execution,)))
+        self.exec_route[execution.exec_id] = ref
+        self.log.bind(corr=route.corr_id or "-").info(
+                      "{}: fill {} {} {} {} @ {} (commission {}) for {}", self.key, execution.exec_id,
+                      execution.side.value, execution.quantity, execution.symbol, execution.price,
+                      execution.commission, ref)
+        self._to_owner(route, self._about(route, ExecutionReported, execution=execution,
+                                        group_id=route.group_id))
+        if not any(w.ref == ref for w in self.awaiting.values()):
+            for status in self.waiting_statuses.pop(ref, []):
+                self._to_owner(self.routes[ref], status)
+
+    def _on_commission(self, ev: edge.CommissionSeen) -> None:
+        if ev.commission is None:
+            return  # IB's "unset" report; the real one follows
+        waiting = self.awaiting.pop(ev.exec_id, None)
+        if waiting is not None:
+            self._deliver_execution(waiting.ref, waiting.execution, ev.commission)
+            return
+        ref = self.exec_route.get(ev.exec_id)
+        if ref is not None:
+            route = self.routes[ref]
+            late = [e for e in route.executions if e.exec_id == ev.exec_id and e.commission == ZERO]
+            if late and ev.commission != ZERO:
+                executions = tuple(replace(e, commission=ev.commission) if e.exec_id == ev.exec_id else e
+                                   for e in route.executions)
+                self._set(replace(route, executions=executions))
+                self._to_owner(route, self._about(route, CommissionReported, exec_id=ev.exec_id,
+                                                order_ref=ref, commission=ev.commission,
+                                                realized_pnl=ev.realized_pnl, currency=ev.currency or "USD"))
+            return
+        if ev.exec_id not in self.exec_seen:
+            self.early_commissions[ev.exec_id] = ev.commission
+            while len(self.early_commissions) > _UNROUTED_KEPT:
+                self.early_commissions.popitem(last=False)
+
+    def _route_buffered(self, ref: str) -> None:
+        route = self.routes[ref]
+        for exec_id, ev in list(self.unrouted.items()):
+            e = ev.execution
+            if (e.order_ref and e.order_ref == ref) or \
+                    (route.broker_id and e.order_id == route.broker_id
+                     and ev.client_id == self.settings.connection.client_id):
+                del self.unrouted[exec_id]
+                self._take_execution(route, e, self.now_ns())
+
+    # ------------------------------------------------------------ market data
+
+    @run_once
+    def receiveMsg_SubscribeMarketData(self, msg: SubscribeMarketData, sender: ActorAddress) -> None:
+        self.cause = msg
+        self._subscribe(msg.symbol, msg.reply_to if msg.reply_to is not None else sender, primary=False)
+        self._settle()
+
+    @run_once
+    def receiveMsg_SymbolActorStarted(self, msg: SymbolActorStarted, sender: ActorAddress) -> None:
+        self.cause = msg
+        self._subscribe(msg.symbol, msg.address, primary=True)
+        self._settle()
+
+    @run_once
+    def receiveMsg_UnsubscribeMarketData(self, msg: UnsubscribeMarketData, sender: ActorAddress) -> None:
+        self.cause = msg
+        book = self.books.get(msg.symbol)
+        address = msg.reply_to if msg.reply_to is not None else sender
+        if book is not None:
+            book.listeners = [x for x in book.listeners if x.address != address]
+            if not book.listeners:
+                del self.books[msg.symbol]
+                if book.req_id:
+                    self.req_symbol.pop(book.req_id, None)
+                    self._enqueue(_Send(edge.MarketDataCancel(req_id=book.req_id)), Priority.DATA)
+            self.dirty = True
+        self._settle()
+
+    def _subscribe(self, symbol: str, address: ActorAddress, *, primary: bool) -> None:
+        book = self.books.get(symbol)
+        if book is None:
+            book = self.books[symbol] = _Book(symbol)
+        listener = next((x for x in book.listeners if x.address == address), None)
+        if primary:
+            # The symbol actor restarted at `address`: its old incarnation is gone.
+            book.listeners = [x for x in book.listeners if not x.primary or x.address == address]
+            if listener is not None:
+                listener.primary = True
+        if listener is None:
+            listener = _Listener(address, primary or not any(x.primary for x in book.listeners))
+            book.listeners.append(listener)
+        listener.in_flight = False
+        if book.fields:
+            listener.unsent = max(listener.unsent, 1)
+            self.fresh_quotes.add(symbol)
+        self.dirty = True
+        self.log.info("{}: {} quotes to {} listener(s)", self.key, symbol, len(book.listeners))
+        if not book.req_id and self._usable():
+            self._request_market_data(book)
+
+    def _request_market_data(self, book: _Book) -> None:
+        book.req_id = self._req_id()
+        self.req_symbol[book.req_id] = book.symbol
+        self._enqueue(_Send(edge.MarketDataRequest(req_id=book.req_id, contract=self._contract(book.symbol))),
+                      Priority.DATA)
+
+    def _resubscribe(self) -> None:
+        """Cancel and re-request every subscription with fresh reqIds (after 1101 and every new socket)."""
+        for book in self.books.values():
+            if book.req_id:
+                self.req_symbol.pop(book.req_id, None)
+                self._enqueue(_Send(edge.MarketDataCancel(req_id=book.req_id)), Priority.DATA)
+            self._request_market_data(book)
+        if self.books:
+            self.log.info("{}: re-subscribed {}", self.key, ", ".join(sorted(self.books)))
+
+    def _on_tick(self, ev: edge.TickSeen, now: int) -> None:
+        symbol = self.req_symbol.get(ev.req_id)
+        if symbol is None:
+            return
+        book = self.books[symbol]
+        book.fields[ev.field] = ev.value
+        book.ts_ns = now
+        for listener in book.listeners:
+            listener.unsent += 1
+        self.fresh_quotes.add(symbol)
+
+    def _flush_quotes(self) -> None:
+        if not self.fresh_quotes:
+            return
+        for symbol in self.fresh_quotes:
+            book = self.books.get(symbol)
+            if book is None or not book.fields:
+                continue
+            quote: Quote | None = None
+            for listener in book.listeners:
+                if listener.in_flight or not listener.unsent:
+                    continue
+                quote = quote or book.quote()
+                self.tell(listener.address, QuoteUpdate(quote=quote, coalesced=listener.unsent, ts_ns=self.now_ns()))
+                listener.in_flight, listener.unsent = True, 0
+        self.fresh_quotes.clear()
+
+    def receiveMsg_QuoteProcessed(self, msg: QuoteProcessed, sender: ActorAddress) -> None:
+        book = self.books.get(msg.symbol)
+        if book is not None:
+            for listener in book.listeners:
+                if listener.address == sender:
+                    listener.in_flight = False
+                    if listener.unsent:
+                        self.fresh_quotes.add(msg.symbol)
+        if not self.failed:
+            self._flush_quotes()
+
+    # ------------------------------------------------------------ historical bars
+
+    @run_once
+    def receiveMsg_GetHistoricalBars(self, msg: GetHistoricalBars, sender: ActorAddress) -> None:
+        self.cause = msg
+        req_id = self._req_id()
+        request = edge.HistoricalDataRequest(req_id=req_id, contract=self._contract(msg.symbol),
+                                             bar_size_s=msg.bar_size_s, count=msg.count, end_ns=msg.end_ns)
+        try:
+            edge.bar_size_setting(msg.bar_size_s)
+            edge.duration_setting(msg.bar_size_s, msg.count)
+        except ValueError as exc:
+            self.log.warning("{}: history of {} refused: {}", self.key, msg.symbol, exc)
+            self.tell(sender, self.make(HistoricalBars, msg, symbol=msg.symbol, bar_size_s=msg.bar_size_s))
+            self._settle()
+            return
+        self.history[req_id] = _History(symbol=msg.symbol, bar_size_s=msg.bar_size_s, count=msg.count,
+                                        requester=sender, cause=msg, request=request)
+        self._enqueue(_Send(request, survives=True), Priority.DATA)
+        self._settle()
+
+    def _answer_history(self, req_id: int) -> None:
+        hist = self.history.pop(req_id, None)
+        if hist is None:
+            return
+        bars = tuple(sorted(hist.bars, key=lambda b: b.ts_ns))[-hist.count:]
+        self.tell(hist.requester, self.make(HistoricalBars, hist.cause, symbol=hist.symbol,
+                                            bar_size_s=hist.bar_size_s, bars=bars))
