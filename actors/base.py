@@ -109,18 +109,20 @@ class ShellActor(ActorTypeDispatcher):
 
     @run_once
     def receiveMsg_ConfigureActor(self, msg: ConfigureActor, sender: ActorAddress) -> None:
+        self.adopt(msg, sender)
+        self.on_configure(msg)
+        self.configured = True
+        self.tell(self.parent, self.make(ActorReady, msg, key=self.key, incarnation=self.incarnation))
+
+    def adopt(self, msg: ConfigureActor, sender: ActorAddress) -> None:
+        """Take identity, supervisor, peers and config from `msg` and set up this process's log files."""
         self.key = msg.key
         self.incarnation = msg.incarnation
         self.parent = msg.reply_to if msg.reply_to is not None else sender
         self.peers = {peer.name: peer.address for peer in msg.peers}
         self.config = msg.config
         self.log = logger.bind(actor=f"{self.key}#{self.incarnation}")
-        system = getattr(msg.config, "system", None)  # a core.config.Config, for actors given one
-        level = getattr(system, "log_level", None)
-        logs.configure_process(getattr(system, "log_dir", None), getattr(level, "value", level))
-        self.on_configure(msg)
-        self.configured = True
-        self.tell(self.parent, self.make(ActorReady, msg, key=self.key, incarnation=self.incarnation))
+        configure_logs(msg.config)
 
     def on_configure(self, msg: ConfigureActor) -> None:
         """Apply `msg.config` and resume from `msg.state` (None = fresh); raise to fail the start."""
@@ -190,6 +192,13 @@ class ShellActor(ActorTypeDispatcher):
             traceback=text,
         )
         self.send(self.parent if self.parent is not None else sender, report)
+
+
+def configure_logs(config: object) -> None:
+    """Give this process its log files when `config` is a core.config.Config (else the launcher's env)."""
+    system = getattr(config, "system", None)
+    level = getattr(system, "log_level", None)
+    logs.configure_process(getattr(system, "log_dir", None), getattr(level, "value", level))
 
 
 def _class_path(cls: type) -> str:

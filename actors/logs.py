@@ -22,7 +22,7 @@ from loguru import logger
 SYSTEM_LOG: Final = "system.log"
 SYMBOL_LOG_DIR: Final = "symbols"
 LOG_FORMAT: Final = ("{time:YYYY-MM-DD HH:mm:ss.SSS} | {level: <8} | {process} | {extra[actor]} | "
-                     "corr={extra[corr]} | {message}\n{exception}")
+                     "corr={extra[corr]} | {message}")  # loguru appends the newline and any traceback
 ENV_DIR: Final = "IBACTORS_LOG_DIR"
 ENV_LEVEL: Final = "IBACTORS_LOG_LEVEL"
 

@@ -172,12 +172,7 @@ class SupervisorActor(ShellActor):
     @run_once
     def receiveMsg_ConfigureActor(self, msg: ConfigureActor, sender: ActorAddress) -> None:
         # ShellActor's set-up, except that ActorReady waits until every static child is ready.
-        self.key = msg.key
-        self.incarnation = msg.incarnation
-        self.parent = msg.reply_to if msg.reply_to is not None else sender
-        self.peers = {peer.name: peer.address for peer in msg.peers}
-        self.config = msg.config
-        self.log = logger.bind(actor=self.key, incarnation=self.incarnation)
+        self.adopt(msg, sender)
         self.start_cause = msg
         self.on_configure(msg)
         self.configured = True

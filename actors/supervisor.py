@@ -15,7 +15,7 @@ from typing import ClassVar, Final
 
 from thespian.actors import ActorAddress, ActorExitRequest
 
-from actors.base import run_once
+from actors.base import configure_logs, run_once
 from actors.supervision import ChildSpec, ExitReason, Restart, SupervisorActor
 from core.config import Config
 from messages import (
@@ -108,6 +108,7 @@ class Supervisor(SupervisorActor):
                          f"no core actor {', '.join(unknown)} (have {', '.join(classes)})")
             return
         classes.update(msg.actor_classes)
+        configure_logs(msg.config)
         self.config = msg.config
         self.budget = msg.config.supervision.core
         self.admin_token = msg.admin_token
