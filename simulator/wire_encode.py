@@ -1,4 +1,4 @@
-"""Server → client encoder: one method per message, each returning a complete frame in the connection's version and mode."""
+"""Server → client encoder: one method per message, each a complete frame for the connection's version and mode."""
 
 from __future__ import annotations
 
@@ -183,10 +183,10 @@ class Encoder:
                 lastFillPrice=float(last_fill_price), clientId=client_id, whyHeld=why_held,
                 mktCapPrice=float(mkt_cap_price)))
         return self._text(IN.ORDER_STATUS, t.ORDER_STATUS, {
-            "version": t.ORDER_STATUS_VERSION, "orderId": t.num(order_id), "status": t.text(status), "filled": t.num(filled),
-            "remaining": t.num(remaining), "avgFillPrice": t.num(avg_fill_price), "permId": t.num(perm_id),
-            "parentId": t.num(parent_id), "lastFillPrice": t.num(last_fill_price), "clientId": t.num(client_id),
-            "whyHeld": t.text(why_held), "mktCapPrice": t.num(mkt_cap_price)})
+            "version": t.ORDER_STATUS_VERSION, "orderId": t.num(order_id), "status": t.text(status),
+            "filled": t.num(filled), "remaining": t.num(remaining), "avgFillPrice": t.num(avg_fill_price),
+            "permId": t.num(perm_id), "parentId": t.num(parent_id), "lastFillPrice": t.num(last_fill_price),
+            "clientId": t.num(client_id), "whyHeld": t.text(why_held), "mktCapPrice": t.num(mkt_cap_price)})
 
     def open_order(self, *, order_id: int, contract: Contract, order: OrderParams, status: str,
                    commission: Decimal | None = None, commission_currency: str = "",
@@ -201,8 +201,8 @@ class Encoder:
                 orderId=order_id, contract=contract_proto(contract), order=order_proto(order, order_id=order_id),
                 orderState=state))
         return self._text(IN.OPEN_ORDER, None, t.open_order_fields(
-            server_version=self.server_version, order_id=order_id, contract=contract, order=order, status=status, commission=commission,
-            commission_currency=commission_currency, warning_text=warning_text))
+            server_version=self.server_version, order_id=order_id, contract=contract, order=order, status=status,
+            commission=commission, commission_currency=commission_currency, warning_text=warning_text))
 
     def open_order_end(self) -> bytes:
         """Return OPEN_ORDER_END."""
@@ -222,8 +222,8 @@ class Encoder:
                 contract=contract_proto(contract), order=o, orderState=OrderStateProto(
                     status=status, completedTime=completed_time, completedStatus=completed_status)))
         return self._text(IN.COMPLETED_ORDER, None, t.completed_order_fields(
-            server_version=self.server_version, contract=contract, order=order, status=status, filled=filled, completed_time=completed_time,
-            completed_status=completed_status))
+            server_version=self.server_version, contract=contract, order=order, status=status, filled=filled,
+            completed_time=completed_time, completed_status=completed_status))
 
     def completed_orders_end(self) -> bytes:
         """Return COMPLETED_ORDERS_END."""
