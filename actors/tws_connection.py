@@ -30,7 +30,8 @@ once as ExternalOrderDetected on the bus and never touched.
 
 Quotes: ticks update one book per symbol; after each socket read, every subscriber without a
 QuoteUpdate in flight gets the latest quote (with how many ticks it merges); the next one waits
-for its QuoteProcessed.
+for its QuoteProcessed. A subscribed symbol without ticks for `stale_after_ns` while READY is
+published as MarketDataStale, and MarketDataResumed when its data comes back.
 
 After every change that matters for a restart (routes, the id floor, subscriptions) the actor
 sends Snapshot(state=TwsState) to its parent; ConfigureActor(state=TwsState) resumes from it.
@@ -72,6 +73,8 @@ from messages import (
     ExternalOrderDetected,
     GetHistoricalBars,
     HistoricalBars,
+    MarketDataResumed,
+    MarketDataStale,
     Message,
     ModifyOrder,
     OrderAccepted,
@@ -126,6 +129,7 @@ class TwsSettings:
     seed: int = 0
     all_open_orders: bool = True
     commission_wait_ns: int = 1 * _S
+    stale_after_ns: int = 30 * _S   # a subscribed symbol silent this long while READY is stale
     log_dir: str = ""       # "" keeps the process's log sinks (tests); else <log_dir>/system.log
     log_level: str = "INFO"
 
@@ -139,7 +143,8 @@ def settings_from_config(config: Config, *, order_id_hwm: int = 0, host: str | N
         for s in config.symbols)
     return TwsSettings(connection=cc.config_from_broker(config.broker, host=host, port=port),
                        contracts=contracts, account=config.broker.account or "",
-                       order_id_hwm=order_id_hwm, log_dir=str(config.system.log_dir),
+                       order_id_hwm=order_id_hwm, stale_after_ns=round(config.market_data.stale_after_s * _S),
+                       log_dir=str(config.system.log_dir),
                        log_level=config.system.log_level.value)
 
 
@@ -229,7 +234,7 @@ class _Listener:
 class _Book:
     """One symbol's subscription: its current reqId, the latest quote fields, its listeners."""
 
-    __slots__ = ("symbol", "req_id", "listeners", "fields", "ts_ns")
+    __slots__ = ("symbol", "req_id", "listeners", "fields", "ts_ns", "watch_from_ns", "stale")
 
     def __init__(self, symbol: str) -> None:
         self.symbol = symbol
@@ -237,6 +242,8 @@ class _Book:
         self.listeners: list[_Listener] = []
         self.fields: dict[str, Decimal] = {}
         self.ts_ns = 0
+        self.watch_from_ns = 0  # silence counts from the last tick or (re)subscription
+        self.stale = False
 
     def quote(self) -> Quote:
         f = self.fields
@@ -300,7 +307,6 @@ class TwsConnection(ShellActor):
         self.sock: socket.socket | None = None
         self.wire: edge.Wire | None = None
         self.out_buf = bytearray()
-        self.gen = 0
         self.routes: dict[str, Route] = {}
         self.by_id: dict[int, str] = {}
         self.held: list[str] = []
@@ -396,7 +402,8 @@ class TwsConnection(ShellActor):
 
     def receiveMsg_ActorExitRequest(self, msg: ActorExitRequest, sender: ActorAddress) -> None:
         if self.conn is not None and self.sock is not None:
-            self.conn, _ = cc.decide(self.conn, cc.DisconnectRequested(at_ns=self.now_ns(), reason="stopping"))
+            self.conn, _ = cc.decide(self.conn, cc.DisconnectRequested(at_ns=self.now_ns(),
+                                                                        reason="stopping"))
         self._close_socket("stopping")
 
     @run_once
@@ -415,9 +422,10 @@ class TwsConnection(ShellActor):
             return
         now = self.now_ns()
         self._decide(cc.Tick(now_ns=now))
+        self._check_stale(now)
         for exec_id, waiting in list(self.awaiting.items()):
             if waiting.deadline_ns <= now:
-                self.log.warning("{}: no commission report for {} after {:.1f} s; sending the fill without it",
+                self.log.warning("{}: no commission report for {} after {:.1f} s; the fill goes without it",
                                  self.key, exec_id, self.settings.commission_wait_ns / _S)
                 del self.awaiting[exec_id]
                 self._deliver_execution(waiting.ref, waiting.execution, None)
@@ -463,13 +471,15 @@ class TwsConnection(ShellActor):
                 self.publish(self.make(ConnectionStateChanged, self.cause, state=ConnectionState(state.value),
                                        previous=ConnectionState(previous.value), reason=reason, code=code))
             case cc.PublishDataHealth(degraded_farms=farms, code=code, reason=reason):
-                self.log.info("{}: degraded data farms: {} ({})", self.key, ", ".join(sorted(farms)) or "none",
-                              reason)
+                self.log.info("{}: degraded data farms: {} ({})", self.key,
+                              ", ".join(sorted(farms)) or "none", reason)
             case cc.HoldOrders(reason=reason):
                 self._hold_orders(reason)
             case cc.ReleaseOrders(next_order_id=next_id):
                 self.log.info("{}: orders may leave (next id {}; {} held)", self.key, next_id, len(self.held))
                 self._release_orders()
+                for book in self.books.values():  # READY again: silence counts from now
+                    book.watch_from_ns = max(book.watch_from_ns, self.now_ns())
             case cc.HaltTrading(reason=reason):
                 self.publish(self.make(TradingStateChanged, self.cause, state=TradingState.HALTED,
                                        previous=TradingState.ACTIVE, reason=reason))
@@ -496,7 +506,6 @@ class TwsConnection(ShellActor):
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.setblocking(False)
         self.sock = sock
-        self.gen += 1
         self.wire = edge.Wire(command.client_id)
         self.out_buf = bytearray(edge.handshake_bytes())
 
@@ -658,6 +667,7 @@ class TwsConnection(ShellActor):
             times.append(min(w.deadline_ns for w in self.awaiting.values()))
         if self.out_buf and self.sock is not None:
             times.append(now + _WRITE_RETRY_NS)
+        times.append(self._next_stale_ns())
         present = [t for t in times if t is not None]
         if not present:
             return
@@ -765,7 +775,7 @@ class TwsConnection(ShellActor):
             if routes_to_order(code):
                 self.log.warning("{}: order {} (id {}): IB {} {}", self.key, ref, req_id, code, text)
                 rejected = self._about(route, OrderRejected, ref=ref, group_id=route.group_id,
-                                     broker_id=route.broker_id, code=code, reason=text)
+                                       broker_id=route.broker_id, code=code, reason=text)
                 self._set(replace(route, rejection=rejected))
                 self._to_owner(route, rejected)
             else:
@@ -838,8 +848,8 @@ class TwsConnection(ShellActor):
             self.tell(sender, self.make(OrderRejected, msg, ref=msg.ref, code=0, reason="unknown order"))
             self._settle()
             return
-        changes = {name: value for name, value in (("quantity", msg.quantity), ("limit_price", msg.limit_price),
-                                                   ("stop_price", msg.stop_price)) if value is not None}
+        asked = (("quantity", msg.quantity), ("limit_price", msg.limit_price), ("stop_price", msg.stop_price))
+        changes = {name: value for name, value in asked if value is not None}
         self._modify(route, replace(route.order, **changes), msg)
         self._settle()
 
@@ -896,7 +906,8 @@ class TwsConnection(ShellActor):
                                           status=OrderStatus.CANCELLED, remaining=quantity,
                                           why_held="cancelled before it was sent"))
         else:
-            self.log.info("{}: cancel {} (id {}) queued: {}", self.key, route.ref, route.broker_id, msg.reason)
+            self.log.info("{}: cancel {} (id {}) queued: {}", self.key, route.ref, route.broker_id,
+                          msg.reason)
             self._enqueue(_Cancel(route.ref), Priority.URGENT)
         self._settle()
 
@@ -968,7 +979,7 @@ class TwsConnection(ShellActor):
                 reason = f"parent {route.order.parent_ref} is not at the broker"
                 self.log.warning("{}: order {} not sent: {}", self.key, ref, reason)
                 rejected = self._about(route, OrderRejected, ref=ref, group_id=route.group_id, code=0,
-                                     reason=reason)
+                                       reason=reason)
                 self._set(replace(route, rejection=rejected, cancel_requested=True))
                 self._to_owner(route, rejected)
                 return
@@ -982,17 +993,17 @@ class TwsConnection(ShellActor):
         order = route.order
         # Only a new leg may be held back (transmit=False until its bracket is complete); a
         # modify of an order at the broker always transmits.
-        request = edge.PlaceOrderRequest(order_id=route.broker_id, order=order, contract=self._contract(order.symbol),
-                                         parent_id=parent_id, transmit=route.transmit or not first,
-                                         account=self.settings.account)
+        request = edge.PlaceOrderRequest(order_id=route.broker_id, order=order,
+                                         contract=self._contract(order.symbol), parent_id=parent_id,
+                                         transmit=route.transmit or not first, account=self.settings.account)
         frames, events = self.wire.encode(request)
         self._write(frames)
-        self.log.bind(corr=route.corr_id or "-").info(
-                      "{}: {} {} (id {}, parent {}, transmit {})", self.key, "placed" if first else "re-placed",
-                      ref, route.broker_id, parent_id, route.transmit)
+        log = self.log.bind(corr=route.corr_id or "-")
+        log.info("{}: {} {} (id {}, parent {}, transmit {})", self.key,
+                 "placed" if first else "re-placed", ref, route.broker_id, parent_id, request.transmit)
         if first:
             self._to_owner(route, self._about(route, OrderSubmitted, ref=ref, group_id=route.group_id,
-                                            broker_id=route.broker_id))
+                                              broker_id=route.broker_id))
         self._on_wire_events(events)
 
     def _contract(self, symbol: str) -> edge.ContractSpec:
@@ -1031,7 +1042,7 @@ class TwsConnection(ShellActor):
         route = replace(route, accepted=True)
         self._set(route)
         self._to_owner(route, self._about(route, OrderAccepted, ref=route.ref, group_id=route.group_id,
-                                        broker_id=route.broker_id))
+                                          broker_id=route.broker_id))
         return route
 
     def _adopt(self, route: Route, order_id: int, client_id: int) -> Route:
@@ -1072,9 +1083,9 @@ class TwsConnection(ShellActor):
             return
         route = self._accept(self.routes[ref])
         self._status(route, self._about(route, OrderStatusChanged, ref=ref, group_id=route.group_id,
-                                      broker_id=route.broker_id, status=ev.status, filled=ev.filled,
-                                      remaining=ev.remaining, avg_fill_price=ev.avg_fill_price,
-                                      why_held=ev.why_held))
+                                        broker_id=route.broker_id, status=ev.status, filled=ev.filled,
+                                        remaining=ev.remaining, avg_fill_price=ev.avg_fill_price,
+                                        why_held=ev.why_held))
 
     def _on_completed(self, ev: edge.CompletedOrderSeen) -> None:
         route = self._find(ev.order.ref, ev.order.broker_id, ev.client_id)
@@ -1082,12 +1093,13 @@ class TwsConnection(ShellActor):
             return
         order = ev.order
         self._status(route, self._about(route, OrderStatusChanged, ref=route.ref, group_id=route.group_id,
-                                      broker_id=route.broker_id, status=order.status, filled=order.filled,
-                                      remaining=max(ZERO, order.quantity - order.filled)))
+                                        broker_id=route.broker_id, status=order.status, filled=order.filled,
+                                        remaining=max(ZERO, order.quantity - order.filled)))
 
     def _status(self, route: Route, msg: OrderStatusChanged) -> None:
         last = route.last_status
-        if last is not None and (last.status, last.filled, last.remaining) == (msg.status, msg.filled, msg.remaining):
+        if last is not None and (last.status, last.filled, last.remaining) == (msg.status, msg.filled,
+                                                                               msg.remaining):
             return  # IB repeats orderStatus freely
         self._set(replace(route, last_status=msg))
         if any(w.ref == route.ref for w in self.awaiting.values()):
@@ -1127,12 +1139,12 @@ class TwsConnection(ShellActor):
         route = self.routes[ref]
         self._set(replace(route, executions=route.executions + (execution,)))
         self.exec_route[execution.exec_id] = ref
-        self.log.bind(corr=route.corr_id or "-").info(
-                      "{}: fill {} {} {} {} @ {} (commission {}) for {}", self.key, execution.exec_id,
-                      execution.side.value, execution.quantity, execution.symbol, execution.price,
-                      execution.commission, ref)
+        log = self.log.bind(corr=route.corr_id or "-")
+        log.info("{}: fill {} {} {} {} @ {} (commission {}) for {}", self.key, execution.exec_id,
+                 execution.side.value, execution.quantity, execution.symbol, execution.price,
+                 execution.commission, ref)
         self._to_owner(route, self._about(route, ExecutionReported, execution=execution,
-                                        group_id=route.group_id))
+                                          group_id=route.group_id))
         if not any(w.ref == ref for w in self.awaiting.values()):
             for status in self.waiting_statuses.pop(ref, []):
                 self._to_owner(self.routes[ref], status)
@@ -1153,8 +1165,9 @@ class TwsConnection(ShellActor):
                                    for e in route.executions)
                 self._set(replace(route, executions=executions))
                 self._to_owner(route, self._about(route, CommissionReported, exec_id=ev.exec_id,
-                                                order_ref=ref, commission=ev.commission,
-                                                realized_pnl=ev.realized_pnl, currency=ev.currency or "USD"))
+                                                  order_ref=ref, commission=ev.commission,
+                                                  realized_pnl=ev.realized_pnl,
+                                                  currency=ev.currency or "USD"))
             return
         if ev.exec_id not in self.exec_seen:
             self.early_commissions[ev.exec_id] = ev.commission
@@ -1223,6 +1236,7 @@ class TwsConnection(ShellActor):
             self._request_market_data(book)
 
     def _request_market_data(self, book: _Book) -> None:
+        book.watch_from_ns = self.now_ns()
         book.req_id = self._req_id()
         self.req_symbol[book.req_id] = book.symbol
         self._enqueue(_Send(edge.MarketDataRequest(req_id=book.req_id, contract=self._contract(book.symbol))),
@@ -1244,10 +1258,32 @@ class TwsConnection(ShellActor):
             return
         book = self.books[symbol]
         book.fields[ev.field] = ev.value
-        book.ts_ns = now
+        book.ts_ns = book.watch_from_ns = now
+        if book.stale:
+            book.stale = False
+            self.log.info("{}: {} data flows again", self.key, symbol)
+            self.publish(self.make(MarketDataResumed, self.cause, symbol=symbol))
         for listener in book.listeners:
             listener.unsent += 1
         self.fresh_quotes.add(symbol)
+
+    def _watched(self) -> list[_Book]:
+        if not cc.orders_allowed(self._conn()):
+            return []  # not READY: the connection's own state says why no data comes
+        return [b for b in self.books.values() if b.req_id and not b.stale]
+
+    def _next_stale_ns(self) -> int | None:
+        books = self._watched()
+        return min(b.watch_from_ns for b in books) + self.settings.stale_after_ns if books else None
+
+    def _check_stale(self, now: int) -> None:
+        for book in self._watched():
+            silent = now - book.watch_from_ns
+            if silent >= self.settings.stale_after_ns:
+                book.stale = True
+                self.log.warning("{}: no market data for {} for {:.1f} s", self.key, book.symbol, silent / _S)
+                self.publish(self.make(MarketDataStale, self.cause, symbol=book.symbol, last_ts_ns=book.ts_ns,
+                                       silent_ns=silent))
 
     def _flush_quotes(self) -> None:
         if not self.fresh_quotes:
@@ -1261,7 +1297,8 @@ class TwsConnection(ShellActor):
                 if listener.in_flight or not listener.unsent:
                     continue
                 quote = quote or book.quote()
-                self.tell(listener.address, QuoteUpdate(quote=quote, coalesced=listener.unsent, ts_ns=self.now_ns()))
+                self.tell(listener.address, QuoteUpdate(quote=quote, coalesced=listener.unsent,
+                                                        ts_ns=self.now_ns()))
                 listener.in_flight, listener.unsent = True, 0
         self.fresh_quotes.clear()
 

@@ -176,7 +176,8 @@ def bar_size_setting(bar_size_s: int) -> str:
     try:
         return BAR_SIZES[bar_size_s]
     except KeyError:
-        raise ValueError(f"bar_size_s={bar_size_s} is not an IB bar size (have {sorted(BAR_SIZES)})") from None
+        raise ValueError(f"bar_size_s={bar_size_s} is not an IB bar size (have {sorted(BAR_SIZES)})") \
+            from None
 
 
 def duration_setting(bar_size_s: int, count: int) -> str:
@@ -404,7 +405,11 @@ def _amount(value: Any) -> Decimal | None:
 
 
 def parse_ib_time(text: str) -> int:
-    """Return epoch ns of an IB time ("yyyymmdd hh:mm:ss [zone]", "yyyymmdd-hh:mm:ss" UTC, epoch s, "yyyymmdd"); 0 if unreadable."""
+    """Return epoch ns of an IB time, or 0 if unreadable.
+
+    Forms: "yyyymmdd hh:mm:ss [zone]" (New York without a zone), "yyyymmdd-hh:mm:ss" (UTC), epoch
+    seconds, and a daily bar's "yyyymmdd" (midnight in New York).
+    """
     text = text.strip()
     if not text:
         return 0
@@ -490,21 +495,18 @@ class _Translator(EWrapper):
         super().__init__()
         self.events = events
 
-    def logAnswer(self, *args: Any) -> None:  # noqa: N802 - ibapi's name
-        pass
-
-    def error(self, reqId: int, errorTime: int, errorCode: int, errorString: str,  # noqa: N803
+    def error(self, reqId: int, errorTime: int, errorCode: int, errorString: str,
               advancedOrderRejectJson: str = "") -> None:
         text = errorString if not advancedOrderRejectJson else f"{errorString} {advancedOrderRejectJson}"
         self.events.append(NoticeSeen(req_id=int(reqId), code=int(errorCode), text=str(text)))
 
-    def nextValidId(self, orderId: int) -> None:  # noqa: N802, N803
+    def nextValidId(self, orderId: int) -> None:
         self.events.append(NextIdSeen(order_id=int(orderId)))
 
-    def managedAccounts(self, accountsList: str) -> None:  # noqa: N802, N803
+    def managedAccounts(self, accountsList: str) -> None:
         self.events.append(AccountsSeen(accounts=tuple(a for a in accountsList.split(",") if a)))
 
-    def openOrder(self, orderId: int, contract: Contract, order: IbOrder,  # noqa: N802, N803
+    def openOrder(self, orderId: int, contract: Contract, order: IbOrder,
                   orderState: OrderState) -> None:
         status = IB_STATUS.get(orderState.status)
         self.events.append(OpenOrderSeen(
@@ -512,19 +514,19 @@ class _Translator(EWrapper):
             parent_id=int(order.parentId), order=_core_order(order, contract, status, int(orderId)),
             order_type=order.orderType))
 
-    def openOrderEnd(self) -> None:  # noqa: N802
+    def openOrderEnd(self) -> None:
         self.events.append(OpenOrdersEnd())
 
-    def orderStatus(self, orderId: int, status: str, filled: Decimal, remaining: Decimal,  # noqa: N802, N803
-                    avgFillPrice: float, permId: int, parentId: int, lastFillPrice: float,  # noqa: N803
-                    clientId: int, whyHeld: str, mktCapPrice: float) -> None:  # noqa: N803
+    def orderStatus(self, orderId: int, status: str, filled: Decimal, remaining: Decimal,
+                    avgFillPrice: float, permId: int, parentId: int, lastFillPrice: float,
+                    clientId: int, whyHeld: str, mktCapPrice: float) -> None:
         self.events.append(StatusSeen(
             order_id=int(orderId), client_id=int(clientId), perm_id=int(permId), parent_id=int(parentId),
             status=IB_STATUS.get(status), word=str(status), filled=_amount(filled) or ZERO,
             remaining=_amount(remaining) or ZERO, avg_fill_price=_price(avgFillPrice) or ZERO,
             why_held=whyHeld or ""))
 
-    def execDetails(self, reqId: int, contract: Contract, execution: IbExecution) -> None:  # noqa: N802, N803
+    def execDetails(self, reqId: int, contract: Contract, execution: IbExecution) -> None:
         e = execution
         self.events.append(ExecutionSeen(
             req_id=int(reqId), client_id=int(e.clientId), perm_id=int(e.permId),
@@ -535,53 +537,57 @@ class _Translator(EWrapper):
                 quantity=_amount(e.shares) or ZERO, price=_price(e.price) or ZERO,
                 ts_ns=parse_ib_time(e.time))))
 
-    def execDetailsEnd(self, reqId: int) -> None:  # noqa: N802, N803
+    def execDetailsEnd(self, reqId: int) -> None:
         self.events.append(ExecutionsEnd(req_id=int(reqId)))
 
-    def commissionAndFeesReport(self, commissionAndFeesReport: CommissionAndFeesReport) -> None:  # noqa: N802, N803
+    def commissionAndFeesReport(self, commissionAndFeesReport: CommissionAndFeesReport
+                                ) -> None:
         r = commissionAndFeesReport
         self.events.append(CommissionSeen(exec_id=r.execId, commission=_price(r.commissionAndFees),
                                           realized_pnl=_price(r.realizedPNL), currency=r.currency or ""))
 
-    def completedOrder(self, contract: Contract, order: IbOrder, orderState: OrderState) -> None:  # noqa: N802, N803
+    def completedOrder(self, contract: Contract, order: IbOrder,
+                       orderState: OrderState) -> None:
         status = IB_STATUS.get(orderState.status) or IB_STATUS.get(orderState.completedStatus)
         self.events.append(CompletedOrderSeen(
             order=_core_order(order, contract, status, int(order.orderId)), client_id=int(order.clientId),
             perm_id=int(order.permId)))
 
-    def completedOrdersEnd(self) -> None:  # noqa: N802
+    def completedOrdersEnd(self) -> None:
         self.events.append(CompletedOrdersEnd())
 
-    def position(self, account: str, contract: Contract, position: Decimal, avgCost: float) -> None:  # noqa: N803
+    def position(self, account: str, contract: Contract, position: Decimal,
+                 avgCost: float) -> None:
         self.events.append(PositionSeen(account=account, symbol=contract.symbol or contract.localSymbol or "",
                                         quantity=_amount(position) or ZERO, avg_cost=_price(avgCost) or ZERO))
 
-    def positionEnd(self) -> None:  # noqa: N802
+    def positionEnd(self) -> None:
         self.events.append(PositionsEnd())
 
-    def tickPrice(self, reqId: int, tickType: int, price: float, attrib: TickAttrib) -> None:  # noqa: N802, N803
+    def tickPrice(self, reqId: int, tickType: int, price: float,
+                  attrib: TickAttrib) -> None:
         name = _PRICE_TICKS.get(tickType)
         value = _price(price)
         # IB sends -1 (or 0) for "no price" on an empty side of the book.
         if name is not None and value is not None and value > 0:
             self.events.append(TickSeen(req_id=int(reqId), field=name, value=value))
 
-    def tickSize(self, reqId: int, tickType: int, size: Decimal) -> None:  # noqa: N802, N803
+    def tickSize(self, reqId: int, tickType: int, size: Decimal) -> None:
         name = _SIZE_TICKS.get(tickType)
         value = _amount(size)
         if name is not None and value is not None and value >= 0:
             self.events.append(TickSeen(req_id=int(reqId), field=name, value=value))
 
-    def currentTime(self, time: int) -> None:  # noqa: N802
+    def currentTime(self, time: int) -> None:
         self.events.append(CurrentTimeSeen(epoch_s=int(time)))
 
-    def historicalData(self, reqId: int, bar: BarData) -> None:  # noqa: N802, N803
+    def historicalData(self, reqId: int, bar: BarData) -> None:
         self.events.append(BarSeen(
             req_id=int(reqId), ts_ns=parse_ib_time(str(bar.date)), open=_price(bar.open) or ZERO,
             high=_price(bar.high) or ZERO, low=_price(bar.low) or ZERO, close=_price(bar.close) or ZERO,
             volume=_amount(bar.volume) or ZERO))
 
-    def historicalDataEnd(self, reqId: int, start: str, end: str) -> None:  # noqa: N802, N803
+    def historicalDataEnd(self, reqId: int, start: str, end: str) -> None:
         self.events.append(BarsEnd(req_id=int(reqId)))
 
 
@@ -592,11 +598,11 @@ class _Outbox:
         self.frames: list[bytes] = []
         self.socket = None
 
-    def sendMsg(self, msg: bytes) -> int:  # noqa: N802 - ibapi's name
+    def sendMsg(self, msg: bytes) -> int:
         self.frames.append(msg)
         return len(msg)
 
-    def isConnected(self) -> bool:  # noqa: N802 - ibapi's name
+    def isConnected(self) -> bool:
         return True
 
     def disconnect(self) -> None:

@@ -1,4 +1,4 @@
-"""Stand-in actors for the TwsConnection tests: recorders (owner, bus, quote subscriber) and a restarting supervisor.
+"""Stand-in actors for the TwsConnection tests: recorders (owner, bus, subscriber), a restarting supervisor.
 
 Imported by dotted path in every actor process (the multiproc base forks them from the test).
 """

@@ -26,8 +26,9 @@ from ibapi.client import EClient
 from thespian.actors import ActorAddress, ActorExitRequest, ActorSystem
 
 from actors import tws_edge as edge
-from actors.tws_connection import FIRST_REQ_ID, TwsConnection, TwsSettings, TwsState, routes_to_order
+from actors.tws_connection import TwsConnection, TwsSettings, TwsState, routes_to_order, settings_from_config
 from core import matching
+from core.config import loads_config
 from core.connection import ConnectionConfig
 from core.orders import OrderStatus, new_order
 from core.types import OrderType, Side, TimeInForce
@@ -40,6 +41,8 @@ from messages import (
     ExternalOrderDetected,
     GetHistoricalBars,
     HistoricalBars,
+    MarketDataResumed,
+    MarketDataStale,
     Message,
     OrderAccepted,
     OrderStatusChanged,
@@ -166,8 +169,8 @@ def _settings(sim: SimulatorThread, tmp_path: Path, **overrides: Any) -> TwsSett
 class Rig:
     """A TwsConnection under a stand-in supervisor, with recording bus, owner, subscriber and requester."""
 
-    def __init__(self, asys: ActorSystem, sim: SimulatorThread, tmp_path: Path, *, state: TwsState | None = None,
-                 **overrides: Any) -> None:
+    def __init__(self, asys: ActorSystem, sim: SimulatorThread, tmp_path: Path, *,
+                 state: TwsState | None = None, **overrides: Any) -> None:
         self.asys = asys
         self.sim = sim
         self.bus = asys.createActor(h.Recorder)
@@ -289,6 +292,30 @@ def test_order_errors_route_to_owner_except_cancel_ack_and_warnings(code: int, r
     assert routes_to_order(code) is routed
 
 
+def test_settings_from_config_take_broker_symbols_and_market_data() -> None:
+    config = loads_config('''
+[broker]
+port = 4002
+client_id = 3
+account = "DU42"
+[broker.reconnect]
+initial_s = 2.0
+[market_data]
+stale_after_s = 12.5
+[[symbols]]
+symbol = "AAPL"
+primary_exchange = "NASDAQ"
+[[symbols]]
+symbol = "SPY"
+''')
+    settings = settings_from_config(config, order_id_hwm=77, port=5555)
+    c = settings.connection
+    assert (c.port, c.client_id, c.reconnect_initial_ns) == (5555, 3, 2 * _S)
+    assert (settings.account, settings.order_id_hwm, settings.stale_after_ns) == ("DU42", 77, 12_500_000_000)
+    assert settings.contracts == (edge.ContractSpec(symbol="AAPL", primary_exchange="NASDAQ"),
+                                  edge.ContractSpec(symbol="SPY"))
+
+
 def test_wire_reads_frames_split_at_every_byte() -> None:
     text = b"226\x0020240102 14:30:01 GMT\x00"
     reply = struct.pack("!I", len(text)) + text
@@ -325,8 +352,9 @@ def test_wire_encodes_bracket_leg_with_parent_transmit_and_order_ref() -> None:
 
 
 @pytest.mark.parametrize("wire", ["protobuf", "text"])
-def test_connection_reaches_ready_through_connecting_and_synchronizing(asys: ActorSystem, sim: SimulatorThread,
-                                                                      tmp_path: Path) -> None:
+def test_connection_reaches_ready_through_connecting_and_synchronizing(
+    asys: ActorSystem, sim: SimulatorThread, tmp_path: Path,
+) -> None:
     rig = Rig(asys, sim, tmp_path)
     rig.wait_state(C.READY)
     assert rig.states() == [(C.DISCONNECTED, C.CONNECTING, 0), (C.CONNECTING, C.SYNCHRONIZING, 0),
@@ -369,11 +397,29 @@ def test_quotes_reach_subscriber_coalesced_with_at_most_one_in_flight(asys: Acto
     assert max(u.coalesced for u in updates) > 100
 
 
+def test_silent_symbol_is_published_stale_then_resumed(asys: ActorSystem, sim: SimulatorThread,
+                                                       tmp_path: Path) -> None:
+    rig = Rig(asys, sim, tmp_path, stale_after_ns=_S // 2)
+    rig.wait_state(C.READY)
+    asys.tell(rig.tws, SubscribeMarketData(symbol="NVDA", reply_to=rig.quotes))
+    rig.of(rig.quotes, QuoteUpdate, 1)
+    started = time.monotonic()
+    (stale,) = rig.of(rig.bus, MarketDataStale, 1)  # the stepped market is silent until stepped
+    assert time.monotonic() - started >= 0.3
+    assert stale.symbol == "NVDA" and stale.silent_ns >= _S // 2 and stale.last_ts_ns > 0
+    assert rig.of(rig.bus, MarketDataResumed) == []
+    sim.step(1)
+    (resumed,) = rig.of(rig.bus, MarketDataResumed, 1)
+    assert resumed.symbol == "NVDA"
+    assert len(rig.of(rig.bus, MarketDataStale)) == 1
+
+
 def test_history_request_answers_bars_oldest_first(asys: ActorSystem, sim: SimulatorThread,
                                                    tmp_path: Path) -> None:
     rig = Rig(asys, sim, tmp_path)
     sim.step(600)
-    asys.tell(rig.requester, h.Feed(to=rig.tws, message=GetHistoricalBars(symbol="MSFT", bar_size_s=60, count=5)))
+    ask = GetHistoricalBars(symbol="MSFT", bar_size_s=60, count=5)
+    asys.tell(rig.requester, h.Feed(to=rig.tws, message=ask))
     (answer,) = rig.of(rig.requester, HistoricalBars, 1)
     assert (answer.symbol, answer.bar_size_s, len(answer.bars)) == ("MSFT", 60, 5)
     stamps = [b.ts_ns for b in answer.bars]
@@ -411,7 +457,7 @@ def test_bracket_reaches_simulator_with_parent_and_transmit_and_fills_route_once
     legs = [eventually(lambda i=i: rig.broker_order(i), 5, f"order {i} at the broker") for i in ids]
     assert [(o.order_ref, o.parent_id) for o in legs] == [
         ("g1.entry", 0), ("g1.stop", ids[0]), ("g1.target", ids[0])]
-    eventually(lambda: all(rig.broker_order(i).transmit for i in ids), 5, "the last leg transmits the bracket")
+    eventually(lambda: all(rig.broker_order(i).transmit for i in ids), 5, "the last leg transmits all")
 
     def fills() -> list[ExecutionReported]:
         return rig.of(rig.owner, ExecutionReported)
@@ -432,8 +478,10 @@ def test_bracket_reaches_simulator_with_parent_and_transmit_and_fills_route_once
                       and m.status is OrderStatus.FILLED)
         assert first_fill < filled, f"{ref}: Filled reached the owner before its execution"
     stop_statuses = [m.status for m in _by_ref(list(got), "g1.stop") if isinstance(m, OrderStatusChanged)]
-    eventually(lambda: OrderStatus.CANCELLED in [m.status for m in _by_ref(rig.of(rig.owner, OrderStatusChanged),
-                                                                           "g1.stop")], 5, "stop cancelled (OCA)")
+    def stop_cancelled() -> bool:
+        statuses = _by_ref(rig.of(rig.owner, OrderStatusChanged), "g1.stop")
+        return OrderStatus.CANCELLED in [m.status for m in statuses]
+    eventually(stop_cancelled, 5, "the stop cancelled (OCA with the target)")
     assert OrderStatus.FILLED not in stop_statuses
     assert set(sim.snapshot()["orders_per_ref"].values()) == {1}
     accepted = [m.ref for m in rig.of(rig.owner, OrderAccepted)]
@@ -506,6 +554,18 @@ def test_order_of_another_client_is_announced_external_and_left_alone(asys: Acto
     assert len(rig.of(rig.bus, ExternalOrderDetected)) == 1
 
 
+def test_first_order_id_is_above_the_journaled_high_water_mark(asys: ActorSystem, sim: SimulatorThread,
+                                                                tmp_path: Path) -> None:
+    rig = Rig(asys, sim, tmp_path, order_id_hwm=500)
+    rig.wait_state(C.READY)
+    order = new_order(ref="g7.entry", symbol="SPY", side=Side.BUY, quantity=1, order_type=OrderType.LMT,
+                      limit_price=rig.quote("SPY").bid - 20)
+    rig.submit(order, group="g7")
+    (submitted,) = rig.of(rig.owner, OrderSubmitted, 1)
+    assert submitted.broker_id == 501  # the simulator's nextValidId is 1: the journal's floor wins
+    assert eventually(lambda: rig.broker_order(501), 5, "order 501 at the broker").order_ref == "g7.entry"
+
+
 # ---------------------------------------------------------------- outages
 
 
@@ -520,7 +580,7 @@ def test_drop_reconnects_with_backoff_resyncs_and_routes_missed_fill_once(
     eventually(lambda: any(m.status is OrderStatus.SUBMITTED for m in rig.of(rig.owner, OrderStatusChanged)),
                5, "Submitted")
     sim.refuse(1.5)  # a TWS restart: the socket drops, connections are refused for 1.5 s
-    rig.step_until(lambda: sim.snapshot()["executions"] >= 1, what="the resting order fills during the outage")
+    rig.step_until(lambda: sim.snapshot()["executions"] >= 1, what="a fill during the outage")
     assert rig.of(rig.owner, ExecutionReported) == []  # nobody to tell yet
     rig.wait_state(C.READY, nth=2, timeout=15)
     fills = rig.of(rig.owner, ExecutionReported, 1)
@@ -554,8 +614,9 @@ def test_link_loss_degrades_and_1101_resubscribes_market_data(asys: ActorSystem,
                                 (C.SYNCHRONIZING, C.READY, 0)]
 
 
-def test_burst_of_200_data_requests_stays_under_simulator_pacing_limit(asys: ActorSystem, sim: SimulatorThread,
-                                                                        tmp_path: Path) -> None:
+def test_burst_of_200_data_requests_stays_under_simulator_pacing_limit(
+    asys: ActorSystem, sim: SimulatorThread, tmp_path: Path,
+) -> None:
     rig = Rig(asys, sim, tmp_path)
     rig.wait_state(C.READY)
     started = time.monotonic()
