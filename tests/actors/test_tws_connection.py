@@ -33,17 +33,20 @@ from core.connection import ConnectionConfig
 from core.orders import OrderStatus, new_order
 from core.types import OrderType, Side, TimeInForce
 from messages import (
+    ActorStatusSnapshot,
     BrokerError,
     CancelOrder,
     ClaimOrders,
     ConnectionStateChanged,
     ExecutionReported,
     ExternalOrderDetected,
+    GetActorStatus,
     GetHistoricalBars,
     HistoricalBars,
     MarketDataResumed,
     MarketDataStale,
     Message,
+    ModifyOrder,
     OrderAccepted,
     OrderStatusChanged,
     OrderSubmitted,
@@ -595,6 +598,58 @@ def test_drop_reconnects_with_backoff_resyncs_and_routes_missed_fill_once(
     attempts = sum(1 for prev, state, _ in after_drop if state is C.CONNECTING)
     assert attempts >= 2, f"the refused period should need several attempts, saw {after_drop}"
     assert OrderStatus.FILLED in [m.status for m in rig.of(rig.owner, OrderStatusChanged)]
+
+
+def test_orders_wait_for_ready_and_cancels_for_a_socket_during_an_outage(
+    asys: ActorSystem, sim: SimulatorThread, tmp_path: Path,
+) -> None:
+    rig = Rig(asys, sim, tmp_path)
+    rig.wait_state(C.READY)
+    bid = rig.quote("MSFT").bid
+    keep = new_order(ref="g8.keep", symbol="MSFT", side=Side.BUY, quantity=2, order_type=OrderType.LMT,
+                     limit_price=bid - 50)
+    rig.submit(keep, group="g8")
+    (kept,) = rig.of(rig.owner, OrderSubmitted, 1)
+    eventually(lambda: rig.of(rig.owner, OrderAccepted), 5, "accepted")
+    sim.refuse(1.0)
+    rig.wait_state(C.DISCONNECTED, nth=1)
+    asys.tell(rig.tws, CancelOrder(ref="g8.keep", reason="test"))
+    late = new_order(ref="g8.late", symbol="MSFT", side=Side.BUY, quantity=1, order_type=OrderType.LMT,
+                     limit_price=bid - 60)
+    rig.submit(late, group="g8")
+    status = asys.ask(rig.tws, GetActorStatus(), ASK)  # both handled: the connection is still down
+    assert isinstance(status, ActorStatusSnapshot) and not status.failed
+    assert C.READY not in [s for _, s, _ in rig.states()[3:]]
+    rig.wait_state(C.READY, nth=2, timeout=15)
+    later = eventually(lambda: [m for m in rig.of(rig.owner, OrderSubmitted) if m.ref == "g8.late"], 5,
+                       "the held order leaves once READY")
+    assert later[0].broker_id > kept.broker_id
+    eventually(lambda: rig.broker_order(kept.broker_id).status == matching.CANCELLED, 5,
+               "the parked cancel reaches the broker")
+    eventually(lambda: any(m.ref == "g8.keep" and m.status is OrderStatus.CANCELLED
+                           for m in rig.of(rig.owner, OrderStatusChanged)), 5, "Cancelled at the owner")
+    assert sim.snapshot()["orders_per_ref"] == {"g8.keep": 1, "g8.late": 1}
+
+
+def test_modify_re_places_under_the_same_id_and_a_repeated_submit_sends_nothing_new(
+    asys: ActorSystem, sim: SimulatorThread, tmp_path: Path,
+) -> None:
+    rig = Rig(asys, sim, tmp_path)
+    rig.wait_state(C.READY)
+    bid = rig.quote("SPY").bid
+    order = new_order(ref="g10.entry", symbol="SPY", side=Side.BUY, quantity=4, order_type=OrderType.LMT,
+                      limit_price=bid - 30)
+    rig.submit(order, group="g10")
+    (submitted,) = rig.of(rig.owner, OrderSubmitted, 1)
+    eventually(lambda: rig.of(rig.owner, OrderAccepted), 5, "accepted")
+    rig.submit(order, group="g10")  # the same leg again: answered, not sent again
+    assert [m.broker_id for m in rig.of(rig.owner, OrderSubmitted, 2)] == [submitted.broker_id] * 2
+    asys.tell(rig.tws, ModifyOrder(ref="g10.entry", limit_price=bid - 20, quantity=Decimal(6)))
+    moved = eventually(lambda: (o := rig.broker_order(submitted.broker_id)).limit_price == bid - 20 and o, 5,
+                       "the new limit at the broker")
+    assert moved.quantity == 6 and moved.order_ref == "g10.entry"
+    assert sim.snapshot()["orders_per_ref"] == {"g10.entry": 1}
+    assert len(rig.of(rig.owner, OrderSubmitted)) == 2
 
 
 def test_link_loss_degrades_and_1101_resubscribes_market_data(asys: ActorSystem, sim: SimulatorThread,
