@@ -66,12 +66,33 @@ def _cmd_simulator_ctl(args: argparse.Namespace) -> int:
     return 0 if reply.get("ok") else 1
 
 
+def _cmd_run(args: argparse.Namespace) -> int:
+    from actors.launcher import LaunchError, run
+    from core.config import load_config
+    from core.errors import ConfigError
+
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(f"{args.config}: {exc}", file=sys.stderr)
+        return 2
+    try:
+        return run(config, args.config)
+    except LaunchError as exc:
+        print(f"cannot start: {exc}", file=sys.stderr)
+        return 3
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="bootstrap.py",
         description="An actor-based automated trading system for Interactive Brokers.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    run = sub.add_parser("run", help="start the whole system in the foreground (Ctrl-C stops it)")
+    run.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="path to config.toml")
+    run.set_defaults(func=_cmd_run)
+
     check = sub.add_parser("check-config", help="validate a configuration file and report every problem")
     check.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="path to config.toml")
     check.set_defaults(func=_cmd_check_config)

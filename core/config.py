@@ -639,7 +639,7 @@ class SimulatorConfig:
     port: int = setting(0, ge=0, le=65535, check=_port_or_zero,
                         expect="0 (pick a free port) or a port in 1024..65535")
     seed: int = setting(42, ge=0)
-    speed: float = setting(60.0, gt=0, le=1_000_000)
+    speed: float = setting(1.0, gt=0, le=1_000_000)
     clock: ClockMode = setting(ClockMode.ACCELERATED)
     commission_per_share: Decimal = setting(Decimal("0.005"), ge=0)
     commission_min: Decimal = setting(Decimal("1.00"), ge=0)
@@ -698,7 +698,7 @@ class MarketDataConfig:
     """How quotes become decisions: coalescing, bar length, warm-up and stale-data detection."""
 
     coalesce_ms: int = setting(100, ge=0, le=60_000)
-    bar_seconds: int = setting(60, ge=1, le=86_400, check=_divides_day)
+    bar_seconds: int = setting(5, ge=1, le=86_400, check=_divides_day)
     warmup_bars: int = setting(50, ge=0, le=100_000)
     stale_after_s: float = setting(30.0, gt=0)
 
@@ -780,8 +780,8 @@ class StrategyConfig:
     """The stand-in demo strategy: a moving-average cross with ATR-sized brackets."""
 
     kind: StrategyKind = setting(StrategyKind.MA_CROSS)
-    fast: int = setting(10, ge=1, le=10_000)
-    slow: int = setting(30, ge=2, le=10_000)
+    fast: int = setting(3, ge=1, le=10_000)
+    slow: int = setting(12, ge=2, le=10_000)
     atr_period: int = setting(14, ge=1, le=10_000)
     stop_atr_multiple: Decimal = setting(Decimal(2), gt=0)
     target_atr_multiple: Decimal = setting(Decimal(3), gt=0)

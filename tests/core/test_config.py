@@ -74,7 +74,7 @@ def test_shipped_config_loads_with_expected_defaults() -> None:
     assert config.symbol("SPY").primary_exchange == "ARCA"
     assert config.supervision.core.max_restarts == 2
     assert config.supervision.symbol.max_restarts == 5
-    assert config.market_data.bar_seconds == 60
+    assert config.market_data.bar_seconds == 5
     assert config.risk.max_order_notional == D(50000)
     assert config.risk.daily_loss_limit == D(5000)
     assert config.risk.reduce_only_at_pct == D(80)
@@ -83,7 +83,7 @@ def test_shipped_config_loads_with_expected_defaults() -> None:
     assert config.signals.source is SignalSourceKind.DEMO
     assert config.signals.http.auth_env is None
     assert config.strategy.kind is StrategyKind.MA_CROSS
-    assert (config.strategy.fast, config.strategy.slow) == (10, 30)
+    assert (config.strategy.fast, config.strategy.slow) == (3, 12)
     assert config.strategy.risk_per_trade == D(100)
     assert config.monitoring.prometheus_port == 0
 

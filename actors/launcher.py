@@ -1,0 +1,197 @@
+"""Start and stop a whole system in the foreground: simulator, actor system, Supervisor (`bootstrap.py run`)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Final
+
+from core.config import BrokerKind, Config
+
+ROOT: Final = Path(__file__).resolve().parent.parent
+PIDFILE: Final = "system.json"
+
+
+class LaunchError(Exception):
+    """The system cannot start; the message says why and what to do."""
+
+
+def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
+    """Return True if something accepts TCP connections on (host, port)."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def read_pidfile(config: Config) -> dict[str, object] | None:
+    path = Path(config.system.state_dir) / PIDFILE
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def check_admin_port(config: Config) -> None:
+    """Raise LaunchError if the admin port is taken, saying whether by a live system or by a stranger.
+
+    Thespian would silently join whatever admin listens there (or hang 14 s on a stranger), so
+    the port is probed with a plain socket first (thespian-notes §4.3).
+    """
+    host, port = config.system.bind_address, config.system.admin_port
+    if not port_open(host, port):
+        return
+    info = read_pidfile(config)
+    if info and info.get("admin_port") == port and isinstance(info.get("pid"), int) and pid_alive(info["pid"]):
+        raise LaunchError(
+            f"a system is already running on {host}:{port} (launcher pid {info['pid']}, started "
+            f"{info.get('started', '?')}); stop it with Ctrl-C in its terminal or "
+            f"`kill {info['pid']}`, or give this one another system.admin_port")
+    raise LaunchError(
+        f"{host}:{port} (system.admin_port) is in use by another program; stop it or set "
+        f"system.admin_port in the config to a free port")
+
+
+@dataclass
+class Simulator:
+    """The embedded simulator, run as its own process so it outlives a crashed actor system."""
+
+    process: subprocess.Popen[bytes]
+    port: int
+    control_port: int
+
+    def stop(self, timeout: float = 5.0) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout)
+
+
+def start_simulator(config: Config, config_path: Path, timeout: float = 20.0) -> Simulator:
+    """Start `bootstrap.py simulator` on the configured (or a free) loopback port and wait until it listens."""
+    port = config.simulator.port or free_port()
+    control_port = free_port()
+    cmd = [sys.executable, str(ROOT / "bootstrap.py"), "simulator", "--config", str(config_path),
+           "--port", str(port), "--control-port", str(control_port)]
+    log_dir = Path(config.system.log_dir)
+    log_dir.mkdir(parents=True, exist_ok=True)
+    out = open(log_dir / "simulator.log", "ab")
+    process = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=os.getcwd(),
+                               start_new_session=True)
+    out.close()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise LaunchError(f"the simulator exited at start-up (code {process.returncode}); "
+                              f"see {log_dir / 'simulator.log'}")
+        if port_open("127.0.0.1", port, timeout=0.2):
+            return Simulator(process=process, port=port, control_port=control_port)
+        time.sleep(0.05)
+    process.kill()
+    raise LaunchError(f"the simulator did not listen on 127.0.0.1:{port} within {timeout:.0f} s")
+
+
+def run(config: Config, config_path: Path, *, stop_event: threading.Event | None = None,
+        start_timeout: float = 60.0) -> int:
+    """Run the whole system until SIGINT/SIGTERM (or `stop_event`); stop it in reverse start order."""
+    from thespian.actors import ActorSystem
+
+    from messages import ActorReady, AdminError, Shutdown, StartSystem
+
+    check_admin_port(config)
+    state_dir = Path(config.system.state_dir)
+    state_dir.mkdir(parents=True, exist_ok=True)
+    Path(config.system.log_dir).mkdir(parents=True, exist_ok=True)
+    os.environ["THESPIAN_BASE_IPADDR"] = config.system.bind_address
+    os.environ["IBACTORS_LOG_DIR"] = str(Path(config.system.log_dir).resolve())
+    os.environ["IBACTORS_LOG_LEVEL"] = str(config.system.log_level)
+
+    stop = stop_event or threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    sim: Simulator | None = None
+    asys = None
+    try:
+        if config.broker.kind is BrokerKind.SIMULATOR:
+            sim = start_simulator(config, config_path)
+            config = replace(config, broker=replace(config.broker, host="127.0.0.1", port=sim.port))
+            print(f"simulator: listening on 127.0.0.1:{sim.port}, control port {sim.control_port} "
+                  f"(log: {config.system.log_dir}/simulator.log)", flush=True)
+        asys = ActorSystem("multiprocTCPBase", {"Admin Port": config.system.admin_port},
+                           logDefs=_thespian_log_defs(config))
+        supervisor = asys.createActor("actors.supervisor.Supervisor", globalName="supervisor")
+        reply = asys.ask(supervisor, StartSystem(config=config), start_timeout)
+        if isinstance(reply, AdminError):
+            raise LaunchError(f"the system could not start: {reply.text}")
+        if not isinstance(reply, ActorReady):
+            raise LaunchError(f"the system did not report ready within {start_timeout:.0f} s "
+                              f"(got {type(reply).__name__}); see {config.system.log_dir}/system.log")
+        (state_dir / PIDFILE).write_text(json.dumps({
+            "pid": os.getpid(), "admin_port": config.system.admin_port,
+            "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+            "simulator_port": sim.port if sim else None,
+            "simulator_control_port": sim.control_port if sim else None}))
+        symbols = ", ".join(config.symbol_names)
+        print(f"system: running on admin port {config.system.admin_port} — trading {symbols}; "
+              f"logs in {config.system.log_dir}/ — Ctrl-C stops it", flush=True)
+        while not stop.wait(0.5):
+            if sim is not None and sim.process.poll() is not None:
+                print("simulator: exited unexpectedly; stopping the system", file=sys.stderr, flush=True)
+                break
+        print("system: stopping", flush=True)
+        try:
+            asys.ask(supervisor, Shutdown(reason="operator stop"), 15)
+        except Exception as exc:  # shutting down regardless
+            print(f"system: supervisor did not confirm the stop ({exc}); shutting down anyway", file=sys.stderr)
+        return 0
+    finally:
+        if asys is not None:
+            asys.shutdown()
+        if sim is not None:
+            sim.stop()
+        try:
+            (state_dir / PIDFILE).unlink()
+        except OSError:
+            pass
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        print("system: stopped", flush=True)
+
+
+def _thespian_log_defs(config: Config) -> dict[str, object]:
+    """Thespian's own stdlib logging: warnings and above into logs/thespian.log."""
+    return {
+        "version": 1,
+        "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+        "handlers": {"file": {"class": "logging.FileHandler", "formatter": "plain", "level": "WARNING",
+                              "filename": str(Path(config.system.log_dir).resolve() / "thespian.log")}},
+        "loggers": {"": {"handlers": ["file"], "level": "WARNING"}},
+    }

@@ -1,0 +1,106 @@
+"""`bootstrap.py run` on the shipped config, driven as a subprocess: it trades on the simulator and Ctrl-C stops everything."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from simulator.control import send
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _processes_mentioning(text: str) -> list[int]:
+    """Return the live (non-zombie) pids whose command line contains `text`."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            state = next(line for line in (entry / "status").read_text().splitlines() if line.startswith("State:"))
+        except (OSError, StopIteration):
+            continue
+        if text in cmdline and "Z" not in state.split()[1]:
+            found.append(int(entry.name))
+    return found
+
+
+def _wait(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Path:
+    text = (ROOT / "config.toml").read_text()
+    text, n = re.subn(r"(?m)^admin_port = \d+", f"admin_port = {_free_port()}", text)
+    assert n == 1
+    (tmp_path / "config.toml").write_text(text)
+    return tmp_path
+
+
+@pytest.mark.timeout(240)
+def test_run_on_the_shipped_config_trades_on_the_simulator_and_ctrl_c_leaves_no_process(workdir: Path) -> None:
+    config = workdir / "config.toml"
+    marker = str(config)  # every process of this system carries it in its command line
+    launcher = subprocess.Popen([sys.executable, str(ROOT / "bootstrap.py"), "run", "--config", marker],
+                                cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    started = time.monotonic()
+    try:
+        state = workdir / "var" / "state" / "system.json"
+        info = _wait(lambda: state.exists() and json.loads(state.read_text() or "{}"), 60, "the system to start")
+        control = info["simulator_control_port"]
+
+        def traded() -> dict | None:
+            status = send(control, {"cmd": "status"})["status"]
+            return status if status["executions"] > 0 and status["orders_per_ref"] else None
+
+        status = _wait(traded, 120, "an order to fill at the simulator")
+        first_fill_s = time.monotonic() - started
+        print(f"first fill {first_fill_s:.1f} s after start; simulator: {status}")
+        assert all(count == 1 for count in status["orders_per_ref"].values()), status["orders_per_ref"]
+        assert all(re.fullmatch(r"[A-Z]+-\d+-\d+:(entry|sl|tp)", ref) for ref in status["orders_per_ref"])
+        logs = workdir / "logs"
+        assert (logs / "system.log").stat().st_size > 0
+        traded_symbols = {ref.split("-")[0] for ref in status["orders_per_ref"]}
+        for symbol in traded_symbols:
+            assert (logs / "symbols" / f"{symbol}.log").stat().st_size > 0
+
+        os.killpg(launcher.pid, signal.SIGINT)  # what Ctrl-C in its terminal does
+        out, _ = launcher.communicate(timeout=60)
+        text = out.decode(errors="replace")
+        assert launcher.returncode == 0, text
+        assert "system: stopped" in text
+        assert not state.exists()
+        _wait(lambda: not _processes_mentioning(marker), 15, "every process of the system to exit")
+    finally:
+        if launcher.poll() is None:
+            os.killpg(launcher.pid, signal.SIGKILL)
+            launcher.wait(10)
+        for pid in _processes_mentioning(marker):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
