@@ -1022,10 +1022,11 @@ def format_bar_time(ts_ns: int, format_date: int, daily: bool) -> str:
 class SimulatorThread:
     """Runs a Simulator on its own event loop in a daemon thread; the Python API for tests and tools."""
 
-    def __init__(self, config: SimulatorConfig = SimulatorConfig()) -> None:
+    def __init__(self, config: SimulatorConfig = SimulatorConfig(), *,
+                 wall: Callable[[], float] = time.monotonic) -> None:
         self.config = config
         self.loop = asyncio.new_event_loop()
-        self.sim = Simulator(config)
+        self.sim = Simulator(config, wall=wall)
         self._thread = threading.Thread(target=self._run, name="tws-simulator", daemon=True)
         self._ready = threading.Event()
         self._error: BaseException | None = None

@@ -7,17 +7,20 @@ import socket
 import threading
 import time
 from collections.abc import Callable
+from decimal import Decimal
 from typing import Any
 
 import pytest
+from ibapi.execution import ExecutionFilter
 from ibapi.message import IN, OUT
+from ibapi.order_cancel import OrderCancel
 from ibapi.protobuf.ErrorMessage_pb2 import ErrorMessage
 from ibapi.protobuf.StartApiRequest_pb2 import StartApiRequest
 
 from simulator.server import SimulatorConfig, SimulatorThread
 from simulator.wire import FrameParser, encode_msg_id, parse_handshake, split_message_id, uses_protobuf
 from simulator.wire_base import PROTOBUF_ID_OFFSET
-from tests.simulator.ibapp import IBApp
+from tests.simulator.ibapp import IBApp, order, stock
 
 START_API: int = OUT.START_API
 ERR_MSG: int = IN.ERR_MSG
@@ -36,13 +39,16 @@ def wire(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture
 def make_sim(request: pytest.FixtureRequest, wire: str) -> MakeSim:
-    """Return a factory of started simulators (stepped clock, free loopback port), each stopped at teardown."""
-    def make(**overrides: Any) -> SimulatorThread:
+    """Return a factory of started simulators (stepped clock, free loopback port, pacing off unless asked), each stopped at teardown.
+
+    `wall` replaces the simulator's wall clock (pacing windows, refuse); config fields go by keyword.
+    """
+    def make(wall: Callable[[], float] = time.monotonic, **overrides: Any) -> SimulatorThread:
         overrides.setdefault("clock", "stepped")
         # Pacing is its own topic: elsewhere the tests' sync round trips must not count against it.
         overrides.setdefault("pacing_msgs_per_s", 0)
         config = SimulatorConfig(host="127.0.0.1", port=0, wire=wire, **overrides)  # type: ignore[arg-type]
-        sim = SimulatorThread(config)
+        sim = SimulatorThread(config, wall=wall)
         request.addfinalizer(sim.stop)
         return sim.start()
     return make
@@ -273,13 +279,6 @@ _CAPTURED: dict[str, list[bytes]] = {}
 
 def _drive_every_request(app: IBApp) -> None:
     """Send one of each request the simulator serves (and a few it does not), as a trading client would."""
-    from decimal import Decimal
-
-    from ibapi.execution import ExecutionFilter
-    from ibapi.order_cancel import OrderCancel
-
-    from tests.simulator.ibapp import order, stock
-
     aapl = stock("AAPL")
     oid = app.take_id()
     app.reqCurrentTime()

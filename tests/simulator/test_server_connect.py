@@ -6,7 +6,7 @@ import pytest
 
 from simulator.market import NS
 from simulator.server import SimulatorConfig, SimulatorThread
-from tests.simulator.conftest import SERVER_VERSION, Connect, eventually
+from tests.simulator.conftest import SERVER_VERSION, Connect, MakeSim, eventually
 from tests.simulator.ibapp import IBApp, order, stock
 
 pytestmark = pytest.mark.timeout(30)
@@ -33,7 +33,7 @@ def test_connect_negotiates_version_then_accounts_next_id_and_farm_notices(wire:
     assert app.named("connectAck")
 
 
-def test_connect_with_text_wire_caps_version_at_200_even_if_allowed_higher(make_sim, connect: Connect,
+def test_connect_with_text_wire_caps_version_at_200_even_if_allowed_higher(make_sim: MakeSim, connect: Connect,
                                                                           wire: str) -> None:
     sim = make_sim(max_server_version=210)
     app = connect(sim)

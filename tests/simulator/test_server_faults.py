@@ -10,6 +10,7 @@ from ibapi.order_cancel import OrderCancel
 
 from simulator.market import WalkParams
 from simulator.server import SimulatorThread, SymbolSpec
+from tests.simulator.conftest import Connect, MakeSim
 from tests.simulator.ibapp import IBApp, order, stock
 
 pytestmark = pytest.mark.timeout(30)
@@ -89,7 +90,7 @@ def test_link_restored_with_data_kept_1102_resumes_ticks_without_resubscribing(s
     assert not app.errors(1101)
 
 
-def test_fill_during_link_outage_arrives_after_restore(make_sim, connect) -> None:
+def test_fill_during_link_outage_arrives_after_restore(make_sim: MakeSim, connect: Connect) -> None:
     sim = make_sim(symbols=VOLATILE)
     app = connect(sim)
     _subscribe(sim, app)
@@ -162,7 +163,7 @@ def test_silenced_symbol_stops_ticking_while_others_continue_then_resumes(sim: S
     assert _ticks_after(app, mark, 1) >= 12
 
 
-def test_silenced_symbol_still_fills_working_orders(make_sim, connect) -> None:
+def test_silenced_symbol_still_fills_working_orders(make_sim: MakeSim, connect: Connect) -> None:
     sim = make_sim(symbols=VOLATILE)
     app = connect(sim)
     _subscribe(sim, app)

@@ -8,9 +8,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from simulator.market import NS
-from simulator.server import SimulatorConfig, SimulatorThread
-from tests.simulator.conftest import MakeSim, step_until
+from simulator.market import NS, WalkParams
+from simulator.server import SimulatorConfig, SimulatorThread, SymbolSpec
+from tests.simulator.conftest import Connect, MakeSim, step_until
 from tests.simulator.ibapp import IBApp, stock
 
 pytestmark = pytest.mark.timeout(30)
@@ -140,10 +140,7 @@ def test_contract_details_for_unknown_symbol_gets_error_200(app: IBApp) -> None:
     assert not app.named("contractDetailsEnd")
 
 
-def test_market_can_replay_custom_symbols_with_chosen_start_price(make_sim: MakeSim, connect) -> None:
-    from simulator.market import WalkParams
-    from simulator.server import SymbolSpec
-
+def test_market_can_replay_custom_symbols_with_chosen_start_price(make_sim: MakeSim, connect: Connect) -> None:
     sim = make_sim(symbols=(SymbolSpec(symbol="TEST", walk=WalkParams(start_price=Decimal("50"))),))
     app = connect(sim)
     app.reqMktData(1, stock("TEST"), "", False, False, [])

@@ -5,6 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
+from ibapi.order import Order
 from ibapi.order_cancel import OrderCancel
 
 from simulator.market import WalkParams, ny_ns
@@ -328,7 +329,8 @@ def test_reject_next_fault_rejects_one_order_with_201_and_reason(sim: SimulatorT
     (order("HOLD", 100, "MKT"), "action"),
     (order("BUY", 100, "PEG MID"), "orderType"),
 ], ids=["lmt-no-price", "stp-no-price", "zero-qty", "trail-no-amount", "bad-action", "bad-type"])
-def test_invalid_order_is_rejected_with_201_naming_the_reason(sim: SimulatorThread, app: IBApp, o, reason: str) -> None:
+def test_invalid_order_is_rejected_with_201_naming_the_reason(sim: SimulatorThread, app: IBApp, o: Order,
+                                                              reason: str) -> None:
     oid = _place(app, AAPL, o)
     app.wait_call("error", lambda rid, t, code, *a: rid == oid and code == 201)
     assert reason in app.errors(201)[0].args[3]

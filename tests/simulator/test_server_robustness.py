@@ -10,7 +10,7 @@ import pytest
 from ibapi.protobuf.PlaceOrderRequest_pb2 import PlaceOrderRequest
 
 from simulator.server import SimulatorThread
-from simulator.wire import encode_msg_id, split_message_id
+from simulator.wire import PlaceOrder, decode_request, encode_msg_id, split_message_id
 from simulator.wire_base import PROTOBUF_ID_OFFSET
 from tests.simulator.conftest import Connect, RawClient, captured_requests
 from tests.simulator.ibapp import IBApp, order, stock
@@ -51,8 +51,6 @@ def _started(raw: Raw, sim: SimulatorThread, client_id: int = 50) -> RawClient:
 
 
 def _frame_of(wire: str, sv: int, kind: type) -> bytes:
-    from simulator.wire import decode_request
-
     return next(p for p in captured_requests(wire) if isinstance(decode_request(p, sv), kind))
 
 
@@ -171,8 +169,6 @@ def test_unsupported_real_request_gets_error_321_not_silence(sim: SimulatorThrea
 
 def _mangled_orders(wire: str, sv: int, oid: int) -> list[bytes]:
     """Return PLACE_ORDER payloads for order `oid` whose quantity or price fields are not numbers."""
-    from simulator.wire import PlaceOrder
-
     payload = _frame_of(wire, sv, PlaceOrder)
     if wire == "protobuf":
         out = []
@@ -228,8 +224,8 @@ def test_many_bad_clients_at_once_leave_the_server_serving(sim: SimulatorThread,
     assert sim.snapshot()["clients"] == [1]
 
 
-def test_quantity_decimal_places_survive_a_raw_order(sim: SimulatorThread, healthy: IBApp) -> None:
-    # A fractional quantity from a well-formed client is a valid (if unusual) stock order.
+def test_fractional_quantity_order_is_accepted_and_filled(sim: SimulatorThread, healthy: IBApp) -> None:
+    # A fractional quantity from a well-formed client is a valid (if unusual) stock order, not garbage.
     oid = healthy.take_id()
     sim.step(0.25)
     healthy.placeOrder(oid, stock("AAPL"), order("BUY", Decimal("0.5")))
