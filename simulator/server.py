@@ -808,7 +808,9 @@ class Simulator:
             order_id=order.order_id, status=matching.CANCELLED, filled=order.filled, remaining=remaining,
             avg_fill_price=order.avg_fill_price, perm_id=order.perm_id, parent_id=order.parent_id,
             last_fill_price=order.last_fill_price, client_id=order.client_id))
-        self._error(s, order.order_id, matching.ORDER_CANCELLED, "Order Canceled - reason:")
+        self._send_order_event(s, s.encoder.error(  # held like every order event while the link is down
+            req_id=order.order_id, code=matching.ORDER_CANCELLED, message="Order Canceled - reason:",
+            error_time_ms=int(time.time() * 1000)))
         q = self.quotes.get(order.symbol)
         price = order.limit_price or (q.ask if order.side is Side.BUY else q.bid) if q else order.limit_price
         if price is None:
