@@ -34,17 +34,16 @@ import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from decimal import Decimal
-from pathlib import Path
 from typing import Any, Final, Literal
 
 from loguru import logger
 
 from core import matching
 from core.matching import BrokerOrder, CommissionModel, ErrorEvent, FillEvent, OpenOrderEvent, StatusEvent
-from core.types import ZERO, OrderType, Quote, Side, TimeInForce
+from core.types import OrderType, Quote, Side, TimeInForce
 from simulator import account as acct
 from simulator import market
 from simulator.market import (
@@ -746,10 +745,11 @@ class Simulator:
         out = [HistoricalBar(date=format_bar_time(b.ts_ns, r.format_date, daily), open=b.open, high=b.high,
                              low=b.low, close=b.close, volume=b.volume, wap=b.wap, bar_count=b.count)
                for b in bars]
-        s.queue(s.encoder.historical_data(req_id=r.req_id, bars=out))
         start_text = format_bar_time(end - market.parse_duration(r.duration) * NS, 1, False)
-        s.queue(s.encoder.historical_data_end(req_id=r.req_id, start=start_text,
-                                              end=format_bar_time(end, 1, False)))
+        end_text = format_bar_time(end, 1, False)
+        # Below server version 196 the end marker travels inside HISTORICAL_DATA itself.
+        s.queue(s.encoder.historical_data(req_id=r.req_id, bars=out, start=start_text, end=end_text))
+        s.queue(s.encoder.historical_data_end(req_id=r.req_id, start=start_text, end=end_text))
 
     def _cancel_historical_data(self, s: Session, r: CancelHistoricalData) -> None:
         pass  # keepUpToDate is not simulated: there is nothing running to cancel

@@ -104,3 +104,28 @@ def test_managed_accounts_and_market_data_type_requests_are_answered(app: IBApp)
     app.wait_call("managedAccounts", count=2)
     app.reqMarketDataType(3)
     app.wait_call("marketDataType", lambda rid, kind: kind == 3)
+
+
+@pytest.mark.parametrize("client_max", [157, 178, 195])
+def test_older_client_gets_its_own_version_of_the_text_protocol_and_trades(
+        make_sim: MakeSim, connect: Connect, monkeypatch: pytest.MonkeyPatch, client_max: int) -> None:
+    # An older ibapi release (or a third-party client such as ib_async, "v157..178") offers a lower
+    # range; the official client's own constant is the faithful way to make it offer one.
+    import ibapi.client
+
+    monkeypatch.setattr(ibapi.client, "MAX_CLIENT_VER", client_max)
+    sim = make_sim()
+    app = connect(sim)
+    assert app.serverVersion() == client_max
+    app.reqHistoricalData(7, stock("AAPL"), "", "300 S", "1 min", "TRADES", 0, 1, False, [])
+    end = app.wait_call("historicalDataEnd")[0]
+    assert end.args[0] == 7 and end.args[1] and end.args[2]  # the dates travel inside HISTORICAL_DATA below 196
+    assert app.named("historicalData")
+    app.reqMktData(1, stock("AAPL"), "", False, False, [])
+    sim.step(1)
+    app.wait_call("tickPrice", lambda rid, tick, price, attrib: rid == 1 and price > 0)
+    oid = app.take_id()
+    app.placeOrder(oid, stock("AAPL"), order("BUY", 100, "MKT"))
+    sim.step(1)
+    fill = app.wait_call("execDetails")[0]
+    assert fill.args[2].orderId == oid and fill.args[2].shares == 100
