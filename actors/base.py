@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 import traceback
 from collections import deque
 from collections.abc import Callable
@@ -112,7 +113,8 @@ class ShellActor(ActorTypeDispatcher):
         self.adopt(msg, sender)
         self.on_configure(msg)
         self.configured = True
-        self.tell(self.parent, self.make(ActorReady, msg, key=self.key, incarnation=self.incarnation))
+        self.tell(self.parent, self.make(ActorReady, msg, key=self.key, incarnation=self.incarnation,
+                                         pid=os.getpid()))
 
     def adopt(self, msg: ConfigureActor, sender: ActorAddress) -> None:
         """Take identity, supervisor, peers and config from `msg` and set up this process's log files."""
@@ -138,6 +140,7 @@ class ShellActor(ActorTypeDispatcher):
         self.tell(sender, self.make(
             ActorStatusSnapshot, msg, key=self.key, actor_class=_class_path(type(self)),
             incarnation=self.incarnation, configured=self.configured, failed=self.failed,
+            pid=os.getpid(),
         ))
 
     def receiveUnrecognizedMessage(self, msg: object, sender: ActorAddress) -> None:

@@ -16,6 +16,7 @@ states and quarantines, and first stops the children its killed predecessor left
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import ClassVar, Final
@@ -97,7 +98,7 @@ class _Child:
     """The supervisor's mutable record of one child (actor-local; never sent)."""
 
     __slots__ = ("spec", "dynamic", "address", "incarnation", "ready", "state", "history",
-                 "quarantined", "stopping", "remove", "restart_after", "last_error")
+                 "quarantined", "stopping", "remove", "restart_after", "last_error", "pid")
 
     def __init__(self, spec: ChildSpec, *, dynamic: bool) -> None:
         self.spec = spec
@@ -112,14 +113,15 @@ class _Child:
         self.remove = False                      # forget the child once it exited
         self.restart_after = False               # start it again once it exited (admin restart)
         self.last_error = ""
+        self.pid = 0                             # the running incarnation's process (its ActorReady)
 
 
 class SupervisorActor(ShellActor):
     """A one-for-one supervisor; subclasses give `child_specs`, `budget` and the hooks.
 
     Hooks: `child_specs(msg)` (static children, in start order), `on_child_ready(key, address,
-    incarnation)`, `on_gave_up(key)`, `on_all_started()` (default: ActorReady to the parent)
-    and `on_children_stopped()`. Dynamic children come and go with `add_child` / `remove_child`.
+    incarnation)`, `on_child_state(key, state)`, `on_gave_up(key)`, `on_all_started()` (default:
+    ActorReady to the parent) and `on_children_stopped()`. Dynamic children come and go with `add_child` / `remove_child`.
     """
 
     STOP_TIMEOUT_S: ClassVar[float] = 5.0
@@ -155,7 +157,7 @@ class SupervisorActor(ShellActor):
         """React to the last static child being ready; by default tell the parent this supervisor is."""
         if self.parent is not None:
             self.tell(self.parent, self.make(ActorReady, self.start_cause, key=self.key,
-                                             incarnation=self.incarnation))
+                                             incarnation=self.incarnation, pid=os.getpid()))
 
     def on_children_stopped(self) -> None:
         """React to the end of `stop_children`."""
@@ -165,6 +167,9 @@ class SupervisorActor(ShellActor):
 
     def on_child_removed(self, key: str) -> None:
         """React to a child that exited for good and was forgotten (a finished or removed child)."""
+
+    def on_child_state(self, key: str, state: object) -> None:
+        """React to a child's new Snapshot state (kept to hand back on its restart)."""
 
     # ------------------------------------------------------------ set-up
 
@@ -300,6 +305,7 @@ class SupervisorActor(ShellActor):
             self.log.debug("{}: stale ActorReady from {} #{}", self.key, msg.key, msg.incarnation)
             return
         child.ready = True
+        child.pid = msg.pid
         self.log.info("{}: {} #{} ready", self.key, child.spec.key, child.incarnation)
         moved = self.make(PeerMoved, msg, name=child.spec.key, address=child.address)
         for other in self.children.values():
@@ -318,6 +324,7 @@ class SupervisorActor(ShellActor):
             self.log.debug("{}: stale Snapshot from {} #{}", self.key, msg.key, msg.incarnation)
             return
         child.state = msg.state
+        self.on_child_state(child.spec.key, msg.state)
         self._snapshot_upward()
 
     @run_once
@@ -389,7 +396,7 @@ class SupervisorActor(ShellActor):
                 restart=c.spec.restart.value, incarnation=c.incarnation,
                 restarts=c.history.count(self.budget, now), max_restarts=self.budget.max_restarts,
                 ready=c.ready, running=c.address is not None, quarantined=c.quarantined,
-                address=c.address, last_error=c.last_error,
+                address=c.address, last_error=c.last_error, pid=c.pid if c.address is not None else 0,
             )
             for key, c in self.children.items()
         )
@@ -470,7 +477,7 @@ class SupervisorActor(ShellActor):
 
     def _exited(self, child: _Child, reason: ExitReason) -> None:
         key = child.spec.key
-        child.address, child.ready, child.stopping = None, False, None
+        child.address, child.ready, child.stopping, child.pid = None, False, None, 0
         self.on_child_exited(key, reason)
         verdict, child.history = decide_exit(child.spec.restart, reason, child.history,
                                              self.budget, self.now_ns())

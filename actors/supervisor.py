@@ -9,6 +9,7 @@ Admin commands that change state need `StartSystem.admin_token` when one was giv
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import ClassVar, Final
@@ -134,7 +135,7 @@ class Supervisor(SupervisorActor):
             self._refuse(asker, request, AdminErrorCode.FAILED,
                          f"core actor(s) {', '.join(down)} could not be started; trading is HALTED")
         else:
-            self.tell(asker, self.make(ActorReady, request, key=self.key, incarnation=1))
+            self.tell(asker, self.make(ActorReady, request, key=self.key, incarnation=1, pid=os.getpid()))
 
     def on_child_ready(self, key: str, address: ActorAddress, incarnation: int) -> None:
         self.peers[key] = address  # so publish() reaches the current bus
@@ -288,6 +289,6 @@ def _actor_status(child: ChildStatus) -> ActorStatusSnapshot:
     state = "quarantined" if child.quarantined else "running" if child.running else "down"
     return ActorStatusSnapshot(
         key=child.key, actor_class=child.actor_class, incarnation=child.incarnation,
-        configured=child.ready, failed=child.quarantined,
+        configured=child.ready, failed=child.quarantined, pid=child.pid,
         detail=f"{child.supervisor}: {state}, restarts {child.restarts}/{child.max_restarts} in window",
     )

@@ -4,9 +4,14 @@ Each child's key is its symbol ("AAPL") and its config is the whole core.config.
 actor reads `config.symbol(key)`). After every (re)start the symbol's address goes to tws as
 SymbolActorStarted, so quotes reach it directly; a restarted tws hears about every symbol again.
 A symbol over its `supervision.symbol` budget is quarantined: ActorQuarantined on the bus, no
-more restarts, its resting protective orders stay at the broker. Executions for a quarantined
-symbol are kept and delivered when an operator restarts it (RestartActor); other messages for
-it are dropped with a warning, so no stale command fires hours later.
+more restarts, its resting protective orders stay at the broker.
+
+Facts about a symbol's orders (ExecutionReported, OrderGroupFinished) are kept until the symbol's
+own Snapshot shows them, and every (re)started incarnation gets the kept ones again (it ignores an
+exec id or a group it already knows): one sent to an actor that dies before handling it (or
+before its Snapshot leaves) becomes a dead letter, and one for a symbol that is down (restarting,
+or quarantined until an operator restarts it) has nowhere to go. Other messages for a symbol
+that is down are dropped with a warning, so no stale command fires hours later.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from messages import (
     ConfigureActor,
     ExecutionReported,
     Message,
+    OrderGroupFinished,
     PeerMoved,
     SymbolActorStarted,
     ToSymbol,
@@ -36,6 +42,19 @@ ROUTED_BY_SYMBOL: Final = frozenset({
     "MarketDataStale", "MarketDataResumed", "HistoricalBars",
 })
 _KEPT_PER_SYMBOL: Final = 1000
+# Messages a symbol must not miss: facts about its orders, unlike commands, which go stale.
+FACTS: Final = frozenset({"ExecutionReported", "OrderGroupFinished"})
+
+
+def reflects(state: object, fact: Message) -> bool:
+    """Return True if a symbol's snapshot `state` (a SymbolState) already accounts for `fact`."""
+    if isinstance(fact, ExecutionReported):
+        position = getattr(state, "position", None)
+        return fact.execution.exec_id in getattr(position, "exec_ids", ())
+    if isinstance(fact, OrderGroupFinished):
+        working = getattr(state, "working", None)
+        return working is not None and all(w.group_id != fact.group_id for w in working)
+    return False
 
 
 class SymbolSupervisor(SupervisorActor):
@@ -45,7 +64,7 @@ class SymbolSupervisor(SupervisorActor):
 
     def __init__(self) -> None:
         super().__init__()
-        self.kept: dict[str, deque[ExecutionReported]] = {}
+        self.pending: dict[str, deque[Message]] = {}  # facts per symbol its snapshots do not show yet
 
     def child_specs(self, msg: ConfigureActor) -> tuple[ChildSpec, ...]:
         config = msg.config
@@ -64,8 +83,15 @@ class SymbolSupervisor(SupervisorActor):
 
     def on_child_ready(self, key: str, address: ActorAddress, incarnation: int) -> None:
         self._announce(key, address, incarnation, None)
-        for execution in self.kept.pop(key, ()):
-            self.tell(address, execution)
+        for fact in self.pending.get(key, ()):
+            self.tell(address, fact)
+
+    def on_child_state(self, key: str, state: object) -> None:
+        pending = self.pending.get(key)
+        if pending:
+            kept = [fact for fact in pending if not reflects(state, fact)]
+            if len(kept) < len(pending):
+                self.pending[key] = deque(kept, maxlen=_KEPT_PER_SYMBOL)
 
     def _announce(self, key: str, address: ActorAddress, incarnation: int, cause: Message | None) -> None:
         tws = self.peers.get("tws")
@@ -110,13 +136,14 @@ class SymbolSupervisor(SupervisorActor):
             super().receiveUnrecognizedMessage(msg, sender)
 
     def route(self, symbol: str, msg: Message) -> None:
-        """Send `msg` to the current actor of `symbol`; keep an execution for a symbol that is down."""
+        """Send `msg` to the current actor of `symbol`; keep a fact until the symbol's snapshot shows it."""
         address = self.child_address(symbol)
+        fact = symbol in self.children and type(msg).__name__ in FACTS
+        if fact:
+            self.pending.setdefault(symbol, deque(maxlen=_KEPT_PER_SYMBOL)).append(msg)
         if address is not None:
             self.tell(address, msg)
-        elif symbol in self.children and isinstance(msg, ExecutionReported):
-            # A fill is a fact the position must not miss: deliver it when the symbol runs again.
-            self.kept.setdefault(symbol, deque(maxlen=_KEPT_PER_SYMBOL)).append(msg)
+        elif fact:
             self.log.warning("symbols: kept {} {} for {}, which is not running", type(msg).__name__,
                              msg.msg_id, symbol)
         else:

@@ -39,10 +39,14 @@ class ConfigureActor(Message):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ActorReady(Message):
-    """An actor finished ConfigureActor; its supervisor may start the next child in order."""
+    """An actor finished ConfigureActor; its supervisor may start the next child in order.
+
+    `pid` is the process the actor runs in (0 = not said), for status and operations.
+    """
 
     key: str
     incarnation: int = 1
+    pid: int = 0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -105,6 +109,7 @@ class ActorStatusSnapshot(Message):
     configured: bool = False
     failed: bool = False
     detail: str = ""
+    pid: int = 0  # the actor's process (0 = not known)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -205,6 +210,7 @@ class ChildStatus:
     quarantined: bool = False
     address: ActorAddress | None = None
     last_error: str = ""
+    pid: int = 0  # the process of the running incarnation, as it said in ActorReady (0 = not known)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

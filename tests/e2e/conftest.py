@@ -1,0 +1,24 @@
+"""Fixtures of the e2e tests: `launch` starts a whole system against a simulator and stops it after the test."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.e2e.harness import System, SymbolSpec, start_system
+
+
+@pytest.fixture
+def launch(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[..., System]:
+    """Return a function that starts a system on `symbols` (SymbolSpecs); each one is stopped in a finalizer."""
+    def start(symbols: tuple[SymbolSpec, ...], **kwargs: Any) -> System:
+        system = start_system(tmp_path / f"system{len(started)}", symbols, **kwargs)
+        started.append(system)
+        return system
+
+    started: list[System] = []
+    request.addfinalizer(lambda: [s.close() for s in started])
+    return start

@@ -1,0 +1,385 @@
+"""The whole actor tree on multiprocTCPBase against a SimulatorThread, started as the launcher starts it, for e2e tests.
+
+`start_system` creates the actor system on a free loopback admin port, the simulator (stepped
+clock by default, so prices move only when a test steps them) and the root Supervisor, and
+answers StartSystem with a Config whose broker points at the simulator. The demo strategy is
+configured never to fire (a slow average longer than any test), so every order comes from the
+test's own PlaceOrderGroup. `System.close` stops everything and kills by pid whatever is left.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, TypeVar
+
+from thespian.actors import ActorAddress, ActorSystem
+
+from core import order_group as og
+from core.config import Config, parse_config
+from core.matching import BrokerOrder
+from core.orders import new_order
+from core.types import OrderType, Quote, Side, TimeInForce
+from messages import (
+    ActorReady,
+    ChildStatus,
+    GetActorStatus,
+    GetOrders,
+    GetPositions,
+    GetStatus,
+    GroupKind,
+    Message,
+    OrdersSnapshot,
+    PlaceOrderGroup,
+    PositionChanged,
+    PositionsSnapshot,
+    Shutdown,
+    StartSystem,
+    StatusSnapshot,
+)
+from messages.lifecycle import ActorStatusSnapshot
+from simulator.market import WalkParams
+from simulator.server import SimulatorConfig, SimulatorThread, SymbolSpec
+
+_T = TypeVar("_T")
+START_PRICE = Decimal("100.00")
+SUPERVISOR = "supervisor"
+
+
+def free_port() -> int:
+    """Return a free TCP port on 127.0.0.1."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for(condition: Callable[[], _T], timeout: float, what: str, interval: float = 0.02) -> _T:
+    """Return the first truthy value of `condition()`; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(interval)
+
+
+def alive(pid: int) -> bool:
+    """Return True if `pid` runs (a zombie does not)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
+            stat = f.read()
+    except OSError:
+        return False
+    return stat[stat.rfind(")") + 2:].split()[0] not in ("Z", "X")
+
+
+def descendants(root: int) -> list[int]:
+    """Return every live process below `root` (Linux /proc)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", encoding="ascii", errors="replace") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        ppid = int(stat[stat.rfind(")") + 2:].split()[1])
+        children.setdefault(ppid, []).append(int(entry))
+    found, todo = [], [root]
+    while todo:
+        for pid in children.get(todo.pop(), ()):
+            found.append(pid)
+            todo.append(pid)
+    return [pid for pid in found if alive(pid)]
+
+
+def kill(pid: int) -> None:
+    """SIGKILL `pid` if it still exists."""
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def walk(*, lot: int = 100, max_book_lots: int = 10, volatility: float = 2.0,
+         start_price: Decimal = START_PRICE) -> WalkParams:
+    """Return lively random-walk parameters (prices move a few cents per quote)."""
+    return WalkParams(start_price=start_price, volatility=volatility, lot=lot, max_book_lots=max_book_lots)
+
+
+BAR_S = 60  # seconds per scripted bar
+
+
+def scripted(symbol: str, directory: Path, prices: Sequence[str | Decimal]) -> SymbolSpec:
+    """Return a simulator symbol whose trade price walks in a straight line from each price to the next.
+
+    The first bar holds prices[0] for BAR_S seconds, bar i moves linearly from prices[i-1] to
+    prices[i] over BAR_S seconds (bid = the trade price, ask one tick above, 500 shares a side).
+    After the last bar no quote comes any more.
+    """
+    path = directory / f"{symbol}.csv"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    values = [Decimal(p) for p in prices]
+    rows = ["timestamp,open,high,low,close,volume"]
+    for i, close in enumerate(values):
+        open_ = values[i - 1] if i else close
+        rows.append(f"{1_700_000_000 + i * BAR_S},{open_},{max(open_, close)},{min(open_, close)},{close},1000")
+    path.write_text("\n".join(rows) + "\n")
+    return SymbolSpec(symbol=symbol, bars_csv=str(path))
+
+
+def make_config(*, admin_port: int, broker_port: int, symbols: Iterable[str], log_dir: Path,
+                state_dir: Path, symbol_budget: tuple[int, float] = (5, 60.0),
+                group_budget: tuple[int, float] = (3, 60.0)) -> Config:
+    """Return a Config trading `symbols` on the simulator at `broker_port`, the demo strategy silent."""
+    return parse_config({
+        "system": {"admin_port": admin_port, "log_dir": str(log_dir), "state_dir": str(state_dir),
+                   "log_level": "DEBUG"},
+        "broker": {"host": "127.0.0.1", "port": broker_port, "client_id": 1,
+                   "reconnect": {"initial_s": 0.2, "max_s": 0.5, "jitter": 0.1}},
+        "supervision": {
+            "symbol": {"max_restarts": symbol_budget[0], "window_s": symbol_budget[1]},
+            "order_group": {"max_restarts": group_budget[0], "window_s": group_budget[1]},
+        },
+        "symbols": {name: {} for name in symbols},
+        # No history: a symbol is ready at once. The slow average never fills in a test, so the
+        # demo strategy decides nothing and every order is the test's own.
+        "market_data": {"warmup_bars": 0, "stale_after_s": 3600.0},
+        "strategy": {"fast": 1, "slow": 10_000},
+    }, source="<e2e>")
+
+
+@dataclass
+class System:
+    """A running system: the actor system, its root Supervisor and the simulator it trades against."""
+
+    asys: ActorSystem
+    sim: SimulatorThread
+    supervisor: ActorAddress
+    config: Config
+    admin_port: int
+    log_dir: Path
+    pids: set[int] = field(default_factory=set)
+    closed: bool = False
+
+    # ------------------------------------------------------------ asking actors
+
+    def ask(self, to: ActorAddress, question: Message, expect: type[_T], timeout: float = 5.0) -> _T:
+        """Ask `to` and return its answer to this very question (a late answer to an earlier one is skipped)."""
+        deadline = time.monotonic() + timeout
+        reply = self.asys.ask(to, question, timeout)
+        while not (isinstance(reply, expect) and getattr(reply, "cause_id", None) == question.msg_id):
+            left = deadline - time.monotonic()
+            assert left > 0 and reply is not None, (
+                f"no {expect.__name__} answered {type(question).__name__}; last reply {reply!r}")
+            reply = self.asys.listen(left)
+        return reply
+
+    def status(self) -> StatusSnapshot:
+        """Return the root Supervisor's status (every supervised actor, sub-supervisors' children too)."""
+        snapshot = self.ask(self.supervisor, GetStatus(), StatusSnapshot)
+        self.pids.update(c.pid for c in snapshot.children if c.pid)
+        return snapshot
+
+    def child(self, supervisor: str, key: str) -> ChildStatus | None:
+        """Return the status of the child `key` of `supervisor`, or None if it has none by that key."""
+        return next((c for c in self.status().children
+                     if c.supervisor == supervisor and c.key == key), None)
+
+    def running(self, supervisor: str, key: str, incarnation: int | None = None) -> ChildStatus:
+        """Wait until `key` runs and is ready (in `incarnation`, if given); return its status."""
+        def ready() -> ChildStatus | None:
+            c = self.child(supervisor, key)
+            if c is None or not (c.running and c.ready and c.pid and c.address is not None):
+                return None
+            return c if incarnation is None or c.incarnation == incarnation else None
+        return wait_for(ready, 10, f"{supervisor}/{key} running"
+                        + (f" in incarnation {incarnation}" if incarnation else ""))
+
+    def address(self, supervisor: str, key: str) -> ActorAddress:
+        address = self.running(supervisor, key).address
+        assert address is not None
+        return address
+
+    def actor_status(self, address: ActorAddress) -> ActorStatusSnapshot:
+        status = self.ask(address, GetActorStatus(), ActorStatusSnapshot)
+        self.pids.add(status.pid)
+        return status
+
+    def position(self, symbol: str) -> PositionChanged:
+        """Return the position the symbol's actor holds now."""
+        snapshot = self.ask(self.address("symbols", symbol), GetPositions(symbol=symbol), PositionsSnapshot)
+        assert len(snapshot.positions) == 1, snapshot
+        return snapshot.positions[0]
+
+    def group_orders(self, group_id: str) -> OrdersSnapshot | None:
+        """Return the legs of a running group as the group sees them; None once it finished."""
+        c = self.child("groups", group_id)
+        if c is None or c.address is None:
+            return None
+        return self.ask(c.address, GetOrders(), OrdersSnapshot)
+
+    # ------------------------------------------------------------ orders
+
+    def place(self, group: og.OrderGroup) -> None:
+        """Send `group` to the "groups" supervisor, as a SymbolActor does (reply_to = "symbols")."""
+        kind = GroupKind(group.kind.value)
+        self.asys.tell(self.address(SUPERVISOR, "groups"), PlaceOrderGroup(
+            group_id=group.id, kind=kind, symbol=group.symbol, legs=group.legs,
+            reply_to=self.address(SUPERVISOR, "symbols")))
+
+    # ------------------------------------------------------------ the simulator
+
+    def step(self, seconds: float) -> int:
+        return self.sim.step(seconds)
+
+    def quote(self, symbol: str) -> Quote:
+        return self.sim.call(lambda: self.sim.sim.quotes[symbol])
+
+    def broker_orders(self) -> dict[str, BrokerOrder]:
+        """Return the simulator's orders by orderRef."""
+        return self.sim.call(lambda: {o.order_ref: o for o in self.sim.sim.book.orders.values()})
+
+    def broker_order(self, ref: str) -> BrokerOrder | None:
+        return self.broker_orders().get(ref)
+
+    def broker_position(self, symbol: str) -> Decimal:
+        return Decimal(self.sim.snapshot()["positions"].get(symbol, "0"))
+
+    def broker_realized(self) -> Decimal:
+        return Decimal(self.sim.snapshot()["account"]["RealizedPnL"])
+
+    def orders_per_ref(self) -> dict[str, int]:
+        return dict(self.sim.snapshot()["orders_per_ref"])
+
+    def step_until(self, condition: Callable[[], _T], *, step_s: float = 1.0, max_steps: int = 600,
+                   what: str = "") -> _T:
+        """Step the market `step_s` at a time until `condition()` holds after a step; return its value."""
+        for _ in range(max_steps):
+            self.step(step_s)
+            value = condition()
+            if value:
+                return value
+        raise AssertionError(f"{what or 'the condition'} did not happen within {max_steps * step_s:g} "
+                             f"market seconds")
+
+    # ------------------------------------------------------------ faults
+
+    def kill_actor(self, supervisor: str, key: str) -> ChildStatus:
+        """SIGKILL the process of `key`; return its status from before the kill."""
+        before = self.running(supervisor, key)
+        assert before.pid and before.pid != os.getpid()
+        kill(before.pid)
+        return before
+
+    # ------------------------------------------------------------ stop
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        try:
+            self.status()
+        except Exception:  # collecting pids is best effort: the system may be half gone
+            pass
+        try:
+            self.asys.ask(self.supervisor, Shutdown(reason="test over"), 15)
+        except Exception:
+            pass
+        try:
+            self.asys.shutdown()
+        finally:
+            self.sim.stop()
+            for pid in self.pids | set(descendants(os.getpid())):
+                if pid != os.getpid() and alive(pid):
+                    kill(pid)
+
+
+def start_system(tmp_path: Path, symbols: tuple[SymbolSpec, ...], *, clock: str = "stepped",
+                 **config_kwargs: Any) -> System:
+    """Start simulator, actor system and Supervisor as the launcher does; the caller must close() it."""
+    os.environ["THESPIAN_BASE_IPADDR"] = "127.0.0.1"
+    log_dir, state_dir = tmp_path / "logs", tmp_path / "state"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    state_dir.mkdir(parents=True, exist_ok=True)
+    admin_port = free_port()
+    # The actor system forks its admin before the simulator's thread exists: a fork never copies a
+    # lock the simulator's thread holds (loguru's, asyncio's) into the actor processes.
+    asys = ActorSystem("multiprocTCPBase", {"Admin Port": admin_port, "Process Startup Method": "fork"},
+                       transientUnique=True)
+    sim: SimulatorThread | None = None
+    try:
+        sim = SimulatorThread(SimulatorConfig(clock=clock, symbols=symbols, seed=7)).start()
+        config = make_config(admin_port=admin_port, broker_port=sim.port,
+                             symbols=[s.symbol for s in symbols], log_dir=log_dir, state_dir=state_dir,
+                             **config_kwargs)
+        supervisor = asys.createActor("actors.supervisor.Supervisor", globalName=SUPERVISOR)
+        system = System(asys=asys, sim=sim, supervisor=supervisor, config=config, admin_port=admin_port,
+                        log_dir=log_dir)
+    except BaseException:
+        asys.shutdown()
+        if sim is not None:
+            sim.stop()
+        raise
+    try:
+        start = StartSystem(config=config)
+        ready = system.ask(supervisor, start, ActorReady, timeout=30)
+        system.pids.add(ready.pid)
+        # Every symbol runs and the connection is up before a test places anything.
+        for spec in symbols:
+            system.running("symbols", spec.symbol)
+        wait_for(lambda: system.sim.snapshot()["clients"] == [1], 10, "the connection to the simulator")
+        system.running(SUPERVISOR, "groups")
+    except BaseException:
+        system.close()
+        raise
+    return system
+
+
+# ---------------------------------------------------------------- order builders
+
+
+def bracket(group_id: str, symbol: str, quantity: int | Decimal, *, stop: Decimal, target: Decimal,
+            side: Side = Side.BUY, entry_type: OrderType = OrderType.MKT,
+            entry_limit: Decimal | None = None) -> og.OrderGroup:
+    """Return a bracket: a (MKT) entry, a GTC stop-loss and a GTC take-profit."""
+    quantity = Decimal(quantity)
+    exit_side = side.opposite
+    entry = new_order(ref=og.leg_ref(group_id, og.ENTRY), symbol=symbol, side=side, quantity=quantity,
+                      order_type=entry_type, limit_price=entry_limit)
+    sl = new_order(ref=og.leg_ref(group_id, og.STOP_LOSS), symbol=symbol, side=exit_side,
+                   quantity=quantity, order_type=OrderType.STP, stop_price=stop, tif=TimeInForce.GTC)
+    tp = new_order(ref=og.leg_ref(group_id, og.TAKE_PROFIT), symbol=symbol, side=exit_side,
+                   quantity=quantity, order_type=OrderType.LMT, limit_price=target, tif=TimeInForce.GTC)
+    return og.bracket(group_id, entry, sl, tp)
+
+
+def oco(group_id: str, symbol: str, quantity: int | Decimal, *, buy_below: Decimal,
+        sell_above: Decimal) -> og.OrderGroup:
+    """Return an OCO pair ("{id}:oco0" BUY limit under the market, "{id}:oco1" SELL limit over it)."""
+    quantity = Decimal(quantity)
+    buy = new_order(ref=og.leg_ref(group_id, "buy"), symbol=symbol, side=Side.BUY, quantity=quantity,
+                    order_type=OrderType.LMT, limit_price=buy_below, tif=TimeInForce.GTC)
+    sell = new_order(ref=og.leg_ref(group_id, "sell"), symbol=symbol, side=Side.SELL, quantity=quantity,
+                     order_type=OrderType.LMT, limit_price=sell_above, tif=TimeInForce.GTC)
+    return og.oco(group_id, (buy, sell))
+
+
+def net_pnl(position: PositionChanged) -> Decimal:
+    """Return realized P&L net of commissions (IB's RealizedPnL convention), to the cent."""
+    return (position.realized_pnl - position.commissions).quantize(Decimal("0.01"))
+
+
+__all__ = [
+    "BAR_S", "START_PRICE", "System", "SymbolSpec", "alive", "bracket", "descendants", "free_port", "kill",
+    "make_config", "net_pnl", "oco", "scripted", "start_system", "wait_for", "walk",
+]
