@@ -140,8 +140,12 @@ class ShellActor(ActorTypeDispatcher):
         self.tell(sender, self.make(
             ActorStatusSnapshot, msg, key=self.key, actor_class=_class_path(type(self)),
             incarnation=self.incarnation, configured=self.configured, failed=self.failed,
-            pid=os.getpid(),
+            detail=self.status_detail(), pid=os.getpid(),
         ))
+
+    def status_detail(self) -> str:
+        """Return a one-line summary of this actor's state for GetActorStatus ("" = nothing to say)."""
+        return ""
 
     def receiveUnrecognizedMessage(self, msg: object, sender: ActorAddress) -> None:
         if isinstance(msg, PoisonMessage):

@@ -412,6 +412,15 @@ class SymbolActor(ShellActor):
         # Normally unwrapped by the symbol supervisor; handled here too so nothing depends on it.
         self.receiveMessage(msg.message, sender)
 
+    def status_detail(self) -> str:
+        state = self.state
+        if state is None:
+            return "not configured"
+        working = ", ".join(f"{w.group_id} {w.role.value}" for w in state.working) or "none"
+        return (f"position {state.position.state.value} {state.position.quantity}; working groups: "
+                f"{working}; groups started: {state.group_counter}"
+                + (f"; exit pending: {state.exit_pending}" if state.exit_pending else ""))
+
     def receiveMsg_GetPositions(self, msg: GetPositions, sender: ActorAddress) -> None:
         state = self.state
         positions: tuple[PositionChanged, ...] = ()

@@ -13,7 +13,7 @@ import os
 import signal
 import socket
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -139,8 +139,13 @@ def scripted(symbol: str, directory: Path, prices: Sequence[str | Decimal]) -> S
 
 def make_config(*, admin_port: int, broker_port: int, symbols: Iterable[str], log_dir: Path,
                 state_dir: Path, symbol_budget: tuple[int, float] = (5, 60.0),
-                group_budget: tuple[int, float] = (3, 60.0)) -> Config:
-    """Return a Config trading `symbols` on the simulator at `broker_port`, the demo strategy silent."""
+                group_budget: tuple[int, float] = (3, 60.0), bar_seconds: int = 5,
+                strategy: Mapping[str, object] | None = None) -> Config:
+    """Return a Config trading `symbols` on the simulator at `broker_port`.
+
+    Without `strategy` the demo strategy is silent: its slow average never fills in a test, so
+    it decides nothing and every order is the test's own.
+    """
     return parse_config({
         "system": {"admin_port": admin_port, "log_dir": str(log_dir), "state_dir": str(state_dir),
                    "log_level": "DEBUG"},
@@ -151,10 +156,9 @@ def make_config(*, admin_port: int, broker_port: int, symbols: Iterable[str], lo
             "order_group": {"max_restarts": group_budget[0], "window_s": group_budget[1]},
         },
         "symbols": {name: {} for name in symbols},
-        # No history: a symbol is ready at once. The slow average never fills in a test, so the
-        # demo strategy decides nothing and every order is the test's own.
-        "market_data": {"warmup_bars": 0, "stale_after_s": 3600.0},
-        "strategy": {"fast": 1, "slow": 10_000},
+        # No history: a symbol is ready at once.
+        "market_data": {"warmup_bars": 0, "stale_after_s": 3600.0, "bar_seconds": bar_seconds},
+        "strategy": dict(strategy) if strategy is not None else {"fast": 1, "slow": 10_000},
     }, source="<e2e>")
 
 
@@ -209,6 +213,10 @@ class System:
         address = self.running(supervisor, key).address
         assert address is not None
         return address
+
+    def detail(self, supervisor: str, key: str) -> str:
+        """Return what the running actor `key` says about its state (GetActorStatus detail)."""
+        return self.actor_status(self.address(supervisor, key)).detail
 
     def actor_status(self, address: ActorAddress) -> ActorStatusSnapshot:
         status = self.ask(address, GetActorStatus(), ActorStatusSnapshot)

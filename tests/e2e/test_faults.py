@@ -188,3 +188,21 @@ def test_symbol_actor_killed_while_a_fill_is_on_its_way_to_it_still_gets_the_fil
     assert closed.state.value == "CLOSED"
     assert net_pnl(closed) == system.broker_realized()
     assert _all_once(system) == {"f6:entry": 1, "f6:sl": 1, "f6:tp": 1}
+
+
+def test_connection_actor_killed_with_a_resting_bracket_resumes_routing_its_fills(
+        launch: Callable[..., System], tmp_path: Path) -> None:
+    system = launch((scripted("AAPL", tmp_path, ("100", "101")),))
+    system.step(1)
+    _open_bracket(system, "f7", "AAPL", stop_below=Decimal("0.50"), target_above=Decimal("0.50"))
+    before = system.kill_actor("supervisor", "tws")
+    after = system.running("supervisor", "tws", incarnation=before.incarnation + 1)
+    assert after.pid != before.pid and not alive(before.pid)
+    wait_for(lambda: system.sim.snapshot()["clients"] == [1], 10, "the new connection at the broker")
+    system.step_until(lambda: _exit_filled(system, "f7"), step_s=5.0, max_steps=24, what="a child to fill")
+    assert _exit_filled(system, "f7") == "f7:tp"
+    closed = wait_for(lambda: (p := system.position("AAPL")).quantity == 0 and p, 10, "the fill at the symbol")
+    wait_for(lambda: system.child("groups", "f7") is None, 10, "the group to finish")
+    assert system.broker_order("f7:sl").status == CANCELLED
+    assert net_pnl(closed) == system.broker_realized()
+    assert _all_once(system) == {"f7:entry": 1, "f7:sl": 1, "f7:tp": 1}
