@@ -171,31 +171,6 @@ class StandInSupervisor(Recorder):
 # ---------------------------------------------------------------- test plumbing (not actors)
 
 
-def free_port() -> int:
-    """Return a free TCP port on 127.0.0.1."""
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_until_closed(port: int, deadline_s: float = 5.0) -> None:
-    """Wait until nothing listens on `port` any more; fail after `deadline_s`."""
-    import socket
-    import time
-
-    deadline = time.monotonic() + deadline_s
-    while True:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                pass
-        except OSError:
-            return
-        assert time.monotonic() < deadline, f"admin port {port} still listens after shutdown"
-        time.sleep(0.01)
-
-
 def child_pids(parent_pid: int) -> list[int]:
     """Return the pids whose parent is `parent_pid` (Linux /proc)."""
     pids = []

@@ -7,7 +7,6 @@ before the actor system forks), so a test reads the order in which a tree starte
 from __future__ import annotations
 
 import os
-import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -246,24 +245,6 @@ class StandInGroups(_LoggedExit, OrderGroupSupervisor):
 # ---------------------------------------------------------------- test utilities
 
 _T = TypeVar("_T")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_until_closed(port: int, deadline_s: float = 5.0) -> None:
-    deadline = time.monotonic() + deadline_s
-    while True:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                pass
-        except OSError:
-            return
-        assert time.monotonic() < deadline, f"admin port {port} still listens after shutdown"
-        time.sleep(0.01)
 
 
 def ask(asys: ActorSystem, to: ActorAddress, msg: Any, expect: type[_T], timeout_s: float = 5.0) -> _T:

@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 import copy
-import importlib.util
-import socket
-import sys
 import time
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
@@ -33,60 +29,12 @@ ASK = timedelta(seconds=10)
 _HELPERS = "tests.actors.helpers_actors"
 
 
-def _import_helpers() -> ModuleType:
-    # Actor and message classes must be importable by dotted path in every actor process. The
-    # multiproc base forks each process from this one, so a module already in sys.modules is
-    # found there even when `tests` is not importable as a package (pytest's importlib mode
-    # without the repo root on sys.path).
-    try:
-        return importlib.import_module(_HELPERS)
-    except ImportError:
-        spec = importlib.util.spec_from_file_location(_HELPERS, Path(__file__).with_name("helpers_actors.py"))
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[_HELPERS] = module
-        spec.loader.exec_module(module)
-        return module
+from tests.actors import helpers_actors as h  # noqa: E402  (after the constants it may use)
 
 
-h = _import_helpers()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(params=["simpleSystemBase", "multiprocTCPBase"])
-def asys(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> ActorSystem:
-    if request.param == "multiprocTCPBase":
-        monkeypatch.setenv("THESPIAN_BASE_IPADDR", "127.0.0.1")
-        port = _free_port()
-        system = ActorSystem("multiprocTCPBase", {"Admin Port": port, "Process Startup Method": "fork"},
-                             transientUnique=True)
-
-        def shutdown() -> None:
-            system.shutdown()
-            _wait_until_closed(port)
-
-        request.addfinalizer(shutdown)
-    else:
-        system = ActorSystem("simpleSystemBase", transientUnique=True, logDefs=False)
-        request.addfinalizer(system.shutdown)
-    return system
-
-
-def _wait_until_closed(port: int, deadline_s: float = 5.0) -> None:
-    deadline = time.monotonic() + deadline_s
-    while True:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                pass
-        except OSError:
-            return
-        assert time.monotonic() < deadline, f"admin port {port} still listens after shutdown"
-        time.sleep(0.01)
+@pytest.fixture
+def asys(both_asys: ActorSystem) -> ActorSystem:
+    return both_asys
 
 
 def _is_multiproc(asys: ActorSystem) -> bool:

@@ -2,11 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
-import sys
-from pathlib import Path
-from types import ModuleType
 
 import pytest
 from thespian.actors import ActorAddress, ActorExitRequest, ActorSystem
@@ -33,39 +28,12 @@ pytestmark = pytest.mark.timeout(60)
 _HELPERS = "tests.actors.helpers_supervision"
 
 
-def _import_helpers() -> ModuleType:
-    try:
-        return importlib.import_module(_HELPERS)
-    except ImportError:
-        path = Path(__file__).with_name("helpers_supervision.py")
-        spec = importlib.util.spec_from_file_location(_HELPERS, path)
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[_HELPERS] = module
-        spec.loader.exec_module(module)
-        return module
+from tests.actors import helpers_supervision as h  # noqa: E402  (after the constants it may use)
 
 
-h = _import_helpers()
-
-
-@pytest.fixture(params=["simpleSystemBase", "multiprocTCPBase"])
-def asys(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> ActorSystem:
-    if request.param == "multiprocTCPBase":
-        monkeypatch.setenv("THESPIAN_BASE_IPADDR", "127.0.0.1")
-        port = h.free_port()
-        system = ActorSystem("multiprocTCPBase", {"Admin Port": port, "Process Startup Method": "fork"},
-                             transientUnique=True)
-
-        def shutdown() -> None:
-            system.shutdown()
-            h.wait_until_closed(port)
-
-        request.addfinalizer(shutdown)
-        return system
-    system = ActorSystem("simpleSystemBase", transientUnique=True, logDefs=False)
-    request.addfinalizer(system.shutdown)
-    return system
+@pytest.fixture
+def asys(both_asys: ActorSystem) -> ActorSystem:
+    return both_asys
 
 
 def _bus(asys: ActorSystem) -> tuple[ActorAddress, ActorAddress]:

@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import os
 import signal
-import sys
 import time
 from dataclasses import replace
 from datetime import timedelta
 from decimal import Decimal
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
@@ -52,43 +47,12 @@ _ACTOR = f"{OrderGroupActor.__module__}.{OrderGroupActor.__qualname__}"
 GID = "AAPL-1-7"
 
 
-def _import_helpers() -> ModuleType:
-    # Stand-in actors must import by dotted path in every actor process (see test_base.py).
-    try:
-        return importlib.import_module(_HELPERS)
-    except ImportError:
-        path = Path(__file__).with_name("helpers_runtime.py")
-        spec = importlib.util.spec_from_file_location(_HELPERS, path)
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[_HELPERS] = module
-        spec.loader.exec_module(module)
-        return module
-
-
-h = _import_helpers()
+from tests.actors import helpers_runtime as h  # noqa: E402  (after the constants it may use)
 
 
 @pytest.fixture
-def asys(request: pytest.FixtureRequest) -> ActorSystem:
-    system = ActorSystem("simpleSystemBase", transientUnique=True, logDefs=False)
-    request.addfinalizer(system.shutdown)
-    return system
-
-
-@pytest.fixture
-def tcp_asys(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> ActorSystem:
-    monkeypatch.setenv("THESPIAN_BASE_IPADDR", "127.0.0.1")
-    port = h.free_port()
-    system = ActorSystem("multiprocTCPBase", {"Admin Port": port, "Process Startup Method": "fork"},
-                         transientUnique=True)
-
-    def shutdown() -> None:
-        system.shutdown()
-        h.wait_until_closed(port)
-
-    request.addfinalizer(shutdown)
-    return system
+def asys(simple_asys: ActorSystem) -> ActorSystem:
+    return simple_asys
 
 
 # ---------------------------------------------------------------- building blocks

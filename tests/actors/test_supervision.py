@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import os
 import signal
-import sys
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 from thespian.actors import ActorAddress, ActorSystem
@@ -50,22 +46,8 @@ pytestmark = pytest.mark.timeout(60)
 _HELPERS = "tests.actors.helpers_supervision"
 
 
-def _import_helpers() -> ModuleType:
-    # Actor classes must be importable by dotted path in every actor process; the multiproc base
-    # forks from this process, so a module already in sys.modules is found there.
-    try:
-        return importlib.import_module(_HELPERS)
-    except ImportError:
-        path = Path(__file__).with_name("helpers_supervision.py")
-        spec = importlib.util.spec_from_file_location(_HELPERS, path)
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[_HELPERS] = module
-        spec.loader.exec_module(module)
-        return module
-
-
-h = _import_helpers()
+from tests.actors.conftest import start_system
+from tests.actors import helpers_supervision as h  # noqa: E402  (after the constants it may use)
 
 STAND_IN = f"{_HELPERS}.StandIn"
 ROOT_CLASSES = (("tws", STAND_IN), ("symbols", f"{_HELPERS}.StandInSymbols"),
@@ -92,27 +74,19 @@ def _make_env(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, t
               base: str) -> Env:
     events = tmp_path / "events.log"
     monkeypatch.setenv(h.EVENTS_ENV, str(events))  # before the system forks its processes
-    if base == "multiprocTCPBase":
-        monkeypatch.setenv("THESPIAN_BASE_IPADDR", "127.0.0.1")
-        port = h.free_port()
-        asys = ActorSystem("multiprocTCPBase", {"Admin Port": port, "Process Startup Method": "fork"},
-                           transientUnique=True)
-        env = Env(asys=asys, events=events, multiproc=True)
+    env = Env(asys=start_system(base, request, monkeypatch), events=events, multiproc=base == "multiprocTCPBase")
 
-        def shutdown() -> None:
-            asys.shutdown()
-            h.wait_until_closed(port)
-            for pid in env.pids:  # a killed parent orphans its children: none may outlive the test
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
+    def kill_leftovers() -> None:
+        # A killed parent orphans its children: none may outlive the test. (In-process actors
+        # report this process's own pid.)
+        for pid in env.pids if env.multiproc else ():
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
 
-        request.addfinalizer(shutdown)
-        return env
-    asys = ActorSystem("simpleSystemBase", transientUnique=True, logDefs=False)
-    request.addfinalizer(asys.shutdown)
-    return Env(asys=asys, events=events, multiproc=False)
+    request.addfinalizer(kill_leftovers)
+    return env
 
 
 @pytest.fixture(params=["simpleSystemBase", "multiprocTCPBase"])

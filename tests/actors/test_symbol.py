@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
-import sys
 import time
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 from thespian.actors import ActorAddress, ActorSystem
 
-from actors.symbol import SymbolActor, SymbolSettings, SymbolState, close_log_sinks
+from actors.symbol import SymbolActor, SymbolSettings, SymbolState
 from core import order_group as og
 from core.config import Config, MarketDataConfig, StrategyConfig, SymbolConfig, SystemConfig
 from core.indicators import atr_batch
@@ -62,47 +58,12 @@ HISTORY = tuple(Bar(symbol="AAPL", ts_ns=T0 + i * BAR_S * S, open=D(c), high=D(c
 LIVE = len(HISTORY)  # the first live bucket
 
 
-def _import_helpers() -> ModuleType:
-    try:
-        return importlib.import_module(_HELPERS)
-    except ImportError:
-        path = Path(__file__).with_name("helpers_runtime.py")
-        spec = importlib.util.spec_from_file_location(_HELPERS, path)
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[_HELPERS] = module
-        spec.loader.exec_module(module)
-        return module
-
-
-h = _import_helpers()
+from tests.actors import helpers_runtime as h  # noqa: E402  (after the constants it may use)
 
 
 @pytest.fixture
-def asys(request: pytest.FixtureRequest) -> ActorSystem:
-    system = ActorSystem("simpleSystemBase", transientUnique=True, logDefs=False)
-
-    def shutdown() -> None:
-        system.shutdown()
-        close_log_sinks()  # the actors shared this process's loguru
-
-    request.addfinalizer(shutdown)
-    return system
-
-
-@pytest.fixture
-def tcp_asys(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> ActorSystem:
-    monkeypatch.setenv("THESPIAN_BASE_IPADDR", "127.0.0.1")
-    port = h.free_port()
-    system = ActorSystem("multiprocTCPBase", {"Admin Port": port, "Process Startup Method": "fork"},
-                         transientUnique=True)
-
-    def shutdown() -> None:
-        system.shutdown()
-        h.wait_until_closed(port)
-
-    request.addfinalizer(shutdown)
-    return system
+def asys(simple_asys: ActorSystem) -> ActorSystem:
+    return simple_asys
 
 
 def _settings(log_dir: Path) -> SymbolSettings:

@@ -6,18 +6,14 @@ TCP base here; its ibapi edge is also checked without a socket where that is pur
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import inspect
 import re
 import struct
-import sys
 import time
 from collections.abc import Callable
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
@@ -45,7 +41,6 @@ from messages import (
     HistoricalBars,
     MarketDataResumed,
     MarketDataStale,
-    Message,
     ModifyOrder,
     OrderAccepted,
     OrderStatusChanged,
@@ -69,42 +64,14 @@ CLIENT_ID = 7
 C = ConnectionState
 
 
-def _import_helpers() -> ModuleType:
-    # Stand-in actors must import by dotted path in every actor process (see test_base.py).
-    try:
-        return importlib.import_module(_HELPERS)
-    except ImportError:
-        spec = importlib.util.spec_from_file_location(_HELPERS, Path(__file__).with_name("helpers_tws.py"))
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[_HELPERS] = module
-        spec.loader.exec_module(module)
-        return module
+from tests.actors import helpers_tws as h  # noqa: E402  (after the constants it may use)
 
 
-h = _import_helpers()
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _wait_until_closed(port: int, deadline_s: float = 5.0) -> None:
-    import socket
-
-    deadline = time.monotonic() + deadline_s
-    while True:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                pass
-        except OSError:
-            return
-        assert time.monotonic() < deadline, f"admin port {port} still listens after shutdown"
-        time.sleep(0.01)
+@pytest.fixture
+def asys(tcp_asys: ActorSystem) -> ActorSystem:
+    # Created before the simulator thread starts: actor processes fork from the admin, which then
+    # holds no copy of a running event loop or of a lock another thread held.
+    return tcp_asys
 
 
 def eventually(predicate: Callable[[], Any], timeout: float = 10.0, what: str = "") -> Any:
@@ -119,23 +86,6 @@ def eventually(predicate: Callable[[], Any], timeout: float = 10.0, what: str = 
 
 
 # ---------------------------------------------------------------- fixtures
-
-
-@pytest.fixture
-def asys(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> ActorSystem:
-    # Created before the simulator thread starts: actor processes fork from the admin, which then
-    # holds no copy of a running event loop or of a lock another thread held.
-    monkeypatch.setenv("THESPIAN_BASE_IPADDR", "127.0.0.1")
-    port = _free_port()
-    system = ActorSystem("multiprocTCPBase", {"Admin Port": port, "Process Startup Method": "fork"},
-                         transientUnique=True)
-
-    def shutdown() -> None:
-        system.shutdown()
-        _wait_until_closed(port)
-
-    request.addfinalizer(shutdown)
-    return system
 
 
 # AAPL moves fast enough that a limit a few cents away is crossed within a minute of market time.
