@@ -149,3 +149,20 @@ def test_market_can_replay_custom_symbols_with_chosen_start_price(make_sim: Make
     app.sync()
     bids = [c.args[2] for c in app.named("tickPrice") if c.args[1] == BID]
     assert bids and all(45 < b < 55 for b in bids)
+
+
+def test_replayed_csv_bars_drive_the_ticks_a_client_receives(make_sim: MakeSim, connect: Connect,
+                                                             tmp_path) -> None:
+    csv = tmp_path / "aapl.csv"
+    # Two 1-minute bars from the market start (New York local time in the file).
+    csv.write_text("timestamp,open,high,low,close,volume\n"
+                   "2024-01-02T09:30:00,100.00,101.00,99.50,100.50,6000\n"
+                   "2024-01-02T09:31:00,100.50,102.00,100.00,101.50,6000\n")
+    sim = make_sim(symbols=(SymbolSpec(symbol="AAPL", bars_csv=str(csv)),))
+    app = connect(sim)
+    app.reqMktData(1, stock("AAPL"), "", False, False, [])
+    # The replay ends with the second bar: the day's cumulative volume then is the file's 12,000.
+    step_until(sim, app, lambda: any(c.args[1] == 8 and c.args[2] == 12000 for c in app.named("tickSize")),
+               seconds=10, max_steps=20)
+    lasts = [c.args[2] for c in app.named("tickPrice") if c.args[1] == 4]
+    assert min(lasts) == pytest.approx(99.50) and max(lasts) == pytest.approx(102.00)
