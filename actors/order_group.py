@@ -141,6 +141,8 @@ class OrderGroupActor(ShellActor):
             raise TypeError(f"{self.key}: config must be a PlaceOrderGroup, got {type(place).__name__}")
         self.place = place
         self.log = self.log.bind(group=place.group_id, corr=place.correlation_id)
+        # The orders continue the PlaceOrderGroup's correlation chain (back to the signal that
+        # asked for them), not the supervisor's start-up chain that ConfigureActor carries.
         state = msg.state
         if state is None:
             try:
@@ -148,25 +150,25 @@ class OrderGroupActor(ShellActor):
             except InvalidOrder as exc:
                 # Expected: the legs were refused before anything was sent; the group ends here.
                 self.log.warning("{}: rejected before submitting: {}", place.group_id, exc)
-                self._announce(msg, GroupOutcome.REJECTED, ZERO, str(exc))
+                self._announce(place, GroupOutcome.REJECTED, ZERO, str(exc))
                 return
             self.group = group
-            self._decide(msg, og.Start())
+            self._decide(place, og.Start())
             return
         if not isinstance(state, og.OrderGroup) or state.id != place.group_id:
             raise TypeError(f"{self.key}: state is not the snapshot of group {place.group_id}: {state!r}")
         self.group = state
         if state.state is og.GroupState.DONE:
             self.log.info("{}: restarted after it finished; announcing the end again", state.id)
-            self._finish(msg, og.GroupFinished(group_id=state.id, reason=state.reason,
-                                               unprotected=og.unprotected(state), legs=state.legs))
+            self._finish(place, og.GroupFinished(group_id=state.id, reason=state.reason,
+                                                 unprotected=og.unprotected(state), legs=state.legs))
         elif state.state is og.GroupState.PENDING and not any(was_sent(leg) for leg in state.legs):
-            self._decide(msg, og.Start())
+            self._decide(place, og.Start())
         else:
             refs = tuple(leg.ref for leg in state.legs if was_sent(leg))
             self.log.info("{}: restarted (incarnation {}); claiming {}", state.id, self.incarnation,
                           ", ".join(refs))
-            self.tell_peer(TWS, self.make(ClaimOrders, msg, group_id=state.id, refs=refs,
+            self.tell_peer(TWS, self.make(ClaimOrders, place, group_id=state.id, refs=refs,
                                           reply_to=self.myAddress))
 
     # ------------------------------------------------------------ broker events

@@ -40,18 +40,16 @@ sends Snapshot(state=TwsState) to its parent; ConfigureActor(state=TwsState) res
 from __future__ import annotations
 
 import logging
-import multiprocessing
 import socket
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from decimal import Decimal
-from pathlib import Path
 from typing import Any, Final, TypeVar
 
-from loguru import logger
 from thespian.actors import ActorAddress, ActorExitRequest, ThespianWatch, WakeupMessage, WatchMessage
 
+from actors import logs
 from actors import tws_edge as edge
 from actors.base import ShellActor, run_once
 from core import connection as cc
@@ -106,8 +104,6 @@ _UNROUTED_KEPT: Final = 1000           # executions of unknown orders kept for a
 # above any order id so an error is never routed to the wrong one.
 FIRST_REQ_ID: Final = 1_000_000_000
 _SOCKET_UP: Final = frozenset({cc.ConnState.SYNCHRONIZING, cc.ConnState.READY, cc.ConnState.DEGRADED})
-LOG_FORMAT: Final = ("{time:YYYY-MM-DD HH:mm:ss.SSS} | {level: <8} | {extra[actor]} | "
-                     "{extra[corr]} | {message}")
 
 
 # ---------------------------------------------------------------- settings and durable state
@@ -291,10 +287,6 @@ def routes_to_order(code: int) -> bool:
     return kind is cc.CodeClass.UNKNOWN and not 2100 <= code < 2200
 
 
-def _own_process() -> bool:
-    return multiprocessing.parent_process() is not None
-
-
 class TwsConnection(ShellActor):
     """The broker connection. Config: TwsSettings or a core.config.Config; state: TwsState or None."""
 
@@ -369,15 +361,10 @@ class TwsConnection(ShellActor):
         self._settle()
 
     def _configure_logging(self, settings: TwsSettings) -> None:
-        if not settings.log_dir:
-            return
-        if _own_process():
-            logger.remove()  # sinks inherited through fork belong to the launcher
-        logger.configure(extra={"actor": "-", "corr": "-"})
-        path = Path(settings.log_dir) / "system.log"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        logger.add(path, level=settings.log_level, format=LOG_FORMAT, enqueue=False, encoding="utf-8")
-        self.log = self.log.bind(corr="-")
+        # The process's shared system.log sink (actors.logs); a Config had adopt() add it already.
+        # No corr is bound here: a bound value would hide the one run_once puts in the context.
+        if settings.log_dir:
+            logs.configure_process(settings.log_dir, settings.log_level)
 
     def _restore(self, state: TwsState) -> None:
         for route in state.routes:

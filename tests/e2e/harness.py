@@ -238,12 +238,17 @@ class System:
 
     # ------------------------------------------------------------ orders
 
-    def place(self, group: og.OrderGroup) -> None:
+    def place(self, group: og.OrderGroup) -> PlaceOrderGroup:
         """Send `group` to the "groups" supervisor, as a SymbolActor does (reply_to = "symbols")."""
-        kind = GroupKind(group.kind.value)
-        self.asys.tell(self.address(SUPERVISOR, "groups"), PlaceOrderGroup(
-            group_id=group.id, kind=kind, symbol=group.symbol, legs=group.legs,
-            reply_to=self.address(SUPERVISOR, "symbols")))
+        place = PlaceOrderGroup(group_id=group.id, kind=GroupKind(group.kind.value), symbol=group.symbol,
+                                legs=group.legs, reply_to=self.address(SUPERVISOR, "symbols"))
+        self.asys.tell(self.address(SUPERVISOR, "groups"), place)
+        return place
+
+    def log_lines(self, containing: str, symbol: str = "") -> list[str]:
+        """Return the lines of logs/system.log (or logs/symbols/<symbol>.log) that contain `containing`."""
+        path = self.log_dir / ("symbols" if symbol else "") / (f"{symbol}.log" if symbol else "system.log")
+        return [line for line in path.read_text(encoding="utf-8").splitlines() if containing in line]
 
     # ------------------------------------------------------------ the simulator
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
@@ -36,13 +37,14 @@ def test_brackets_on_three_symbols_fill_entry_then_target_and_pnl_matches_the_br
              ("SPY", Side.SELL, ("400", "398.90")))
     system = launch(tuple(scripted(symbol, tmp_path, prices) for symbol, _, prices in plans))
     system.step(1)  # the first quotes
+    places = []
     for n, (symbol, side, _) in enumerate(plans):
         quote = system.quote(symbol)
         assert quote.bid is not None and quote.ask is not None
         away = Decimal(5) if side is Side.BUY else Decimal(-5)
         gain = Decimal("0.73") if side is Side.BUY else Decimal("-0.61")
-        system.place(bracket(f"t1-{n}", symbol, 100 + 10 * n, side=side, stop=quote.bid - away,
-                             target=quote.ask + gain))
+        places.append(system.place(bracket(f"t1-{n}", symbol, 100 + 10 * n, side=side,
+                                           stop=quote.bid - away, target=quote.ask + gain)))
     for n, (symbol, side, _) in enumerate(plans):
         held = (100 + 10 * n) * (1 if side is Side.BUY else -1)
         wait_for(lambda: system.position(symbol).quantity == held, 10, f"{symbol} entry fill at the actor")
@@ -64,6 +66,16 @@ def test_brackets_on_three_symbols_fill_entry_then_target_and_pnl_matches_the_br
     assert all(p.commissions == Decimal(2) for p in positions)  # $1 minimum per order, entry and exit
     assert {s: system.broker_position(s) for s, _, _ in plans} == {s: 0 for s, _, _ in plans}
     assert len(_all_once(system)) == 3 * len(plans)
+    # Every process logs one shape (time, level, pid, actor, correlation id), the connection too;
+    # each fill, in the connection's log and in its symbol's, follows its PlaceOrderGroup's chain.
+    shape = re.compile(r"\S+ \S+ \| [A-Z]+ +\| \d+ \| \S+ \| corr=\S+ \| ")
+    lines = system.log_lines("")
+    assert [line for line in lines if line[:1].isdigit() and not shape.match(line)] == []
+    assert any("| tws#1 |" in line for line in lines)
+    for (symbol, _, _), place in zip(plans, places):
+        tws = [line for line in system.log_lines("tws: fill ") if f" for {place.group_id}:" in line]
+        for lines in (system.log_lines(f"{symbol}: fill ", symbol), tws):
+            assert len(lines) == 2 and all(f"corr={place.correlation_id} " in line for line in lines), lines
 
 
 def test_bracket_partial_entry_fill_resizes_children_at_the_broker(launch: Callable[..., System]) -> None:
