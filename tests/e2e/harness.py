@@ -139,7 +139,8 @@ def scripted(symbol: str, directory: Path, prices: Sequence[str | Decimal]) -> S
 
 def make_config(*, admin_port: int, broker_port: int, symbols: Iterable[str], log_dir: Path,
                 state_dir: Path, symbol_budget: tuple[int, float] = (5, 60.0),
-                group_budget: tuple[int, float] = (3, 60.0), bar_seconds: int = 5,
+                group_budget: tuple[int, float] = (3, 60.0), core_budget: tuple[int, float] = (2, 60.0),
+                bar_seconds: int = 5,
                 strategy: Mapping[str, object] | None = None) -> Config:
     """Return a Config trading `symbols` on the simulator at `broker_port`.
 
@@ -154,6 +155,7 @@ def make_config(*, admin_port: int, broker_port: int, symbols: Iterable[str], lo
         "supervision": {
             "symbol": {"max_restarts": symbol_budget[0], "window_s": symbol_budget[1]},
             "order_group": {"max_restarts": group_budget[0], "window_s": group_budget[1]},
+            "core": {"max_restarts": core_budget[0], "window_s": core_budget[1]},
         },
         "symbols": {name: {} for name in symbols},
         # No history: a symbol is ready at once.
