@@ -12,13 +12,24 @@ from tests.e2e.harness import System, SymbolSpec, start_system
 
 
 @pytest.fixture
-def launch(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[..., System]:
+def launch(request: pytest.FixtureRequest, tmp_path: Path,
+           monkeypatch: pytest.MonkeyPatch) -> Callable[..., System]:
     """Return a function that starts a system on `symbols` (SymbolSpecs); each one is stopped in a finalizer."""
+    monkeypatch.setenv("THESPIAN_BASE_IPADDR", "127.0.0.1")
     def start(symbols: tuple[SymbolSpec, ...], **kwargs: Any) -> System:
         system = start_system(tmp_path / f"system{len(started)}", symbols, **kwargs)
         started.append(system)
         return system
 
+    def stop_all() -> None:
+        problems = []
+        for system in started:
+            try:
+                system.close()
+            except AssertionError as exc:
+                problems.append(str(exc))
+        assert not problems, problems
+
     started: list[System] = []
-    request.addfinalizer(lambda: [s.close() for s in started])
+    request.addfinalizer(stop_all)
     return start

@@ -2,9 +2,10 @@
 
 `start_system` creates the actor system on a free loopback admin port, the simulator (stepped
 clock by default, so prices move only when a test steps them) and the root Supervisor, and
-answers StartSystem with a Config whose broker points at the simulator. The demo strategy is
-configured never to fire (a slow average longer than any test), so every order comes from the
-test's own PlaceOrderGroup. `System.close` stops everything and kills by pid whatever is left.
+answers StartSystem with a Config whose broker points at the simulator. Unless a test gives it
+settings, the demo strategy never fires (a slow average longer than any test), so every order
+comes from the test's own PlaceOrderGroup. `System.close` stops everything as the launcher does
+and fails the test if a process of the system outlives the shutdown (after killing it by pid).
 """
 
 from __future__ import annotations
@@ -174,6 +175,7 @@ class System:
     config: Config
     admin_port: int
     log_dir: Path
+    admin_pids: set[int] = field(default_factory=set)
     pids: set[int] = field(default_factory=set)
     closed: bool = False
 
@@ -249,7 +251,7 @@ class System:
 
     def log_lines(self, containing: str, symbol: str = "") -> list[str]:
         """Return the lines of logs/system.log (or logs/symbols/<symbol>.log) that contain `containing`."""
-        path = self.log_dir / ("symbols" if symbol else "") / (f"{symbol}.log" if symbol else "system.log")
+        path = self.log_dir / "symbols" / f"{symbol}.log" if symbol else self.log_dir / "system.log"
         return [line for line in path.read_text(encoding="utf-8").splitlines() if containing in line]
 
     # ------------------------------------------------------------ the simulator
@@ -298,7 +300,17 @@ class System:
 
     # ------------------------------------------------------------ stop
 
+    def processes(self) -> set[int]:
+        """Return every process of this actor system seen so far, the admin's live descendants included."""
+        for admin in self.admin_pids:
+            self.pids.update(descendants(admin))
+        return self.pids | self.admin_pids
+
     def close(self) -> None:
+        """Stop the system as the launcher does (Shutdown, then the actor system) and the simulator.
+
+        Raises AssertionError if a process of the system outlived the shutdown (it is killed first).
+        """
         if self.closed:
             return
         self.closed = True
@@ -306,6 +318,7 @@ class System:
             self.status()
         except Exception:  # collecting pids is best effort: the system may be half gone
             pass
+        ours = self.processes()
         try:
             self.asys.ask(self.supervisor, Shutdown(reason="test over"), 15)
         except Exception:
@@ -314,23 +327,28 @@ class System:
             self.asys.shutdown()
         finally:
             self.sim.stop()
-            for pid in self.pids | set(descendants(os.getpid())):
-                if pid != os.getpid() and alive(pid):
-                    kill(pid)
+            deadline = time.monotonic() + 5
+            while (left := sorted(p for p in ours if alive(p))) and time.monotonic() < deadline:
+                time.sleep(0.02)
+            for pid in left:
+                kill(pid)
+        assert not left, f"processes {left} outlived the system's shutdown"
 
 
 def start_system(tmp_path: Path, symbols: tuple[SymbolSpec, ...], *, clock: str = "stepped",
                  **config_kwargs: Any) -> System:
     """Start simulator, actor system and Supervisor as the launcher does; the caller must close() it."""
-    os.environ["THESPIAN_BASE_IPADDR"] = "127.0.0.1"
+    os.environ.setdefault("THESPIAN_BASE_IPADDR", "127.0.0.1")  # loopback only (thespian-notes §4.4)
     log_dir, state_dir = tmp_path / "logs", tmp_path / "state"
     log_dir.mkdir(parents=True, exist_ok=True)
     state_dir.mkdir(parents=True, exist_ok=True)
     admin_port = free_port()
+    before = set(descendants(os.getpid()))
     # The actor system forks its admin before the simulator's thread exists: a fork never copies a
     # lock the simulator's thread holds (loguru's, asyncio's) into the actor processes.
     asys = ActorSystem("multiprocTCPBase", {"Admin Port": admin_port, "Process Startup Method": "fork"},
                        transientUnique=True)
+    admin_pids = {pid for pid in descendants(os.getpid()) if pid not in before}
     sim: SimulatorThread | None = None
     try:
         sim = SimulatorThread(SimulatorConfig(clock=clock, symbols=symbols, seed=7)).start()
@@ -339,7 +357,7 @@ def start_system(tmp_path: Path, symbols: tuple[SymbolSpec, ...], *, clock: str 
                              **config_kwargs)
         supervisor = asys.createActor("actors.supervisor.Supervisor", globalName=SUPERVISOR)
         system = System(asys=asys, sim=sim, supervisor=supervisor, config=config, admin_port=admin_port,
-                        log_dir=log_dir)
+                        log_dir=log_dir, admin_pids=admin_pids)
     except BaseException:
         asys.shutdown()
         if sim is not None:
