@@ -74,19 +74,20 @@ def _make_env(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, t
               base: str) -> Env:
     events = tmp_path / "events.log"
     monkeypatch.setenv(h.EVENTS_ENV, str(events))  # before the system forks its processes
-    env = Env(asys=start_system(base, request, monkeypatch), events=events, multiproc=base == "multiprocTCPBase")
+    multiproc = base == "multiprocTCPBase"
+    pids: list[int] = []
 
     def kill_leftovers() -> None:
-        # A killed parent orphans its children: none may outlive the test. (In-process actors
-        # report this process's own pid.)
-        for pid in env.pids if env.multiproc else ():
+        # After the shutdown (finalizers run last-in first-out): a killed parent orphans its
+        # children, and none may outlive the test. In-process actors report this process's pid.
+        for pid in pids if multiproc else ():
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
 
     request.addfinalizer(kill_leftovers)
-    return env
+    return Env(asys=start_system(base, request, monkeypatch), events=events, multiproc=multiproc, pids=pids)
 
 
 @pytest.fixture(params=["simpleSystemBase", "multiprocTCPBase"])
