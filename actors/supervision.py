@@ -121,7 +121,8 @@ class SupervisorActor(ShellActor):
 
     Hooks: `child_specs(msg)` (static children, in start order), `on_child_ready(key, address,
     incarnation)`, `on_child_state(key, state)`, `on_gave_up(key)`, `on_all_started()` (default:
-    ActorReady to the parent) and `on_children_stopped()`. Dynamic children come and go with `add_child` / `remove_child`.
+    ActorReady to the parent) and `on_children_stopped()`. Dynamic children come and go with
+    `add_child` / `remove_child`.
     """
 
     STOP_TIMEOUT_S: ClassVar[float] = 5.0

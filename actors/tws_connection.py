@@ -39,7 +39,6 @@ sends Snapshot(state=TwsState) to its parent; ConfigureActor(state=TwsState) res
 
 from __future__ import annotations
 
-import logging
 import socket
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field, replace

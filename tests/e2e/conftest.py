@@ -1,4 +1,4 @@
-"""Fixtures of the e2e tests: `launch` starts a whole system against a simulator and stops it after the test."""
+"""e2e fixtures: `launch` starts a whole system against a simulator and stops it after the test."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from tests.e2e.harness import System, SymbolSpec, start_system
 @pytest.fixture
 def launch(request: pytest.FixtureRequest, tmp_path: Path,
            monkeypatch: pytest.MonkeyPatch) -> Callable[..., System]:
-    """Return a function that starts a system on `symbols` (SymbolSpecs); each one is stopped in a finalizer."""
+    """Return a function starting a system on `symbols` (SymbolSpecs); each is stopped in a finalizer."""
     monkeypatch.setenv("THESPIAN_BASE_IPADDR", "127.0.0.1")
     def start(symbols: tuple[SymbolSpec, ...], **kwargs: Any) -> System:
         system = start_system(tmp_path / f"system{len(started)}", symbols, **kwargs)

@@ -1,4 +1,4 @@
-"""The whole actor tree on multiprocTCPBase against a SimulatorThread, started as the launcher starts it, for e2e tests.
+"""For e2e tests: the whole actor tree on multiprocTCPBase, started as the launcher does, against a simulator.
 
 `start_system` creates the actor system on a free loopback admin port, the simulator (stepped
 clock by default, so prices move only when a test steps them) and the root Supervisor, and
@@ -133,7 +133,8 @@ def scripted(symbol: str, directory: Path, prices: Sequence[str | Decimal]) -> S
     rows = ["timestamp,open,high,low,close,volume"]
     for i, close in enumerate(values):
         open_ = values[i - 1] if i else close
-        rows.append(f"{1_700_000_000 + i * BAR_S},{open_},{max(open_, close)},{min(open_, close)},{close},1000")
+        high, low = max(open_, close), min(open_, close)
+        rows.append(f"{1_700_000_000 + i * BAR_S},{open_},{high},{low},{close},1000")
     path.write_text("\n".join(rows) + "\n")
     return SymbolSpec(symbol=symbol, bars_csv=str(path))
 
@@ -182,7 +183,7 @@ class System:
     # ------------------------------------------------------------ asking actors
 
     def ask(self, to: ActorAddress, question: Message, expect: type[_T], timeout: float = 5.0) -> _T:
-        """Ask `to` and return its answer to this very question (a late answer to an earlier one is skipped)."""
+        """Ask `to` and return its answer to this very question (skipping late answers to earlier ones)."""
         deadline = time.monotonic() + timeout
         reply = self.asys.ask(to, question, timeout)
         while not (isinstance(reply, expect) and getattr(reply, "cause_id", None) == question.msg_id):

@@ -1,4 +1,4 @@
-"""Acceptance: kill -9 of random symbol, group and connection actors while the demo strategy trades loses nothing.
+"""Acceptance: random kill -9 of symbol, group and connection actors while the strategy trades loses nothing.
 
 Three random-walk symbols trade a fast-crossing demo strategy on 1 s wall-clock bars while the
 test steps the market and, every few steps, SIGKILLs a seeded-random actor (a symbol actor, an

@@ -1,4 +1,4 @@
-"""Acceptance: the SymbolActor's own (demo) strategy opens a bracket and sees it through, also across a kill -9.
+"""Acceptance: the SymbolActor's demo strategy opens a bracket and sees it through, also across a kill -9.
 
 The strategy crosses a 1-bar over a 2-bar average on 1 s wall-clock bars. The test steps the
 simulator one scripted bar per wall-clock second, so the bars (and the decision) are

@@ -1,4 +1,4 @@
-"""Acceptance under faults: kill -9 of a symbol or group actor, a broker outage with refused reconnects, quarantine."""
+"""Acceptance under faults: kill -9 of symbol, group, connection actors; a broker outage; quarantine."""
 
 from __future__ import annotations
 
@@ -66,7 +66,8 @@ def test_symbol_actor_killed_with_a_position_comes_back_with_it_and_its_stop_clo
     triggered = time.monotonic()
     closed = wait_for(lambda: (p := system.position("AAPL")).quantity == 0 and p, 1.0,
                       "the restarted actor to see its stop close the position")
-    print(f"stop fill reached the restarted symbol actor {time.monotonic() - triggered:.3f} s after the quote")
+    print(f"stop fill reached the restarted symbol actor {time.monotonic() - triggered:.3f} s "
+          f"after the quote")
     assert closed.state.value == "CLOSED"
     assert system.child("symbols", "AAPL").incarnation == after.incarnation
     wait_for(lambda: system.broker_order("f1:tp").status == CANCELLED, 10, "the take-profit cancelled")
@@ -201,7 +202,8 @@ def test_connection_actor_killed_with_a_resting_bracket_resumes_routing_its_fill
     wait_for(lambda: system.sim.snapshot()["clients"] == [1], 10, "the new connection at the broker")
     system.step_until(lambda: _exit_filled(system, "f7"), step_s=5.0, max_steps=24, what="a child to fill")
     assert _exit_filled(system, "f7") == "f7:tp"
-    closed = wait_for(lambda: (p := system.position("AAPL")).quantity == 0 and p, 10, "the fill at the symbol")
+    closed = wait_for(lambda: (p := system.position("AAPL")).quantity == 0 and p, 10,
+                      "the fill at the symbol")
     wait_for(lambda: system.child("groups", "f7") is None, 10, "the group to finish")
     assert system.broker_order("f7:sl").status == CANCELLED
     assert net_pnl(closed) == system.broker_realized()

@@ -55,7 +55,8 @@ def test_brackets_on_three_symbols_fill_entry_then_target_and_pnl_matches_the_br
         return all(orders[f"t1-{n}:tp"].status == FILLED for n in range(len(plans)))
 
     system.step_until(targets_filled, step_s=5.0, max_steps=24, what="every take-profit to fill")
-    positions = [wait_for(_flat_with(system, symbol, "CLOSED"), 10, f"{symbol} closed") for symbol, _, _ in plans]
+    positions = [wait_for(_flat_with(system, symbol, "CLOSED"), 10, f"{symbol} closed")
+                 for symbol, _, _ in plans]
     for n in range(len(plans)):  # each stop-loss ended Cancelled and the group finished
         wait_for(lambda: system.broker_order(f"t1-{n}:sl").status == CANCELLED, 10, f"t1-{n}:sl cancelled")
         wait_for(lambda: system.child("groups", f"t1-{n}") is None, 10, f"group t1-{n} to finish")
