@@ -100,6 +100,9 @@ class Rig:
         assert isinstance(info, h.ChildInfo)
         self.child: ActorAddress = info.address
         self.quotes = 0
+        # Configured (it subscribes on ConfigureActor) before anything else reaches it: the feed
+        # goes through another sender, so thespian would not keep it behind ConfigureActor.
+        self.sent(self.tws, SubscribeMarketData, 1)
         if history:
             self.feed(HistoricalBars(symbol="AAPL", bar_size_s=BAR_S, bars=history))
 

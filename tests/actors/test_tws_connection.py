@@ -680,4 +680,6 @@ def test_restarted_connection_resumes_routes_from_snapshot_and_claims_replay(
     asys.tell(info.address, SubmitOrder(order=nxt, group_id="g5", reply_to=rig.owner))
     later = eventually(lambda: [m for m in rig.of(rig.owner, OrderSubmitted) if m.ref == "g5.entry"], 5, "g5")
     assert later[0].broker_id > submitted.broker_id
+    # OrderSubmitted goes out as the frame leaves; the simulator may not have read it yet.
+    assert eventually(lambda: "g5.entry" in sim.snapshot()["orders_per_ref"], 5, "g5 at the simulator")
     assert sim.snapshot()["orders_per_ref"] == {"g4.entry": 1, "g5.entry": 1}
