@@ -1,0 +1,180 @@
+"""Bench-only actor and simulator subclasses that timestamp the quote and order paths for bench.bench_runtime.
+
+Each subclass adds a wall-clock stamp and calls the project's own handler, so what it measures
+is the unmodified behaviour plus a few microseconds per stamped message:
+
+* TimedSymbolActor records (received, quote.ts_ns, coalesced, handler CPU) for every QuoteUpdate
+  and stamps each bracket PlaceOrderGroup it sends (with the quote that triggered it).
+* TimedSymbolSupervisor starts TimedSymbolActors (CHILD_CLASS) and records its Snapshot handler's CPU.
+* TimedOrderGroupSupervisor / TimedOrderGroupActor / TimedTwsConnection stamp the entry order on
+  its way: PlaceOrderGroup received, group actor configured, entry SubmitOrder sent, received by tws.
+* RecordingSimulator records when each quote left for the socket and when each PLACE_ORDER came in.
+
+Records go to files, not messages: under load the symbols supervisor's mailbox is minutes behind,
+so a question routed through it is not answered in time. Each process appends one line per event
+to `<$IBACTORS_BENCH_RECORDS>/stamps-<pid>.tsv`; nothing is written when the variable is unset.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import IO, Any, ClassVar, Final
+
+from thespian.actors import ActorAddress
+
+from actors.order_group import OrderGroupActor
+from actors.order_group_supervisor import OrderGroupSupervisor
+from actors.symbol import SymbolActor
+from actors.symbol_supervisor import SymbolSupervisor
+from actors.tws_connection import TwsConnection
+from core import order_group as og
+from messages import ConfigureActor, GroupKind, PlaceOrderGroup, QuoteUpdate, Snapshot, SubmitOrder
+from simulator.server import Simulator
+from simulator.wire import PlaceOrder, decode_request
+
+RECORDS_ENV: Final = "IBACTORS_BENCH_RECORDS"
+ENTRY_SUFFIX: Final = f":{og.ENTRY}"
+
+_out: IO[str] | None = None
+_out_pid = 0
+
+
+def record(stage: str, key: str, *numbers: int) -> None:
+    """Append `stage key numbers...` to this process's stamp file, if the bench asked for stamps.
+
+    Every line is flushed at once: a process may be killed (or a group actor end) without
+    running exit handlers, and a line per QuoteUpdate costs a few microseconds.
+    """
+    global _out, _out_pid
+    directory = os.environ.get(RECORDS_ENV)
+    if not directory:
+        return
+    if _out is None or _out_pid != os.getpid():  # a forked child must not share its parent's file
+        _out = open(os.path.join(directory, f"stamps-{os.getpid()}.tsv"), "a", encoding="ascii")
+        _out_pid = os.getpid()
+    _out.write("\t".join((stage, key, *map(str, numbers))) + "\n")
+    _out.flush()
+
+
+def stamp(stage: str, key: str, *extra: int) -> None:
+    """Record `stage` of `key` now (wall clock), with `extra` numbers after the time."""
+    record(stage, key, time.time_ns(), *extra)
+
+
+# ---------------------------------------------------------------- actors
+
+
+class TimedSymbolActor(SymbolActor):
+    """A SymbolActor that records every QuoteUpdate and stamps the brackets it places."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._trigger: tuple[int, int] | None = None  # (quote.ts_ns, received) of the quote in hand
+
+    def receiveMsg_QuoteUpdate(self, msg: QuoteUpdate, sender: ActorAddress) -> None:
+        received, cpu = time.time_ns(), time.thread_time_ns()
+        self._trigger = (msg.quote.ts_ns, received)
+        try:
+            super().receiveMsg_QuoteUpdate(msg, sender)
+        finally:
+            self._trigger = None
+            # The handler's CPU includes sending its messages (thespian pickles them in send).
+            record("quote", msg.quote.symbol, received, msg.quote.ts_ns, msg.coalesced,
+                   time.thread_time_ns() - cpu)
+
+    def tell_peer(self, name: str, msg: object) -> None:
+        if isinstance(msg, PlaceOrderGroup) and msg.kind is GroupKind.BRACKET and self._trigger is not None:
+            stamp("place", msg.group_id, *self._trigger)
+        super().tell_peer(name, msg)
+
+
+class TimedSymbolSupervisor(SymbolSupervisor):
+    """A SymbolSupervisor whose children are TimedSymbolActors; it records its Snapshot handler's CPU."""
+
+    CHILD_CLASS: ClassVar[str] = "bench.bench_support.TimedSymbolActor"
+
+    def receiveMsg_Snapshot(self, msg: Snapshot, sender: ActorAddress) -> None:
+        received, cpu = time.time_ns(), time.thread_time_ns()
+        try:
+            super().receiveMsg_Snapshot(msg, sender)
+        finally:
+            record("snapshot", msg.key, received, time.thread_time_ns() - cpu)
+
+
+class TimedOrderGroupActor(OrderGroupActor):
+    """An OrderGroupActor that stamps its configuration and its entry SubmitOrder."""
+
+    def receiveMsg_ConfigureActor(self, msg: ConfigureActor, sender: ActorAddress) -> None:
+        stamp("group_up", msg.key)
+        super().receiveMsg_ConfigureActor(msg, sender)
+
+    def tell_peer(self, name: str, msg: object) -> None:
+        if isinstance(msg, SubmitOrder) and msg.order.ref.endswith(ENTRY_SUFFIX):
+            stamp("submit", msg.group_id)
+        super().tell_peer(name, msg)
+
+
+class TimedOrderGroupSupervisor(OrderGroupSupervisor):
+    """An OrderGroupSupervisor that stamps each PlaceOrderGroup and starts TimedOrderGroupActors."""
+
+    CHILD_CLASS: ClassVar[str] = "bench.bench_support.TimedOrderGroupActor"
+
+    def receiveMsg_PlaceOrderGroup(self, msg: PlaceOrderGroup, sender: ActorAddress) -> None:
+        stamp("groups", msg.group_id)
+        super().receiveMsg_PlaceOrderGroup(msg, sender)
+
+
+class TimedTwsConnection(TwsConnection):
+    """A TwsConnection that stamps the arrival of each entry SubmitOrder."""
+
+    def receiveMsg_SubmitOrder(self, msg: SubmitOrder, sender: ActorAddress) -> None:
+        if msg.order.ref.endswith(ENTRY_SUFFIX):
+            stamp("tws", msg.group_id)
+        super().receiveMsg_SubmitOrder(msg, sender)
+
+
+# ---------------------------------------------------------------- simulator
+
+
+class RecordingSimulator(Simulator):
+    """A Simulator that records, per symbol, when its quotes were handed to the sockets, and every PLACE_ORDER."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.quote_sends: dict[str, list[tuple[int, int]]] = {s: [] for s in self.specs}  # (mono, wall)
+        self.place_orders: list[tuple[str, bool, int, int]] = []  # (orderRef, transmit, mono, wall)
+        self._unsent: list[str] = []
+
+    def _on_quote(self, q: Any) -> None:
+        super()._on_quote(q)
+        self._unsent.append(q.symbol)
+
+    def flush(self) -> None:
+        # Ticks are only queued in _on_quote; they leave in this flush (asyncio writes at once
+        # when the transport's buffer is empty). The stamp is taken just before it: taken after,
+        # the reader on the other core could handle a tick before the stamp that sent it.
+        mono, wall = time.monotonic_ns(), time.time_ns()
+        super().flush()
+        if self._unsent:
+            for symbol in self._unsent:
+                self.quote_sends[symbol].append((mono, wall))
+            self._unsent.clear()
+
+    def _receive(self, s: Any, payload: bytes) -> None:
+        # The server dispatches through a table of Simulator's own methods, so a _place_order
+        # override would never run: the frame is decoded once more here (after the stamp).
+        mono, wall = time.monotonic_ns(), time.time_ns()
+        if s.started:
+            try:
+                request = decode_request(payload, s.server_version)
+            except Exception:  # the server answers a bad frame itself
+                request = None
+            if isinstance(request, PlaceOrder):
+                self.place_orders.append((request.order.order_ref or "", bool(request.order.transmit),
+                                          mono, wall))
+        super()._receive(s, payload)
+
+    def subscriptions(self) -> int:
+        """Return the market-data subscriptions of the started sessions."""
+        return sum(len(s.mkt) for s in self.sessions if s.started)
