@@ -1,6 +1,6 @@
 """The root Supervisor (globalName "supervisor"): starts the core actors in order, answers status, shuts down.
 
-`StartSystem(config)` starts "bus" → "tws" → "symbols" → "groups", each after the previous one
+`StartSystem(config)` starts "bus" → "tws" → "groups" → "symbols", each after the previous one
 answered ActorReady, and answers ActorReady itself when all are up (AdminError if a core actor
 could not be started at all). A core actor over its restart budget (`supervision.core`) is not
 restarted again: trading halts (TradingStateChanged HALTED on the bus, a critical log line).
@@ -48,8 +48,9 @@ SUPERVISOR: Final = "supervisor"  # the root's globalName, key and peer name
 CORE_CHILDREN: Final[tuple[tuple[str, str], ...]] = (
     ("bus", "actors.bus.Bus"),
     ("tws", "actors.tws_connection.TwsConnection"),
-    ("symbols", "actors.symbol_supervisor.SymbolSupervisor"),
+    # "groups" before "symbols": a symbol may decide to enter as soon as it is warm.
     ("groups", "actors.order_group_supervisor.OrderGroupSupervisor"),
+    ("symbols", "actors.symbol_supervisor.SymbolSupervisor"),
 )
 CORE_PEERS: Final[tuple[str, ...]] = ("bus", "tws", "symbols", "groups", SUPERVISOR)
 SUB_SUPERVISORS: Final = frozenset({"symbols", "groups"})

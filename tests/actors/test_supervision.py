@@ -215,14 +215,15 @@ def test_root_starts_core_children_in_order_and_shutdown_stops_them_in_reverse(
     env: Env, tmp_path: Path,
 ) -> None:
     root = _root(env, _config(tmp_path))
-    assert env.lines() == ["configure tws 1", "configure symbols 1", "configure AAPL 1", "configure MSFT 1",
-                           "configure SPY 1", "configure groups 1"]
+    # "groups" before "symbols": a symbol may decide to enter as soon as it is warm.
+    assert env.lines() == ["configure tws 1", "configure groups 1", "configure symbols 1", "configure AAPL 1",
+                           "configure MSFT 1", "configure SPY 1"]
     reply = h.ask(env.asys, root, Shutdown(reason="test"), AdminReply)
     assert reply.ok and reply.text == "stopped"
     stops = env.lines()[6:]
-    assert stops[:2] == ["exit groups 1", "exit symbols 1"]
-    assert sorted(stops[2:5]) == ["exit AAPL 1", "exit MSFT 1", "exit SPY 1"]
-    assert stops[5:] == ["exit tws 1"]
+    assert stops[:1] == ["exit symbols 1"]
+    assert sorted(stops[1:4]) == ["exit AAPL 1", "exit MSFT 1", "exit SPY 1"]
+    assert stops[4:] == ["exit groups 1", "exit tws 1"]
 
 
 def test_root_refuses_shutdown_without_the_admin_token(env: Env, tmp_path: Path) -> None:
@@ -483,7 +484,7 @@ def test_status_lists_every_actor_with_incarnation_and_restarts(env: Env, tmp_pa
     env.asys.tell(_address(_status(env, root), "MSFT"), h.Crash())
     status = _status(env, root, lambda s: _key(s, "MSFT").incarnation == 2 and _key(s, "MSFT").ready)
     keys = [c.key for c in status.children]
-    assert keys == ["bus", "tws", "symbols", "groups", "AAPL", "MSFT", "SPY"]
+    assert keys == ["bus", "tws", "groups", "symbols", "AAPL", "MSFT", "SPY"]
     assert [a.key for a in status.actors] == keys
     assert (_key(status, "MSFT").restarts, _key(status, "MSFT").supervisor) == (1, "symbols")
     assert (_key(status, "tws").incarnation, _key(status, "tws").restarts) == (1, 0)
