@@ -9,9 +9,13 @@ while the restart budget allows, tells the other children where a (re)started ch
 escalate for a core actor). Exits it asked for (ActorExitRequest it sent, ActorFinished from a
 transient child) are remembered, so they are not mistaken for crashes.
 
-A supervisor that has a supervisor itself sends it a Snapshot of its subtree (SupervisorState)
-after every change, so a restarted sub-supervisor resumes its children with their incarnations,
-states and quarantines, and first stops the children its killed predecessor left orphaned.
+A supervisor that has a supervisor itself keeps it informed of its subtree: after every change
+to one child it sends a Snapshot whose state is a SubtreeChange (that child's SavedChild, or its
+removal), which the parent merges into the SupervisorState it keeps. The cost per change is one
+child's state, not the whole subtree's (300 symbols snapshotting once per bar would otherwise
+pickle 300 states per bar each). A restarted sub-supervisor resumes its children from that state
+with their incarnations, states and quarantines, and first stops the children its killed
+predecessor left orphaned.
 """
 
 from __future__ import annotations
@@ -50,6 +54,7 @@ __all__ = [
     "ExitReason",
     "Restart",
     "SavedChild",
+    "SubtreeChange",
     "SupervisorActor",
     "SupervisorState",
 ]
@@ -92,6 +97,36 @@ class SupervisorState:
     """What a supervisor hands its own supervisor: every child's incarnation, state and quarantine."""
 
     children: tuple[SavedChild, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SubtreeChange:
+    """A supervisor's report of one child's change to its own supervisor (the Snapshot's state).
+
+    `saved` is the child as it is now, None when the supervisor forgot it. The parent keeps the
+    SupervisorState that `apply` builds; changes arrive in order (thespian delivers in order per
+    sender and receiver) and a restarted sub-supervisor's first change applies to the state it
+    was restored from.
+    """
+
+    key: str
+    saved: SavedChild | None
+
+    def apply(self, state: object) -> SupervisorState:
+        """Return `state` (a SupervisorState, or None for an empty one) with this change made."""
+        children = state.children if isinstance(state, SupervisorState) else ()
+        merged: list[SavedChild] = []
+        found = False
+        for item in children:
+            if item.key == self.key:
+                found = True
+                if self.saved is not None:
+                    merged.append(self.saved)
+            else:
+                merged.append(item)
+        if not found and self.saved is not None:
+            merged.append(self.saved)
+        return SupervisorState(children=tuple(merged))
 
 
 class _Child:
@@ -215,7 +250,7 @@ class SupervisorActor(ShellActor):
             return False
         child = self.children[spec.key] = _Child(spec, dynamic=True)
         self._spawn(child)
-        self._snapshot_upward()
+        self._snapshot_upward(spec.key)
         return True
 
     def remove_child(self, key: str) -> bool:
@@ -227,7 +262,7 @@ class SupervisorActor(ShellActor):
         if child.address is None:
             del self.children[key]
             self.on_child_removed(key)
-            self._snapshot_upward()
+            self._snapshot_upward(key)
         else:
             self._request_exit(child)
         return True
@@ -313,7 +348,7 @@ class SupervisorActor(ShellActor):
             if other is not child and other.address is not None and child.spec.key in other.spec.peers:
                 self.tell(other.address, moved)
         self.on_child_ready(child.spec.key, child.address, child.incarnation)
-        self._snapshot_upward()
+        self._snapshot_upward(child.spec.key)
         if self._starting == child.spec.key:
             self._starting = None
             self._start_next()
@@ -324,9 +359,12 @@ class SupervisorActor(ShellActor):
         if child is None or child.incarnation != msg.incarnation:
             self.log.debug("{}: stale Snapshot from {} #{}", self.key, msg.key, msg.incarnation)
             return
-        child.state = msg.state
-        self.on_child_state(child.spec.key, msg.state)
-        self._snapshot_upward()
+        state = msg.state
+        if isinstance(state, SubtreeChange):
+            state = state.apply(child.state)
+        child.state = state
+        self.on_child_state(child.spec.key, state)
+        self._snapshot_upward(child.spec.key)
 
     @run_once
     def receiveMsg_ActorFinished(self, msg: ActorFinished, sender: ActorAddress) -> None:
@@ -413,11 +451,7 @@ class SupervisorActor(ShellActor):
 
     def saved_state(self) -> SupervisorState:
         """Return this supervisor's own snapshot: what a restarted incarnation resumes from."""
-        return SupervisorState(children=tuple(
-            SavedChild(key=key, incarnation=c.incarnation, state=c.state, quarantined=c.quarantined,
-                       address=c.address, spec=c.spec if c.dynamic else None)
-            for key, c in self.children.items()
-        ))
+        return SupervisorState(children=tuple(_saved(key, c) for key, c in self.children.items()))
 
     # ------------------------------------------------------------ internals
 
@@ -500,13 +534,16 @@ class SupervisorActor(ShellActor):
         if self._starting == key and child.address is None:
             self._starting = None
             self._start_next()
-        self._snapshot_upward()
+        self._snapshot_upward(key)
 
-    def _snapshot_upward(self) -> None:
+    def _snapshot_upward(self, key: str) -> None:
+        """Tell our own supervisor (if any) what child `key` looks like now (or that it is gone)."""
         if self.parent is None or self.exiting:
             return
+        child = self.children.get(key)
+        change = SubtreeChange(key=key, saved=None if child is None else _saved(key, child))
         self.tell(self.parent, self.make(Snapshot, None, key=self.key, incarnation=self.incarnation,
-                                         state=self.saved_state()))
+                                         state=change))
 
     def tell_child(self, key: str, msg: object) -> bool:
         """Send `msg` to the running child `key`; return False when it is not running."""
@@ -515,3 +552,9 @@ class SupervisorActor(ShellActor):
             return False
         self.tell(address, msg)
         return True
+
+
+def _saved(key: str, child: _Child) -> SavedChild:
+    return SavedChild(key=key, incarnation=child.incarnation, state=child.state,
+                      quarantined=child.quarantined, address=child.address,
+                      spec=child.spec if child.dynamic else None)
