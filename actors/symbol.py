@@ -9,9 +9,10 @@ from pathlib import Path
 from typing import Any, Final
 
 from loguru import logger
-from thespian.actors import ActorAddress, ActorExitRequest
+from thespian.actors import ActorAddress, ActorExitRequest, ThespianWatch, WatchMessage
 
 from actors import logs
+from actors import quote_channel as qc
 from actors.base import ShellActor, run_once
 from core import bars as core_bars
 from core import demo_strategy
@@ -40,6 +41,7 @@ from messages import (
     HistoricalBars,
     Message,
     OrderGroupFinished,
+    PeerMoved,
     PlaceOrderGroup,
     PositionChanged,
     PositionsSnapshot,
@@ -96,6 +98,11 @@ class SymbolState:
     it, and it is snapshotted before a group leaves, so no id repeats across restarts.
     `exit_pending` is the reason of an exit waiting for the working groups to be cancelled
     ("" = none): closing while a bracket's stop rests could sell twice.
+
+    The actor snapshots it when its durable part changes (`durable_part`: the position apart
+    from its mark price, the working groups, the counter, a pending exit), not on every bar: a
+    restarted incarnation brings its bars and indicators up to date from the historical warm-up
+    (`warm_up` skips bars it has seen), so per-bar snapshots would buy nothing for their cost.
     """
 
     symbol: str
@@ -105,6 +112,14 @@ class SymbolState:
     working: tuple[WorkingGroup, ...] = ()
     group_counter: int = 0
     exit_pending: str = ""
+
+
+def durable_part(state: SymbolState | None) -> tuple[object, ...] | None:
+    """Return what must survive a restart of the symbol: all but the mark price, bars and indicators."""
+    if state is None:
+        return None
+    return (replace(state.position, last_price=None), state.working, state.group_counter,
+            state.exit_pending)
 
 
 def new_symbol_state(settings: SymbolSettings) -> SymbolState:
@@ -175,6 +190,8 @@ class SymbolActor(ShellActor):
     Quotes build bars; each closed bar goes through the demo strategy; its decisions become
     order groups. Executions (forwarded by each group through "symbols") move the position;
     OrderGroupFinished (the same path, so after the group's fills) clears the working group.
+    With `market_data.quote_channel` the quotes come as datagrams on the actor's own UDP socket
+    (actors/quote_channel.py, watched with ThespianWatch); QuoteUpdate messages work either way.
     """
 
     def __init__(self) -> None:
@@ -182,6 +199,17 @@ class SymbolActor(ShellActor):
         self.settings: SymbolSettings | None = None
         self.state: SymbolState | None = None
         self._base_log = self.log
+        self._saved: tuple[object, ...] | None = None  # durable_part of the last Snapshot sent
+        self.inbox: qc.Endpoint | None = None
+        self.token = ""
+        self.refused = 0  # quote datagrams dropped as malformed or foreign
+
+    def receiveMessage(self, msg: Any, sender: ActorAddress) -> Any:
+        super().receiveMessage(msg, sender)
+        # The watch must come back from every call, or thespian stops watching the socket.
+        if self.inbox is not None and not self.failed:
+            return ThespianWatch([self.inbox.fileno()])
+        return None
 
     # ------------------------------------------------------------ set-up
 
@@ -205,16 +233,35 @@ class SymbolActor(ShellActor):
             # Snapshots skip per-quote changes, so a snapshot's open bar is stale: start afresh.
             state = replace(state, bars=core_bars.reset_open_bar(state.bars))
         self.state = state
+        self._saved = durable_part(state) if msg.state is not None else None
         self.log.info("{} configured (incarnation {}): position {} {}, {} working group(s), counter {}",
                       name, self.incarnation, state.position.state.value, state.position.quantity,
                       len(state.working), state.group_counter)
-        self.tell_peer(TWS, self.make(SubscribeMarketData, msg, symbol=name, reply_to=self.myAddress))
+        if settings.market_data.quote_channel and self.inbox is None and qc.usable_symbol(name):
+            self.inbox = qc.Endpoint()
+            self.token = qc.new_token()
+        self._subscribe(msg)
         market = settings.market_data
         if market.warmup_bars:
             self.tell_peer(TWS, self.make(GetHistoricalBars, msg, symbol=name,
                                           bar_size_s=market.bar_seconds, count=market.warmup_bars))
 
+    def _subscribe(self, cause: Message) -> None:
+        assert self.settings is not None
+        channel = self.inbox.channel(self.token) if self.inbox is not None else None
+        self.tell_peer(TWS, self.make(SubscribeMarketData, cause, symbol=self.settings.symbol.symbol,
+                                      reply_to=self.myAddress, channel=channel))
+
+    @run_once
+    def receiveMsg_PeerMoved(self, msg: PeerMoved, sender: ActorAddress) -> None:
+        super().receiveMsg_PeerMoved(msg, sender)
+        if msg.name == TWS and self.settings is not None:
+            self._subscribe(msg)  # a restarted connection may not know this incarnation's channel
+
     def receiveMsg_ActorExitRequest(self, msg: ActorExitRequest, sender: ActorAddress) -> None:
+        if self.inbox is not None:
+            self.inbox.close()
+            self.inbox = None
         if self.settings is not None:
             self.log.info("{} stopping", self.settings.symbol.symbol)
             release_logging(self.settings)
@@ -232,6 +279,23 @@ class SymbolActor(ShellActor):
             self._on_quote(msg, sender)
         finally:
             self.tell(sender, self.make(QuoteProcessed, msg, symbol=msg.quote.symbol))
+
+    def receiveMsg_WatchMessage(self, msg: WatchMessage, sender: ActorAddress) -> None:
+        inbox = self.inbox
+        if inbox is None or inbox.fileno() not in msg.ready:
+            return
+        best, refused = qc.latest_quote(inbox.drain(), self.token)
+        if refused:
+            self.refused += len(refused)
+            self.log.warning("{}: {} quote datagram(s) refused ({} so far): {}", self.key, len(refused),
+                             self.refused, refused[0])
+        if best is None:
+            return
+        seq, update, reply_to = best
+        try:
+            self._on_quote(update, sender)
+        finally:
+            inbox.send_to(reply_to, qc.encode_ack(self.token, seq, update.quote.symbol))
 
     @run_once
     def _on_quote(self, msg: QuoteUpdate, sender: ActorAddress) -> None:
@@ -350,10 +414,14 @@ class SymbolActor(ShellActor):
         # The snapshot (with the group counter) goes before any PlaceOrderGroup it accounts for.
         before = self.state
         self.state = state
-        if state != before:
+        durable = durable_part(state)
+        if durable != self._saved:
+            self._saved = durable
             self.tell(self.parent, self.make(Snapshot, cause, key=self.key,
                                              incarnation=self.incarnation, state=state))
-        if before is not None and state.position != before.position:
+        if before is not None and state.position != before.position and (
+                state.position.quantity != 0 or durable_part(before) != durable):
+            # A flat position's mark moving is no news; a held one's is (unrealized P&L).
             self.publish(PositionChanged.of(state.position, cause=cause, ts_ns=self.now_ns()))
         for peer, message in outbox:
             self.tell_peer(peer, message)

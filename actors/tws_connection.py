@@ -30,7 +30,10 @@ once as ExternalOrderDetected on the bus and never touched.
 
 Quotes: ticks update one book per symbol; after each socket read, every subscriber without a
 QuoteUpdate in flight gets the latest quote (with how many ticks it merges); the next one waits
-for its QuoteProcessed. A subscribed symbol without ticks for `stale_after_ns` while READY is
+for its QuoteProcessed. A subscriber that gave a QuoteChannel gets its QuoteUpdates as datagrams
+from this actor's own UDP socket (actors/quote_channel.py) and acknowledges them the same way;
+an update unacknowledged for `quote_channel.RESEND_AFTER_NS` counts as lost and the latest
+quote goes again. A subscribed symbol without ticks for `stale_after_ns` while READY is
 published as MarketDataStale, and MarketDataResumed when its data comes back.
 
 After every change that matters for a restart (routes, the id floor, subscriptions) the actor
@@ -49,6 +52,7 @@ from typing import Any, Final, TypeVar
 from thespian.actors import ActorAddress, ActorExitRequest, ThespianWatch, WakeupMessage, WatchMessage
 
 from actors import logs
+from actors import quote_channel as qc
 from actors import tws_edge as edge
 from actors.base import ShellActor, run_once
 from core import connection as cc
@@ -78,6 +82,7 @@ from messages import (
     OrderRejected,
     OrderStatusChanged,
     OrderSubmitted,
+    QuoteChannel,
     QuoteProcessed,
     QuoteUpdate,
     Snapshot,
@@ -175,6 +180,7 @@ class SubscriptionState:
     symbol: str
     primary: ActorAddress | None = None
     others: tuple[ActorAddress, ...] = ()
+    primary_channel: QuoteChannel | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -217,13 +223,16 @@ _Item = _Send | _Place | _Cancel
 
 
 class _Listener:
-    __slots__ = ("address", "primary", "in_flight", "unsent")
+    __slots__ = ("address", "primary", "in_flight", "unsent", "channel", "seq", "sent_ns")
 
-    def __init__(self, address: ActorAddress, primary: bool) -> None:
+    def __init__(self, address: ActorAddress, primary: bool, channel: QuoteChannel | None = None) -> None:
         self.address = address
         self.primary = primary
         self.in_flight = False
         self.unsent = 0
+        self.channel = channel  # None: QuoteUpdate messages
+        self.seq = 0            # the last quote datagram sent to it
+        self.sent_ns = 0        # when that datagram left
 
 
 class _Book:
@@ -247,9 +256,10 @@ class _Book:
                      last_size=f.get("last_size", ZERO), volume=f.get("volume", ZERO), ts_ns=self.ts_ns)
 
     def state(self) -> SubscriptionState:
-        primary = next((x.address for x in self.listeners if x.primary), None)
-        return SubscriptionState(symbol=self.symbol, primary=primary,
-                                 others=tuple(x.address for x in self.listeners if not x.primary))
+        primary = next((x for x in self.listeners if x.primary), None)
+        return SubscriptionState(symbol=self.symbol, primary=primary.address if primary else None,
+                                 others=tuple(x.address for x in self.listeners if not x.primary),
+                                 primary_channel=primary.channel if primary else None)
 
 
 @dataclass(slots=True)
@@ -306,6 +316,8 @@ class TwsConnection(ShellActor):
         self.books: dict[str, _Book] = {}
         self.req_symbol: dict[int, str] = {}
         self.fresh_quotes: set[str] = set()
+        self.quote_out: qc.Endpoint | None = None  # the socket quote datagrams leave from
+        self.channel_check_ns = 0                  # next look for unacknowledged datagrams
         self.history: dict[int, _History] = {}
         self.next_req_id = FIRST_REQ_ID
         self.sync_exec_req = 0
@@ -326,10 +338,11 @@ class TwsConnection(ShellActor):
 
     def receiveMessage(self, msg: Any, sender: ActorAddress) -> Any:
         super().receiveMessage(msg, sender)
-        # The watch must come back from every call, or thespian stops watching the socket.
-        if self.sock is not None and not self.failed:
-            return ThespianWatch([self.sock.fileno()])
-        return None
+        # The watch must come back from every call, or thespian stops watching the sockets.
+        if self.failed:
+            return None
+        fds = [s.fileno() for s in (self.sock, self.quote_out) if s is not None]
+        return ThespianWatch(fds) if fds else None
 
     def on_configure(self, msg: ConfigureActor) -> None:
         config = msg.config
@@ -380,7 +393,7 @@ class TwsConnection(ShellActor):
         for sub in state.subscriptions:
             book = _Book(sub.symbol)
             if sub.primary is not None:
-                book.listeners.append(_Listener(sub.primary, True))
+                book.listeners.append(_Listener(sub.primary, True, self._channel(sub.primary_channel)))
             book.listeners.extend(_Listener(a, False) for a in sub.others)
             self.books[sub.symbol] = book
         self.log.info("{}: resumed with {} route(s), {} held, {} subscription(s)", self.key,
@@ -391,11 +404,16 @@ class TwsConnection(ShellActor):
             self.conn, _ = cc.decide(self.conn, cc.DisconnectRequested(at_ns=self.now_ns(),
                                                                         reason="stopping"))
         self._close_socket("stopping")
+        if self.quote_out is not None:
+            self.quote_out.close()
+            self.quote_out = None
 
     @run_once
     def receiveMsg_WatchMessage(self, msg: WatchMessage, sender: ActorAddress) -> None:
         if self.sock is not None and self.sock.fileno() in msg.ready:
             self._read_socket()
+        if self.quote_out is not None and self.quote_out.fileno() in msg.ready:
+            self._read_acks()
         self._settle()
 
     @run_once
@@ -409,6 +427,7 @@ class TwsConnection(ShellActor):
         now = self.now_ns()
         self._decide(cc.Tick(now_ns=now))
         self._check_stale(now)
+        self._check_channels(now)
         for exec_id, waiting in list(self.awaiting.items()):
             if waiting.deadline_ns <= now:
                 self.log.warning("{}: no commission report for {} after {:.1f} s; the fill goes without it",
@@ -654,6 +673,8 @@ class TwsConnection(ShellActor):
         if self.out_buf and self.sock is not None:
             times.append(now + _WRITE_RETRY_NS)
         times.append(self._next_stale_ns())
+        if self.quote_out is not None:
+            times.append(self.channel_check_ns)
         present = [t for t in times if t is not None]
         if not present:
             return
@@ -1175,7 +1196,8 @@ class TwsConnection(ShellActor):
     @run_once
     def receiveMsg_SubscribeMarketData(self, msg: SubscribeMarketData, sender: ActorAddress) -> None:
         self.cause = msg
-        self._subscribe(msg.symbol, msg.reply_to if msg.reply_to is not None else sender, primary=False)
+        self._subscribe(msg.symbol, msg.reply_to if msg.reply_to is not None else sender, primary=False,
+                        channel=self._channel(msg.channel))
         self._settle()
 
     @run_once
@@ -1199,7 +1221,21 @@ class TwsConnection(ShellActor):
             self.dirty = True
         self._settle()
 
-    def _subscribe(self, symbol: str, address: ActorAddress, *, primary: bool) -> None:
+    def _channel(self, channel: QuoteChannel | None) -> QuoteChannel | None:
+        """Return `channel` if quotes can go there, opening this actor's datagram socket on first use."""
+        if channel is None:
+            return None
+        if self.quote_out is None:
+            try:
+                self.quote_out = qc.Endpoint()
+            except OSError as exc:
+                self.log.error("{}: no datagram socket for quotes ({}); they go as messages", self.key, exc)
+                return None
+            self.channel_check_ns = self.now_ns() + qc.RESEND_AFTER_NS
+        return channel
+
+    def _subscribe(self, symbol: str, address: ActorAddress, *, primary: bool,
+                   channel: QuoteChannel | None = None) -> None:
         book = self.books.get(symbol)
         if book is None:
             book = self.books[symbol] = _Book(symbol)
@@ -1212,6 +1248,8 @@ class TwsConnection(ShellActor):
         if listener is None:
             listener = _Listener(address, primary or not any(x.primary for x in book.listeners))
             book.listeners.append(listener)
+        if channel is not None and qc.usable_symbol(symbol):
+            listener.channel = channel
         listener.in_flight = False
         if book.fields:
             listener.unsent = max(listener.unsent, 1)
@@ -1283,10 +1321,51 @@ class TwsConnection(ShellActor):
                 if listener.in_flight or not listener.unsent:
                     continue
                 quote = quote or book.quote()
-                self.tell(listener.address, QuoteUpdate(quote=quote, coalesced=listener.unsent,
-                                                        ts_ns=self.now_ns()))
+                update = QuoteUpdate(quote=quote, coalesced=listener.unsent, ts_ns=self.now_ns())
+                if listener.channel is not None and self.quote_out is not None:
+                    # A datagram that cannot leave (full buffer, receiver gone) is resent by
+                    # _check_channels like a lost one.
+                    listener.seq += 1
+                    listener.sent_ns = update.ts_ns
+                    channel = listener.channel
+                    self.quote_out.send_to((channel.host, channel.port),
+                                           qc.encode_quote(channel.token, listener.seq, update))
+                else:
+                    self.tell(listener.address, update)
                 listener.in_flight, listener.unsent = True, 0
         self.fresh_quotes.clear()
+
+    def _read_acks(self) -> None:
+        assert self.quote_out is not None
+        for data, _ in self.quote_out.drain():
+            try:
+                ack = qc.decode_ack(data)
+            except qc.ChannelError as exc:
+                self.log.warning("{}: quote acknowledgement refused: {}", self.key, exc)
+                continue
+            book = self.books.get(ack.symbol)
+            if book is None:
+                continue
+            for listener in book.listeners:
+                channel = listener.channel
+                if channel is not None and channel.token == ack.token and listener.seq == ack.seq:
+                    listener.in_flight = False
+                    if listener.unsent:
+                        self.fresh_quotes.add(ack.symbol)
+        self._flush_quotes()
+
+    def _check_channels(self, now: int) -> None:
+        """Take a quote datagram unacknowledged for RESEND_AFTER_NS as lost: the latest quote goes again."""
+        if self.quote_out is None or now < self.channel_check_ns:
+            return
+        self.channel_check_ns = now + qc.RESEND_AFTER_NS // 2
+        for book in self.books.values():
+            for listener in book.listeners:
+                if (listener.channel is not None and listener.in_flight
+                        and now - listener.sent_ns >= qc.RESEND_AFTER_NS):
+                    listener.in_flight = False
+                    listener.unsent = max(listener.unsent, 1)
+                    self.fresh_quotes.add(book.symbol)
 
     def receiveMsg_QuoteProcessed(self, msg: QuoteProcessed, sender: ActorAddress) -> None:
         book = self.books.get(msg.symbol)

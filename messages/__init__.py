@@ -60,6 +60,7 @@ from messages.market import (
     HistoricalBars,
     MarketDataResumed,
     MarketDataStale,
+    QuoteChannel,
     QuoteProcessed,
     QuoteUpdate,
     SubscribeMarketData,

@@ -13,12 +13,30 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class QuoteChannel:
+    """Where a subscriber takes its quotes as datagrams (actors/quote_channel.py) instead of messages.
+
+    `host`/`port` is the subscriber's UDP socket; `token` is a secret shared through this
+    (thespian) message only, carried in every datagram, so nothing else can feed it quotes.
+    """
+
+    host: str
+    port: int
+    token: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class SubscribeMarketData(Message):
-    """Start quotes (and bars of `bar_size_s`, 0 = none) for a symbol, delivered to `reply_to`."""
+    """Start quotes (and bars of `bar_size_s`, 0 = none) for a symbol, delivered to `reply_to`.
+
+    With a `channel`, the QuoteUpdates go to that UDP socket (acknowledged by datagram) rather
+    than as thespian messages; without one, as messages acknowledged by QuoteProcessed.
+    """
 
     symbol: str
     bar_size_s: int = 0
     reply_to: ActorAddress | None = None
+    channel: QuoteChannel | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -34,7 +52,8 @@ class QuoteUpdate(Message):
     """The latest quote of a symbol; `coalesced` wire updates were merged into it.
 
     A subscriber has at most one QuoteUpdate in flight: the connection sends the next (latest)
-    one only after the subscriber's QuoteProcessed, because the TCP base carries ~2k msg/s.
+    one only after the subscriber's QuoteProcessed (or the channel's acknowledgement datagram),
+    because the TCP base carries ~2k msg/s.
     """
 
     quote: Quote

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import time
 from datetime import timedelta
 from decimal import Decimal
@@ -11,6 +12,7 @@ from typing import Any
 import pytest
 from thespian.actors import ActorAddress, ActorSystem
 
+from actors import quote_channel as qc
 from actors.symbol import SymbolActor, SymbolSettings, SymbolState
 from core import order_group as og
 from core.config import Config, MarketDataConfig, StrategyConfig, SymbolConfig, SystemConfig
@@ -66,9 +68,10 @@ def asys(simple_asys: ActorSystem) -> ActorSystem:
     return simple_asys
 
 
-def _settings(log_dir: Path) -> SymbolSettings:
+def _settings(log_dir: Path, *, channel: bool = False) -> SymbolSettings:
     return SymbolSettings(symbol=SymbolConfig(symbol="AAPL"),
-                          market_data=MarketDataConfig(bar_seconds=BAR_S, warmup_bars=6),
+                          market_data=MarketDataConfig(bar_seconds=BAR_S, warmup_bars=6,
+                                                       quote_channel=channel),
                           strategy=STRATEGY, log_dir=log_dir)
 
 
@@ -286,7 +289,8 @@ def test_symbol_log_file_gets_its_lines_with_correlation_ids(asys: ActorSystem, 
 
 def test_each_symbol_log_file_holds_only_its_own_symbol(asys: ActorSystem, tmp_path: Path) -> None:
     aapl = Rig(asys, _settings(tmp_path), history=())
-    msft_settings = SymbolSettings(symbol=SymbolConfig(symbol="MSFT"), market_data=MarketDataConfig(),
+    msft_settings = SymbolSettings(symbol=SymbolConfig(symbol="MSFT"),
+                                   market_data=MarketDataConfig(quote_channel=False),
                                    strategy=STRATEGY, log_dir=tmp_path)
     msft = Rig(asys, msft_settings, history=())
     for rig in (aapl, msft):
@@ -301,7 +305,7 @@ def test_each_symbol_log_file_holds_only_its_own_symbol(asys: ActorSystem, tmp_p
 
 def test_configured_with_whole_config_takes_its_symbol_table(asys: ActorSystem, tmp_path: Path) -> None:
     config = Config(symbols=(SymbolConfig(symbol="AAPL", tick_size=D("0.05")),), strategy=STRATEGY,
-                    market_data=MarketDataConfig(bar_seconds=BAR_S, warmup_bars=6),
+                    market_data=MarketDataConfig(bar_seconds=BAR_S, warmup_bars=6, quote_channel=False),
                     system=SystemConfig(log_dir=tmp_path))
     rig = Rig(asys, config)
     place = rig.cross_up()
@@ -327,3 +331,27 @@ def test_symbol_actor_in_own_process_trades_snapshots_and_logs(tcp_asys: ActorSy
     assert f"corr={fill.msg_id}" in text
     assert rig.last_state().strategy.bars_seen == len(HISTORY) + 1
     assert OrderStatus.CREATED is place.legs[0].status
+
+
+def test_symbol_actor_takes_quotes_from_its_datagram_channel_and_acknowledges_them(
+        tcp_asys: ActorSystem, tmp_path: Path) -> None:
+    rig = Rig(tcp_asys, _settings(tmp_path, channel=True))
+    (subscribe,) = rig.sent(rig.tws, SubscribeMarketData, 1)
+    channel = subscribe.channel
+    assert channel is not None and channel.host == "127.0.0.1" and channel.port > 0 and channel.token
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as tws:
+        tws.bind(("127.0.0.1", 0))
+        tws.settimeout(10)
+        target = (channel.host, channel.port)
+        tws.sendto(qc.encode_quote(channel.token, 1, _quote(LIVE, "108")), target)
+        assert qc.decode_ack(tws.recvfrom(512)[0]) == qc.Ack(token=channel.token, seq=1, symbol="AAPL")
+        # A foreign token and garbage are refused without an acknowledgement; the next good one is.
+        tws.sendto(qc.encode_quote("not-the-token", 2, _quote(LIVE + 1, "108")), target)
+        tws.sendto(b"Q1|garbage", target)
+        tws.sendto(qc.encode_quote(channel.token, 3, _quote(LIVE + 1, "108")), target)
+        assert qc.decode_ack(tws.recvfrom(512)[0]).seq == 3
+    (place,) = rig.sent(rig.groups, PlaceOrderGroup, 1)  # the two quotes closed the crossing bar
+    assert place.kind is GroupKind.BRACKET
+    assert rig.sent(rig.tws, QuoteProcessed) == []  # datagram quotes are acknowledged by datagram
+    text = (tmp_path / "symbols" / "AAPL.log").read_text(encoding="utf-8")
+    assert "quote datagram(s) refused" in text

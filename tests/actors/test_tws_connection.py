@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import inspect
 import re
+import socket
 import struct
 import time
 from collections.abc import Callable
@@ -21,6 +22,7 @@ from ibapi import comm
 from ibapi.client import EClient
 from thespian.actors import ActorAddress, ActorExitRequest, ActorSystem
 
+from actors import quote_channel as qc
 from actors import tws_edge as edge
 from actors.tws_connection import TwsConnection, TwsSettings, TwsState, routes_to_order, settings_from_config
 from core import matching
@@ -46,6 +48,7 @@ from messages import (
     OrderStatusChanged,
     OrderSubmitted,
     Peer,
+    QuoteChannel,
     QuoteUpdate,
     SubmitOrder,
     SubscribeMarketData,
@@ -348,6 +351,43 @@ def test_quotes_reach_subscriber_coalesced_with_at_most_one_in_flight(asys: Acto
     assert len(updates) <= 10, f"{len(updates)} updates for 560 ticks: not coalesced"
     assert sum(u.coalesced for u in updates) >= 7 * 80
     assert max(u.coalesced for u in updates) > 100
+
+
+def test_quote_channel_subscriber_gets_datagrams_one_in_flight_and_a_resend_when_unacknowledged(
+        asys: ActorSystem, sim: SimulatorThread, tmp_path: Path) -> None:
+    rig = Rig(asys, sim, tmp_path)
+    rig.wait_state(C.READY)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as inbox:
+        inbox.bind(("127.0.0.1", 0))
+        inbox.settimeout(10)
+        channel = QuoteChannel(host="127.0.0.1", port=inbox.getsockname()[1], token="secret-1")
+        asys.tell(rig.tws, SubscribeMarketData(symbol="AAPL", reply_to=rig.quotes, channel=channel))
+
+        def receive() -> tuple[int, QuoteUpdate, tuple[str, int]]:
+            data, sender = inbox.recvfrom(2048)
+            seq, update = qc.decode_quote(data, "secret-1")
+            return seq, update, sender
+
+        seq, first, tws = receive()
+        assert (seq, first.quote.symbol) == (1, "AAPL")
+        for _ in range(20):  # 80 quotes while the first datagram is not acknowledged
+            sim.step(1)
+        # Unacknowledged for a second: taken as lost, the latest quote goes again (seq 2), once.
+        seq, resent, _ = receive()
+        latest = rig.quote("AAPL")
+        assert seq == 2 and resent.coalesced >= 7 * 80
+        assert (resent.quote.bid, resent.quote.ask, resent.quote.last) == (latest.bid, latest.ask, latest.last)
+        inbox.sendto(qc.encode_ack("secret-1", 1, "AAPL"), tws)  # a stale acknowledgement frees nothing
+        inbox.sendto(qc.encode_ack("wrong", 2, "AAPL"), tws)     # nor a foreign one
+        sim.step(1)
+        inbox.settimeout(0.5)  # proving an absence takes a bounded wait (the resend needs 1 s)
+        with pytest.raises(TimeoutError):
+            inbox.recvfrom(2048)
+        inbox.settimeout(10)
+        inbox.sendto(qc.encode_ack("secret-1", 2, "AAPL"), tws)
+        seq, after_ack, _ = receive()
+        assert seq == 3 and 1 <= after_ack.coalesced <= 7 * 4  # only what came after the resend
+    assert rig.of(rig.quotes, QuoteUpdate) == []  # nothing came as a thespian message
 
 
 def test_silent_symbol_is_published_stale_then_resumed(asys: ActorSystem, sim: SimulatorThread,
