@@ -731,11 +731,12 @@ def quote_rows(label: str, stats: Sequence[QuoteStats | None], wire: bool) -> li
          f"{_med(x.updates_per_s for x in q):.2f} QuoteUpdates/s per symbol for 4 quotes/s sent "
          f"(one quote = {TICKS_PER_QUOTE} wire ticks)", ""),
         (f"symbol actor CPU per QuoteUpdate ({label})", f"{_med(x.process_cpu_ms for x in q):.2f} ms",
-         f"the process's CPU / QuoteUpdates; in receiveMsg_QuoteUpdate itself "
-         f"{_med(_mean(x.handler_cpu_ms) for x in q):.2f} ms (the rest: thespian receive/send, Snapshot per bar)", ""),
+         f"the process's CPU / QuoteUpdates; in the quote handler itself "
+         f"{_med(_mean(x.handler_cpu_ms) for x in q):.2f} ms (the rest: receiving and acknowledging it, "
+         f"snapshots, logs)", ""),
         (f"symbols supervisor: child Snapshots ({label})", f"{_med(x.snapshots_per_s for x in q):,.0f}/s handled",
-         f"each symbol sends one per 1 s bar; handler CPU {_med(_mean(x.snapshot_cpu_ms) for x in q):.2f} ms each "
-         f"(it sends its whole SupervisorState upward per child Snapshot)", ""),
+         f"a symbol sends one when its position, working groups or counter change; handler CPU "
+         f"{_med(_mean(x.snapshot_cpu_ms) for x in q):.2f} ms each (one SubtreeChange upward)", ""),
     ]
     if wire:
         w = [summary(x.wire_ms) for x in q]

@@ -3,7 +3,7 @@
 Each subclass adds a wall-clock stamp and calls the project's own handler, so what it measures
 is the unmodified behaviour plus a few microseconds per stamped message:
 
-* TimedSymbolActor records (received, quote.ts_ns, coalesced, handler CPU) for every QuoteUpdate
+* TimedSymbolActor records (received, quote.ts_ns, coalesced, handler CPU) for every quote it handles
   and stamps each bracket PlaceOrderGroup it sends (with the quote that triggered it).
 * TimedSymbolSupervisor starts TimedSymbolActors (CHILD_CLASS) and records its Snapshot handler's CPU.
 * TimedOrderGroupSupervisor / TimedOrderGroupActor / TimedTwsConnection stamp the entry order on
@@ -72,11 +72,12 @@ class TimedSymbolActor(SymbolActor):
         super().__init__()
         self._trigger: tuple[int, int] | None = None  # (quote.ts_ns, received) of the quote in hand
 
-    def receiveMsg_QuoteUpdate(self, msg: QuoteUpdate, sender: ActorAddress) -> None:
+    def _on_quote(self, msg: QuoteUpdate, sender: ActorAddress) -> None:
+        # Both ways in (a QuoteUpdate message, a quote-channel datagram) end here.
         received, cpu = time.time_ns(), time.thread_time_ns()
         self._trigger = (msg.quote.ts_ns, received)
         try:
-            super().receiveMsg_QuoteUpdate(msg, sender)
+            super()._on_quote(msg, sender)
         finally:
             self._trigger = None
             # The handler's CPU includes sending its messages (thespian pickles them in send).
