@@ -104,6 +104,9 @@ _WRITE_RETRY_NS: Final = 5_000_000     # a full socket buffer is retried this so
 _MIN_WAKE_NS: Final = 1_000_000        # never schedule a zero wakeup (thespian #58: wakeup floods)
 _CONNECT_BLOCK_S: Final = 2.0          # longest a connect may block the actor (loopback/LAN: instant)
 _UNROUTED_KEPT: Final = 1000           # executions of unknown orders kept for a late route
+# A finished order's route stays in the snapshot this long (late commission reports, repeated
+# statuses), then only in memory: the snapshot's size follows the live orders, not the day's.
+_FINISHED_KEPT_NS: Final = 30_000_000_000
 # IB's error(reqId, …) names an order id or a request id in one number: request ids start far
 # above any order id so an error is never routed to the wrong one.
 FIRST_REQ_ID: Final = 1_000_000_000
@@ -284,6 +287,14 @@ class _Awaiting:
 # Cancelled status says it), 2102 (a modify still being processed: logged), and warnings.
 _ROUTED_ORDER_CLASSES: Final = frozenset({cc.CodeClass.ORDER_REJECTS, cc.CodeClass.DUPLICATE_ORDER_ID,
                                           cc.CodeClass.CANCEL_RACE})
+
+
+def finished_before(route: Route, when_ns: int) -> bool:
+    """Return True if `route`'s order ended (rejected, or a final status) before `when_ns`."""
+    if route.rejection is not None:
+        return route.rejection.ts_ns < when_ns
+    last = route.last_status
+    return last is not None and last.status in DONE_STATES and last.ts_ns < when_ns
 
 
 def routes_to_order(code: int) -> bool:
@@ -688,7 +699,9 @@ class TwsConnection(ShellActor):
         if not self.dirty or self.conn is None or self.parent is None:
             return
         self.dirty = False
-        state = TwsState(next_order_id=self.conn.next_id, routes=tuple(self.routes.values()),
+        now = self.now_ns()
+        routes = tuple(r for r in self.routes.values() if not finished_before(r, now - _FINISHED_KEPT_NS))
+        state = TwsState(next_order_id=self.conn.next_id, routes=routes,
                          subscriptions=tuple(b.state() for b in self.books.values()))
         self.tell(self.parent, self.make(Snapshot, self.cause, key=self.key, incarnation=self.incarnation,
                                          state=state))

@@ -53,6 +53,12 @@ class Message:
     corr_id: str = ""
     ts_ns: int = 0
 
+    def __str__(self) -> str:
+        # thespian builds str(message) for a debug line on every send and receive, even with
+        # debug logging off; the dataclass repr of a large message cost milliseconds there.
+        # repr() stays complete.
+        return f"{type(self).__name__}({self.msg_id})"
+
     @property
     def correlation_id(self) -> str:
         """Return the id of the chain's root message (this message's own id for a root)."""

@@ -24,7 +24,15 @@ from thespian.actors import ActorAddress, ActorExitRequest, ActorSystem
 
 from actors import quote_channel as qc
 from actors import tws_edge as edge
-from actors.tws_connection import TwsConnection, TwsSettings, TwsState, routes_to_order, settings_from_config
+from actors.tws_connection import (
+    Route,
+    TwsConnection,
+    TwsSettings,
+    TwsState,
+    finished_before,
+    routes_to_order,
+    settings_from_config,
+)
 from core import matching
 from core.config import loads_config
 from core.connection import ConnectionConfig
@@ -45,6 +53,7 @@ from messages import (
     MarketDataStale,
     ModifyOrder,
     OrderAccepted,
+    OrderRejected,
     OrderStatusChanged,
     OrderSubmitted,
     Peer,
@@ -246,6 +255,23 @@ def test_ib_times_parse_to_epoch_ns(text: str, expected: int) -> None:
 ])
 def test_order_errors_route_to_owner_except_cancel_ack_and_warnings(code: int, routed: bool) -> None:
     assert routes_to_order(code) is routed
+
+
+@pytest.mark.parametrize(("status", "rejected", "at", "expected"), [
+    (None, False, 0, False),                      # never heard of: live
+    (OrderStatus.SUBMITTED, False, 10, False),    # working
+    (OrderStatus.FILLED, False, 10, True),        # filled before the cut-off
+    (OrderStatus.FILLED, False, 100, False),      # filled after it: still kept
+    (OrderStatus.CANCELLED, False, 10, True),
+    (None, True, 10, True),                       # rejected before the cut-off
+    (None, True, 100, False),
+])
+def test_finished_before_tells_which_routes_leave_the_snapshot(status: OrderStatus | None, rejected: bool,
+                                                               at: int, expected: bool) -> None:
+    last = None if status is None else OrderStatusChanged(ref="g:e", status=status, ts_ns=at)
+    rejection = OrderRejected(ref="g:e", code=201, reason="no", ts_ns=at) if rejected else None
+    route = Route(ref="g:e", last_status=last, rejection=rejection)
+    assert finished_before(route, 50) is expected
 
 
 def test_settings_from_config_take_broker_symbols_and_market_data() -> None:

@@ -323,3 +323,10 @@ def _strategy(tp: Any) -> st.SearchStrategy[Any]:
 @given(st.sampled_from(ALL_TYPES).flatmap(_strategy))
 def test_any_message_with_arbitrary_fields_round_trips_through_pickle(msg: Message) -> None:
     assert pickle.loads(pickle.dumps(msg)) == msg
+
+
+def test_message_str_is_short_and_repr_stays_complete() -> None:
+    # thespian formats str(message) for a debug line on every send and receive.
+    msg = messages.QuoteProcessed(symbol="AAPL")
+    assert str(msg) == f"QuoteProcessed({msg.msg_id})" == f"{msg}"
+    assert "symbol='AAPL'" in repr(msg)
