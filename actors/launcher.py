@@ -125,7 +125,8 @@ def run(config: Config, config_path: Path, *, stop_event: threading.Event | None
     """Run the whole system until SIGINT/SIGTERM (or `stop_event`); stop it in reverse start order."""
     from thespian.actors import ActorSystem
 
-    from messages import ActorReady, AdminError, Shutdown, StartSystem
+    from actors.processes import session_of, sweep_session
+    from messages import ActorReady, ActorStatusSnapshot, AdminError, GetActorStatus, Shutdown, StartSystem
 
     check_admin_port(config)
     state_dir = Path(config.system.state_dir)
@@ -139,6 +140,7 @@ def run(config: Config, config_path: Path, *, stop_event: threading.Event | None
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     sim: Simulator | None = None
     asys = None
+    session = 0  # the actor system's processes (the admin's session), swept after the shutdown
     try:
         if config.broker.kind is BrokerKind.SIMULATOR:
             sim = start_simulator(config, config_path)
@@ -148,6 +150,9 @@ def run(config: Config, config_path: Path, *, stop_event: threading.Event | None
         asys = ActorSystem("multiprocTCPBase", {"Admin Port": config.system.admin_port},
                            logDefs=_thespian_log_defs(config))
         supervisor = asys.createActor("actors.supervisor.Supervisor", globalName="supervisor")
+        status = asys.ask(supervisor, GetActorStatus(), start_timeout)
+        if isinstance(status, ActorStatusSnapshot):
+            session = session_of(status.pid)
         reply = asys.ask(supervisor, StartSystem(config=config), start_timeout)
         if isinstance(reply, AdminError):
             raise LaunchError(f"the system could not start: {reply.text}")
@@ -175,6 +180,11 @@ def run(config: Config, config_path: Path, *, stop_event: threading.Event | None
     finally:
         if asys is not None:
             asys.shutdown()
+            # An actor that did not answer its exit request survives asys.shutdown().
+            left = sweep_session(session)
+            if left:
+                print(f"system: killed {left} actor process(es) that had not exited", file=sys.stderr,
+                      flush=True)
         if sim is not None:
             sim.stop()
         try:

@@ -59,6 +59,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Final, TypeVar
 
+from actors.processes import kill_session, session_of, session_pids
+
 P50_GOAL_MS: Final = 5.0
 P99_GOAL_MS: Final = 20.0
 BASELINE_SYMBOLS: Final = 3
@@ -173,23 +175,6 @@ def _stat(pid: int) -> list[str] | None:
     return stat[stat.rfind(")") + 2:].split()
 
 
-def session_pids(session: int) -> list[int]:
-    """Return the live processes of a session.
-
-    Thespian's admin daemonizes (setsid, then a second fork), so the actor system's processes are
-    not the bench's descendants: they are the admin's session, which every actor inherits.
-    """
-    return [int(entry) for entry in os.listdir("/proc")
-            if entry.isdigit() and (stat := _stat(int(entry))) is not None
-            and int(stat[3]) == session and stat[0] not in ("Z", "X")]
-
-
-def session_of(pid: int) -> int:
-    """Return the session id of `pid` (0 if it is gone)."""
-    stat = _stat(pid)
-    return int(stat[3]) if stat is not None else 0
-
-
 def pss_kib(pid: int) -> int:
     """Return the proportional set size of `pid` in KiB (0 if it is gone)."""
     try:
@@ -199,19 +184,6 @@ def pss_kib(pid: int) -> int:
     except OSError:
         pass
     return 0
-
-
-def kill_session(session: int) -> int:
-    """SIGKILL every process left in the actor system's `session`; return how many there were."""
-    if session <= 1 or session == session_of(os.getpid()):
-        return 0  # never the bench's own session
-    left = session_pids(session)
-    for pid in left:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    return len(left)
 
 
 def wait_for(condition: Callable[[], _T], timeout: float, what: str, interval: float = 0.1) -> _T:

@@ -104,3 +104,47 @@ def test_run_on_the_shipped_config_trades_on_the_simulator_and_ctrl_c_leaves_no_
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except OSError:
+        return []
+    return [int(x) for x in text.split()]
+
+
+@pytest.mark.timeout(240)
+def test_run_stops_even_when_an_actor_process_is_frozen_and_leaves_no_process(workdir: Path) -> None:
+    config = workdir / "config.toml"
+    marker = str(config)
+    launcher = subprocess.Popen([sys.executable, str(ROOT / "bootstrap.py"), "run", "--config", marker],
+                                cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    frozen = 0
+    try:
+        state = workdir / "var" / "state" / "system.json"
+        _wait(lambda: state.exists() and json.loads(state.read_text() or "{}"), 60, "the system to start")
+        # The symbols supervisor is the process with the most children (one per symbol); freeze
+        # one of its symbol actors: it will not answer its exit request.
+        processes = _processes_mentioning(marker)
+        parent = max(processes, key=lambda pid: len(_children(pid)))
+        frozen = _children(parent)[0]
+        os.kill(frozen, signal.SIGSTOP)
+
+        os.killpg(launcher.pid, signal.SIGINT)
+        out, _ = launcher.communicate(timeout=120)
+        text = out.decode(errors="replace")
+        assert launcher.returncode == 0, text
+        assert "system: stopped" in text
+        assert re.search(r"killed \d+ actor process\(es\) that had not exited", text), text
+        _wait(lambda: not _processes_mentioning(marker), 15, "every process of the system to exit")
+    finally:
+        if launcher.poll() is None:
+            os.killpg(launcher.pid, signal.SIGKILL)
+            launcher.wait(10)
+        for pid in _processes_mentioning(marker) + ([frozen] if frozen else []):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass

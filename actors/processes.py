@@ -1,0 +1,62 @@
+"""The actor system's processes, found by session: what the launcher sweeps after a shutdown.
+
+Thespian's admin daemonizes (setsid, then a second fork), so the actor system's processes are
+not the launcher's descendants: they form the admin's session, which every actor inherits.
+A clean `asys.shutdown()` ends them all; an actor that does not answer (a handler stuck in a
+loop, a stopped process) survives it, and SIGKILL of a parent orphans its children
+(thespian-notes §2.7), so whatever is left of the session afterwards is killed.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+
+def _stat(pid: int) -> list[str] | None:
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    return stat[stat.rfind(")") + 2:].split()
+
+
+def session_of(pid: int) -> int:
+    """Return the session id of `pid` (0 if it is gone)."""
+    stat = _stat(pid)
+    return int(stat[3]) if stat is not None else 0
+
+
+def session_pids(session: int) -> list[int]:
+    """Return the live (not zombie) processes of `session`."""
+    return [int(entry) for entry in os.listdir("/proc")
+            if entry.isdigit() and (stat := _stat(int(entry))) is not None
+            and int(stat[3]) == session and stat[0] not in ("Z", "X")]
+
+
+def kill_session(session: int) -> int:
+    """SIGKILL every process left in `session`; return how many there were.
+
+    Never the caller's own session, nor session 0 or 1 (unknown, or init's).
+    """
+    if session <= 1 or session == session_of(os.getpid()):
+        return 0
+    left = session_pids(session)
+    for pid in left:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    return len(left)
+
+
+def sweep_session(session: int, grace_s: float = 10.0) -> int:
+    """Wait up to `grace_s` for `session` to end by itself, then kill what is left; return that count."""
+    if session <= 1 or session == session_of(os.getpid()):
+        return 0
+    deadline = time.monotonic() + grace_s
+    while session_pids(session) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return kill_session(session)
