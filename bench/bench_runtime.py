@@ -1,11 +1,14 @@
 """Benchmark of the actor runtime on the simulator: tick-to-order latency, memory per symbol actor, quote staleness.
 
-Run: ``python -m bench.bench_runtime [--seconds 60] [--repeat 1] [--symbols 100] [--trading 20] [--scale-symbols 300]``
+Run: ``python -m bench.bench_runtime [--seconds 60] [--repeat 1] [--symbols 100] [--trading 20] [--scale-symbols 300]
+[--phases both|staggered|lockstep]``
 
 The whole tree runs as `bootstrap.py run` runs it (multiprocTCPBase on a free admin port, the root
 Supervisor by globalName, StartSystem with a Config), against a simulator in its own spawned
 process (accelerated clock at speed 1: a quote every 250 ms per symbol, 7 wire ticks each; pacing
-off). StartSystem.actor_classes swaps in the subclasses of bench.bench_support: they only stamp.
+off). The latency run goes twice by default: with the symbols' quotes spread over each 250 ms, as
+a real feed sends them, and in lockstep (all 100 symbols at the same instants: 100 symbol actors
+wake at once on 2 cores, the worst case). StartSystem.actor_classes swaps in the subclasses of bench.bench_support: they only stamp.
 
 1. Tick-to-order latency (goal p50 <= 5 ms, p99 <= 20 ms): `--symbols` symbols quote and run the
    demo strategy on 1 s bars (SMA 2/3, ATR 3, stop and target 1 ATR, volatility 3); the first
@@ -62,6 +65,8 @@ from typing import Any, Final, TypeVar
 from actors.processes import kill_session, session_of, session_pids
 
 P50_GOAL_MS: Final = 5.0
+PHASES: Final = {True: "staggered over each 250 ms (like a real feed)",
+                 False: "in lockstep (every symbol at the same instants: the worst case)"}
 P99_GOAL_MS: Final = 20.0
 BASELINE_SYMBOLS: Final = 3
 ENTRY_SUFFIX: Final = ":entry"
@@ -213,6 +218,7 @@ class Strategy:
     stop_atr: str
     target_atr: str
     trading: int
+    stagger: bool = True  # quotes spread over each 250 ms (a real feed); False: every symbol at once
 
 
 def make_config(symbols: Sequence[str], work: Path, strategy: Strategy) -> Any:
@@ -389,7 +395,8 @@ def start_system(symbols: Sequence[str], strategy: Strategy, actor_classes: tupl
     config = make_config(symbols, work, strategy)
     for path in (config.system.log_dir, config.system.state_dir):
         Path(path).mkdir(parents=True, exist_ok=True)
-    sim = SimulatorProcess(simulator_config(config, port=0, pacing_msgs_per_s=0), hold_quotes)
+    sim = SimulatorProcess(simulator_config(config, port=0, pacing_msgs_per_s=0,
+                                            stagger_quotes=strategy.stagger), hold_quotes)
     config = replace(config, broker=replace(config.broker, port=sim.port))
     os.environ["THESPIAN_BASE_IPADDR"] = config.system.bind_address
     os.environ["IBACTORS_LOG_DIR"] = str(Path(config.system.log_dir).resolve())
@@ -718,8 +725,11 @@ def quote_rows(label: str, stats: Sequence[QuoteStats | None], wire: bool) -> li
     return rows
 
 
-def latency_rows(runs: list[LatencyRun], symbols: int, trading: int) -> list[tuple[str, str, str, str]]:
+def latency_rows(runs: list[LatencyRun], symbols: int, trading: int,
+                 phases: str = "") -> list[tuple[str, str, str, str]]:
     rows: list[tuple[str, str, str, str]] = []
+    if phases:
+        rows.append((f"-- quotes {phases}", "", "", ""))
     stats = [summary(r.latencies_ms) for r in runs]
     rows.append((f"tick-to-order entries ({symbols} symbols, {trading} trading)", f"{_med(s['n'] for s in stats):.0f}",
                  f"{_med(r.entries_per_s for r in runs):.2f} entries/s, {_med(r.orders_per_s for r in runs):.1f} "
@@ -791,6 +801,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stop-atr", default="1", help="strategy.stop_atr_multiple of the latency run")
     parser.add_argument("--target-atr", default="1", help="strategy.target_atr_multiple of the latency run")
     parser.add_argument("--keep", action="store_true", help="keep each run's logs and stamps (the path is printed)")
+    parser.add_argument("--phases", choices=("both", "staggered", "lockstep"), default="both",
+                        help="quote timing of the latency run: spread over each 250 ms like a real feed "
+                             "(staggered), all symbols at the same instants (lockstep, the worst case), or both")
     parser.add_argument("--skip", choices=("latency", "scale"), action="append", default=[],
                         help="leave a part out (repeatable)")
     args = parser.parse_args(argv)
@@ -804,11 +817,14 @@ def main(argv: list[str] | None = None) -> int:
           f"symbol), {args.repeat} run(s) each, {os.cpu_count()} CPUs\n", flush=True)
     rows: list[tuple[str, str, str, str]] = []
     if "latency" not in args.skip:
-        runs = []
-        for i in range(args.repeat):
-            print(f"latency run {i + 1}/{args.repeat}", flush=True)
-            runs.append(bench_latency(args.symbols, args.seconds, args.warmup, trading, args.keep))
-        rows += latency_rows(runs, args.symbols, trading.trading)
+        for stagger in {"both": (True, False), "staggered": (True,), "lockstep": (False,)}[args.phases]:
+            phases = PHASES[stagger]
+            runs = []
+            for i in range(args.repeat):
+                print(f"latency run {i + 1}/{args.repeat}, quotes {phases}", flush=True)
+                runs.append(bench_latency(args.symbols, args.seconds, args.warmup,
+                                          replace(trading, stagger=stagger), args.keep))
+            rows += latency_rows(runs, args.symbols, trading.trading, phases)
     if "scale" not in args.skip:
         big, small = [], []
         for i in range(args.repeat):

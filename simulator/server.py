@@ -34,7 +34,7 @@ import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any, Final, Literal
@@ -169,6 +169,9 @@ class SimulatorConfig:
     pacing_msgs_per_s: int = 50                     # 0: off
     pacing_strikes: int = 3                         # violations within 10 s before a disconnect
     loop_interval_s: float = 0.01                   # wall cadence of the accelerated market loop
+    # Spread the symbols' quote times over the quote interval (symbol i of n quotes i/n of an
+    # interval later), as a real feed does; False: every symbol quotes at the same instants.
+    stagger_quotes: bool = False
     max_write_buffer: int = 64 << 20                # a client this far behind is dropped
     first_order_id: int = 1
 
@@ -244,12 +247,16 @@ class Simulator:
         self.streams: dict[str, StreamState] = {}
         self.quotes: dict[str, Quote] = {}
         self.booked: dict[str, int] = {}                     # symbol -> ts of the quote the book has
-        for spec in config.symbols:
+        n = len(config.symbols)
+        for i, spec in enumerate(config.symbols):
             if spec.bars_csv:
                 model: RandomWalkModel | BarReplayModel = BarReplayModel(
                     spec.symbol, spec.bars_csv, ReplayParams(start_ns=config.start_ns))
             else:
-                model = RandomWalkModel(spec.symbol, spec.walk, seed=config.seed)
+                walk = spec.walk
+                if config.stagger_quotes:
+                    walk = replace(walk, origin_ns=walk.origin_ns + i * walk.quote_interval_ns // n)
+                model = RandomWalkModel(spec.symbol, walk, seed=config.seed)
             self.models[spec.symbol] = model
             self.streams[spec.symbol] = model.initial_state(config.start_ns)
         self.sessions: list[Session] = []

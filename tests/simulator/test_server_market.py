@@ -166,3 +166,17 @@ def test_replayed_csv_bars_drive_the_ticks_a_client_receives(make_sim: MakeSim, 
                seconds=10, max_steps=20)
     lasts = [c.args[2] for c in app.named("tickPrice") if c.args[1] == 4]
     assert min(lasts) == pytest.approx(99.50) and max(lasts) == pytest.approx(102.00)
+
+
+@pytest.mark.parametrize(("stagger", "distinct"), [(False, 1), (True, 4)])
+def test_stagger_quotes_spreads_symbols_quote_times_over_the_interval(stagger: bool, distinct: int) -> None:
+    from simulator.server import DEFAULT_SYMBOLS, Simulator
+
+    symbols = tuple(DEFAULT_SYMBOLS[:4])
+    config = SimulatorConfig(clock="stepped", symbols=symbols, stagger_quotes=stagger)
+    sim = Simulator(config)
+    sim.advance(config.start_ns + 10 * 250_000_000)
+    times = {s.symbol: sim.quotes[s.symbol].ts_ns % 250_000_000 for s in symbols}
+    assert len(set(times.values())) == distinct
+    if stagger:  # symbol i of 4 quotes i quarters of an interval after the first
+        assert sorted(times.values()) == [0, 62_500_000, 125_000_000, 187_500_000]
