@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import ctypes
+import os
+import signal
+import sys
 from decimal import Decimal
 from typing import Final
 
-from thespian.actors import ActorAddress
+from thespian.actors import ActorAddress, ActorExitRequest
 
-from actors.base import ShellActor, run_once
+from actors import logs
+from actors.base import ShellActor, configure_logs, run_once
+from actors.order_group_supervisor import StandBy, StandingBy
 from core import order_group as og
 from core.errors import CoreError, InvalidGroupEvent, InvalidOrder
 from core.orders import Order, OrderStatus
@@ -39,6 +45,8 @@ from messages import (
 
 TWS: Final = "tws"
 SYMBOLS: Final = "symbols"
+
+_PR_SET_PDEATHSIG: Final = 1  # linux/prctl.h
 
 _PROTECTIVE_TYPES: Final = frozenset({OrderType.STP, OrderType.STP_LMT, OrderType.TRAIL})
 
@@ -102,6 +110,16 @@ def outcome(group: og.OrderGroup) -> tuple[GroupOutcome, Decimal]:
     return GroupOutcome.CANCELLED, filled
 
 
+def set_parent_death_signal(signum: int) -> bool:
+    """Have the kernel send this process `signum` when its parent dies (0 = never); False if unsupported."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        return int(ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signum, 0, 0, 0)) == 0
+    except (OSError, AttributeError):
+        return False
+
+
 def modification(before: Order, after: Order, *, cause: Message | None = None,
                  ts_ns: int = 0) -> ModifyOrder:
     """Return the ModifyOrder naming only what changed between two versions of a leg."""
@@ -124,7 +142,9 @@ class OrderGroupActor(ShellActor):
     as Snapshot(state=OrderGroup). Executions are forwarded to the symbol (via "symbols" in a
     ToSymbol envelope) before the group reacts to them, so the symbol sees the fills before the
     group's OrderGroupFinished, which takes the same path (and is published on the bus). Then it
-    tells its supervisor ActorFinished and waits to be stopped.
+    tells its supervisor ActorFinished and waits to be stopped. Created ahead as a spare, it is
+    told StandBy first: it opens its log sinks, answers StandingBy and exits with its supervisor's
+    process until its ConfigureActor comes.
     """
 
     def __init__(self) -> None:
@@ -132,10 +152,33 @@ class OrderGroupActor(ShellActor):
         self.place: PlaceOrderGroup | None = None
         self.group: og.OrderGroup | None = None
         self.finished: bool = False
+        self.spare_guard: bool = False  # armed while it waits as a spare
 
     # ------------------------------------------------------------ set-up
 
+    @run_once
+    def receiveMsg_StandBy(self, msg: StandBy, sender: ActorAddress) -> None:
+        # A spare, created ahead by the groups supervisor; a ConfigureActor makes it a group.
+        if self.configured:
+            return
+        if msg.supervisor_pid and logs.runs_alone():
+            # Nobody knows an idle spare but the supervisor that made it: if that one is killed,
+            # its successor cannot stop the spare, so the spare dies with the supervisor's process.
+            self.spare_guard = set_parent_death_signal(signal.SIGTERM)
+            if os.getppid() != msg.supervisor_pid:
+                self.send(self.myAddress, ActorExitRequest())
+                return
+        # Opening the log sinks is most of a fresh process's ConfigureActor (~5 ms): done now,
+        # ConfigureActor only finds them open. A group's config never names a log directory, so
+        # the sinks are the launcher's (IBACTORS_LOG_DIR), as ConfigureActor would open them.
+        configure_logs(None)
+        self.log.info("spare group actor standing by in process {}", os.getpid())
+        self.tell(sender, self.make(StandingBy, msg, pid=os.getpid()))
+
     def on_configure(self, msg: ConfigureActor) -> None:
+        if self.spare_guard:
+            # A group outlives a killed supervisor like any other (the successor stops it).
+            self.spare_guard = not set_parent_death_signal(0)
         place = msg.config
         if not isinstance(place, PlaceOrderGroup):
             raise TypeError(f"{self.key}: config must be a PlaceOrderGroup, got {type(place).__name__}")

@@ -5,38 +5,113 @@ A group child is configured with its PlaceOrderGroup and restarted only after an
 ActorFinished (or its OrderGroupFinished) to this supervisor, which then stops it and forgets it.
 A group id is placed at most once: a repeated PlaceOrderGroup, even after the group finished,
 is ignored, so a re-sent command never sends its orders twice.
+
+Creating an actor process costs a fork and the child's start-up (~10 ms idle, far more under
+load) on the tick-to-order path, so the supervisor keeps `SPARES` group actor processes created
+ahead (a pool; multiproc bases only). A spare is told StandBy and answers StandingBy; a
+PlaceOrderGroup takes one and configures it like a freshly created child, and a replacement is
+created once the handler has returned. Spares are not children: they are neither listed,
+snapshotted nor restarted as groups; a spare that dies is replaced, within the order-group
+restart budget (beyond it the pool stays empty and groups are created on demand). A restart
+always creates a new process: the pool only serves first starts.
 """
 
 from __future__ import annotations
 
+import importlib
+import os
 from collections import deque
+from dataclasses import dataclass
+from datetime import timedelta
 from typing import ClassVar, Final
 
-from thespian.actors import ActorAddress
+from thespian.actors import ActorAddress, ActorExitRequest, ChildActorExited
 
+from actors import logs
 from actors.base import run_once
 from actors.supervision import ChildSpec, Restart, SupervisorActor
 from core.config import Config
-from messages import ActorQuarantined, CancelOrderGroup, ConfigureActor, OrderGroupFinished, PlaceOrderGroup
+from core.supervision import ExitReason, RestartHistory, Verdict, decide_exit
+from messages import (
+    ActorQuarantined,
+    CancelOrderGroup,
+    ConfigureActor,
+    Message,
+    OrderGroupFinished,
+    PlaceOrderGroup,
+)
 
 GROUP_PEERS: Final[tuple[str, ...]] = ("bus", "tws", "symbols", "groups", "supervisor")
 _FINISHED_KEPT: Final = 10_000
+_REFILL: Final = "spare-pool-refill"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StandBy(Message):
+    """Wait as a spare group actor until a ConfigureActor makes it a group; answer StandingBy.
+
+    `supervisor_pid` is the process that created the spare: the spare exits with it (0 = no check).
+    """
+
+    supervisor_pid: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StandingBy(Message):
+    """A spare group actor is up in process `pid` and waits for its ConfigureActor."""
+
+    pid: int
+
+
+class _Spare:
+    """One pre-created group actor process (actor-local; never sent)."""
+
+    __slots__ = ("address", "pid", "ready", "retiring")
+
+    def __init__(self, address: ActorAddress) -> None:
+        self.address = address
+        self.pid = 0           # from its StandingBy
+        self.ready = False     # it answered StandBy
+        self.retiring = False  # we asked it to exit
+
+
+def stands_by(class_path: str) -> bool:
+    """Return True if the actor class at `class_path` can wait as a spare (it handles StandBy)."""
+    module, _, name = class_path.rpartition(".")
+    try:
+        cls = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError, ValueError):
+        return False
+    return callable(getattr(cls, "receiveMsg_StandBy", None))
 
 
 class OrderGroupSupervisor(SupervisorActor):
-    """Starts, restarts and retires the order group actors."""
+    """Starts, restarts and retires the order group actors; keeps `SPARES` of them created ahead."""
 
     CHILD_CLASS: ClassVar[str] = "actors.order_group.OrderGroupActor"
+    SPARES: ClassVar[int] = 2  # 0: every group's process is created when its PlaceOrderGroup arrives
+    SPARE_DELAY_S: ClassVar[float] = 0.005  # a replacement waits this long, so queued orders go first
 
     def __init__(self) -> None:
         super().__init__()
         self.finished: deque[str] = deque(maxlen=_FINISHED_KEPT)
+        self.spares: list[_Spare] = []
+        self.pooling = False
+        self._spare_deaths = RestartHistory()
+        self._refill_due = False
 
     def on_configure(self, msg: ConfigureActor) -> None:
         if not isinstance(msg.config, Config):
             raise TypeError(f"OrderGroupSupervisor needs a core.config.Config, "
                             f"not {type(msg.config).__name__}")
         self.budget = msg.config.supervision.order_group
+
+    def on_all_started(self) -> None:
+        super().on_all_started()
+        # In-process bases create an actor in microseconds: a pool would only hold instances. A
+        # class that cannot stand by (e.g. a test stand-in) gets no spares either.
+        self.pooling = self.SPARES > 0 and logs.runs_alone() and stands_by(self.CHILD_CLASS)
+        self._refill_soon(0.0)
 
     @run_once
     def receiveMsg_PlaceOrderGroup(self, msg: PlaceOrderGroup, sender: ActorAddress) -> None:
@@ -69,3 +144,110 @@ class OrderGroupSupervisor(SupervisorActor):
         self.publish(self.make(ActorQuarantined, None, key=key,
                                restarts=child.history.count(self.budget, self.now_ns()),
                                window_s=round(self.budget.window_s), reason=reason))
+
+    def status_detail(self) -> str:
+        ready = [s for s in self.spares if s.ready and not s.retiring]
+        state = "" if self.pooling or not self.SPARES else ", pool off"
+        return (f"groups {sum(c.address is not None for c in self.children.values())}, "
+                f"spares {len(ready)}/{self.SPARES} ready{state}"
+                + (f" (pids {' '.join(str(s.pid) for s in ready)})" if ready else ""))
+
+    # ------------------------------------------------------------ the pool
+
+    def create_child(self, spec: ChildSpec, incarnation: int) -> ActorAddress:
+        if incarnation == 1 and spec.actor_class == self.CHILD_CLASS:
+            spare = self._take_spare()
+            if spare is not None:
+                self.log.info("groups: {} takes spare {}", spec.key, spare.pid or "(starting)")
+                # The replacement is created after this handler sent the group its ConfigureActor.
+                self._refill_soon(self.SPARE_DELAY_S)
+                return spare.address
+        return super().create_child(spec, incarnation)
+
+    def spare_pids(self) -> tuple[int, ...]:
+        """Return the processes of the spares that answered StandBy and wait for a group."""
+        return tuple(s.pid for s in self.spares if s.ready and not s.retiring)
+
+    def _take_spare(self) -> _Spare | None:
+        waiting = [s for s in self.spares if not s.retiring]
+        # One that answered first; one still starting is still faster than a new fork.
+        for spare in sorted(waiting, key=lambda s: not s.ready):
+            self.spares.remove(spare)
+            return spare
+        return None
+
+    def _refill_soon(self, delay_s: float) -> None:
+        if self.pooling and not self._refill_due and not (self.stopping_all or self.exiting):
+            self._refill_due = True
+            self.wakeupAfter(timedelta(seconds=delay_s), payload=_REFILL)
+
+    def on_wakeup(self, payload: object) -> None:
+        if payload != _REFILL:
+            super().on_wakeup(payload)
+            return
+        self._refill_due = False
+        if not self.pooling or self.stopping_all or self.exiting:
+            return
+        if sum(not s.retiring for s in self.spares) >= self.SPARES:
+            return
+        # One spare per timer: a fork takes milliseconds, and PlaceOrderGroups queued meanwhile
+        # are handled between two of them.
+        try:
+            address = self.createActor(self.CHILD_CLASS)
+        except Exception as exc:  # counted like a spare that died at once
+            self.log.error("groups: cannot create a spare {}: {}: {}", self.CHILD_CLASS,
+                           type(exc).__name__, exc)
+            self._spare_died("(not created)")
+            return
+        self.spares.append(_Spare(address))
+        self.tell(address, self.make(StandBy, None, supervisor_pid=os.getpid()))
+        self._refill_soon(self.SPARE_DELAY_S)
+
+    @run_once
+    def receiveMsg_StandingBy(self, msg: StandingBy, sender: ActorAddress) -> None:
+        spare = self._spare_at(sender)
+        if spare is None:
+            return  # taken before it answered: it is a group now
+        spare.ready, spare.pid = True, msg.pid
+        self.log.debug("groups: spare {} standing by", msg.pid)
+
+    @run_once
+    def receiveMsg_ChildActorExited(self, msg: ChildActorExited, sender: ActorAddress) -> None:
+        spare = self._spare_at(msg.childAddress)
+        if spare is None:
+            super().receiveMsg_ChildActorExited(msg, sender)
+            return
+        self.spares.remove(spare)
+        if not (spare.retiring or self.stopping_all or self.exiting):
+            self._spare_died(spare.pid or "(starting)")
+
+    def _spare_died(self, which: object) -> None:
+        verdict, self._spare_deaths = decide_exit(Restart.PERMANENT, ExitReason.UNEXPECTED,
+                                                  self._spare_deaths, self.budget, self.now_ns())
+        if verdict is Verdict.RESTART:
+            self.log.warning("groups: spare {} exited; replacing it", which)
+            self._refill_soon(self.SPARE_DELAY_S)
+            return
+        self.pooling = False
+        self.log.error("groups: spares exited more than {} times in {:g} s; no more spares, "
+                       "groups start in new processes", self.budget.max_restarts, self.budget.window_s)
+
+    def stop_children(self) -> None:
+        self._retire_spares()
+        super().stop_children()
+
+    def receiveMsg_ActorExitRequest(self, msg: ActorExitRequest, sender: ActorAddress) -> None:
+        super().receiveMsg_ActorExitRequest(msg, sender)
+        self._retire_spares()
+
+    def _retire_spares(self) -> None:
+        for spare in self.spares:
+            if not spare.retiring:
+                spare.retiring = True
+                self.send(spare.address, ActorExitRequest())
+
+    def _spare_at(self, address: ActorAddress) -> _Spare | None:
+        for spare in self.spares:
+            if spare.address == address:
+                return spare
+        return None

@@ -156,8 +156,8 @@ class SupervisorActor(ShellActor):
 
     Hooks: `child_specs(msg)` (static children, in start order), `on_child_ready(key, address,
     incarnation)`, `on_child_state(key, state)`, `on_gave_up(key)`, `on_all_started()` (default:
-    ActorReady to the parent) and `on_children_stopped()`. Dynamic children come and go with
-    `add_child` / `remove_child`.
+    ActorReady to the parent), `on_children_stopped()` and `create_child(spec, incarnation)` (where
+    a child's process comes from). Dynamic children come and go with `add_child` / `remove_child`.
     """
 
     STOP_TIMEOUT_S: ClassVar[float] = 5.0
@@ -206,6 +206,10 @@ class SupervisorActor(ShellActor):
 
     def on_child_state(self, key: str, state: object) -> None:
         """React to a child's new Snapshot state (kept to hand back on its restart)."""
+
+    def create_child(self, spec: ChildSpec, incarnation: int) -> ActorAddress:
+        """Return the new process for incarnation `incarnation` of `spec` (default: create it now)."""
+        return self.createActor(spec.actor_class)
 
     # ------------------------------------------------------------ set-up
 
@@ -485,7 +489,7 @@ class SupervisorActor(ShellActor):
         """Create and configure `child`; return False if it could not be created within its budget."""
         while True:
             try:
-                address = self.createActor(child.spec.actor_class)
+                address = self.create_child(child.spec, child.incarnation + 1)
             except Exception as exc:  # an import error or a bad class path: count it as a crash
                 child.last_error = f"{type(exc).__name__}: {exc}"
                 self.log.error("{}: cannot create {} ({}): {}", self.key, child.spec.key,
