@@ -54,6 +54,7 @@ __all__ = [
     "ExitReason",
     "Restart",
     "SavedChild",
+    "StateChange",
     "SubtreeChange",
     "SupervisorActor",
     "SupervisorState",
@@ -99,8 +100,22 @@ class SupervisorState:
     children: tuple[SavedChild, ...] = ()
 
 
+class StateChange:
+    """A Snapshot state that is a change, not a whole state: the supervisor keeps `apply(kept)`.
+
+    Children whose state is large and changes a piece at a time (a sub-supervisor's subtree,
+    the connection's order routes) send changes, so a snapshot costs what changed.
+    """
+
+    __slots__ = ()
+
+    def apply(self, state: object) -> object:
+        """Return `state` (the kept one, None at first) with this change made."""
+        raise NotImplementedError
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
-class SubtreeChange:
+class SubtreeChange(StateChange):
     """A supervisor's report of one child's change to its own supervisor (the Snapshot's state).
 
     `saved` is the child as it is now, None when the supervisor forgot it. The parent keeps the
@@ -364,7 +379,7 @@ class SupervisorActor(ShellActor):
             self.log.debug("{}: stale Snapshot from {} #{}", self.key, msg.key, msg.incarnation)
             return
         state = msg.state
-        if isinstance(state, SubtreeChange):
+        if isinstance(state, StateChange):
             state = state.apply(child.state)
         child.state = state
         self.on_child_state(child.spec.key, state)

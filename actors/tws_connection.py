@@ -37,7 +37,8 @@ quote goes again. A subscribed symbol without ticks for `stale_after_ns` while R
 published as MarketDataStale, and MarketDataResumed when its data comes back.
 
 After every change that matters for a restart (routes, the id floor, subscriptions) the actor
-sends Snapshot(state=TwsState) to its parent; ConfigureActor(state=TwsState) resumes from it.
+sends its parent a Snapshot whose state is a TwsChange (what changed; the parent keeps the
+TwsState it adds up to); ConfigureActor(state=TwsState) resumes from it.
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ from actors import logs
 from actors import quote_channel as qc
 from actors import tws_edge as edge
 from actors.base import ShellActor, run_once
+from actors.supervision import StateChange
 from core import connection as cc
 from core import pacing
 from core.config import Config
@@ -193,6 +195,33 @@ class TwsState:
     next_order_id: int
     routes: tuple[Route, ...] = ()
     subscriptions: tuple[SubscriptionState, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TwsChange(StateChange):
+    """A Snapshot of the connection as a change to the TwsState its supervisor keeps.
+
+    `routes` are the routes new or changed since the last change, `forget` the refs of orders
+    finished long enough ago to leave the kept state, `subscriptions` all of them when they
+    changed (None: unchanged). The size of a snapshot follows what changed, not the day's orders.
+    """
+
+    next_order_id: int
+    routes: tuple[Route, ...] = ()
+    forget: tuple[str, ...] = ()
+    subscriptions: tuple[SubscriptionState, ...] | None = None
+
+    def apply(self, state: object) -> TwsState:
+        """Return the kept TwsState `state` (None: nothing kept yet) with this change made."""
+        base = state if isinstance(state, TwsState) else TwsState(next_order_id=0)
+        routes = {r.ref: r for r in base.routes}
+        for ref in self.forget:
+            routes.pop(ref, None)
+        for route in self.routes:
+            routes[route.ref] = route
+        return TwsState(next_order_id=max(base.next_order_id, self.next_order_id),
+                        routes=tuple(routes.values()),
+                        subscriptions=base.subscriptions if self.subscriptions is None else self.subscriptions)
 
 
 # ---------------------------------------------------------------- pacer items
@@ -343,6 +372,9 @@ class TwsConnection(ShellActor):
         self.deciding = False
         self.armed: list[int] = []
         self.dirty = False
+        self.changed_refs: set[str] = set()  # routes changed since the last snapshot
+        self.snap_refs: set[str] = set()     # routes the supervisor's kept state holds
+        self.subs_changed = False
         self.cause: Message | None = None
 
     # ------------------------------------------------------------ thespian plumbing
@@ -390,6 +422,7 @@ class TwsConnection(ShellActor):
             logs.configure_process(settings.log_dir, settings.log_level)
 
     def _restore(self, state: TwsState) -> None:
+        self.snap_refs = {route.ref for route in state.routes}
         for route in state.routes:
             self.routes[route.ref] = route
             if route.broker_id:
@@ -699,12 +732,21 @@ class TwsConnection(ShellActor):
         if not self.dirty or self.conn is None or self.parent is None:
             return
         self.dirty = False
-        now = self.now_ns()
-        routes = tuple(r for r in self.routes.values() if not finished_before(r, now - _FINISHED_KEPT_NS))
-        state = TwsState(next_order_id=self.conn.next_id, routes=routes,
-                         subscriptions=tuple(b.state() for b in self.books.values()))
+        cutoff = self.now_ns() - _FINISHED_KEPT_NS
+        forget = tuple(ref for ref in self.snap_refs
+                       if ref not in self.changed_refs and finished_before(self.routes[ref], cutoff))
+        self.snap_refs.difference_update(forget)
+        self.snap_refs.update(self.changed_refs)
+        change = TwsChange(
+            next_order_id=self.conn.next_id,
+            routes=tuple(self.routes[ref] for ref in self.changed_refs),
+            forget=forget,
+            subscriptions=tuple(b.state() for b in self.books.values()) if self.subs_changed else None,
+        )
+        self.changed_refs.clear()
+        self.subs_changed = False
         self.tell(self.parent, self.make(Snapshot, self.cause, key=self.key, incarnation=self.incarnation,
-                                         state=state))
+                                         state=change))
 
     # ------------------------------------------------------------ sync steps
 
@@ -1037,6 +1079,7 @@ class TwsConnection(ShellActor):
 
     def _set(self, route: Route) -> None:
         self.routes[route.ref] = route
+        self.changed_refs.add(route.ref)
         self.dirty = True
 
     def _about(self, route: Route, cls: type[_M], **fields: Any) -> _M:
@@ -1231,7 +1274,7 @@ class TwsConnection(ShellActor):
                 if book.req_id:
                     self.req_symbol.pop(book.req_id, None)
                     self._enqueue(_Send(edge.MarketDataCancel(req_id=book.req_id)), Priority.DATA)
-            self.dirty = True
+            self.dirty = self.subs_changed = True
         self._settle()
 
     def _channel(self, channel: QuoteChannel | None) -> QuoteChannel | None:
@@ -1267,7 +1310,7 @@ class TwsConnection(ShellActor):
         if book.fields:
             listener.unsent = max(listener.unsent, 1)
             self.fresh_quotes.add(symbol)
-        self.dirty = True
+        self.dirty = self.subs_changed = True
         self.log.info("{}: {} quotes to {} listener(s)", self.key, symbol, len(book.listeners))
         if not book.req_id and self._usable():
             self._request_market_data(book)

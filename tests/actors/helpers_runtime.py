@@ -16,6 +16,7 @@ from thespian.actors import (
     ChildActorExited,
 )
 
+from actors.supervision import StateChange
 from messages import ActorFinished, ConfigureActor, Message, Peer, Snapshot
 
 # ---------------------------------------------------------------- control messages
@@ -148,7 +149,8 @@ class StandInSupervisor(Recorder):
                                               supervisor_pid=os.getpid()))
 
     def receiveMsg_Snapshot(self, msg: Snapshot, sender: ActorAddress) -> None:
-        self.state = msg.state
+        # Like SupervisorActor: a StateChange is merged into the kept state.
+        self.state = msg.state.apply(self.state) if isinstance(msg.state, StateChange) else msg.state
 
     def receiveMsg_ActorFinished(self, msg: ActorFinished, sender: ActorAddress) -> None:
         self.finished = True

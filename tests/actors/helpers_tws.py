@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from thespian.actors import ActorAddress, ActorSystemMessage, ActorTypeDispatcher, ChildActorExited
 
+from actors.supervision import StateChange
 from messages import ConfigureActor, Message, Peer, Publish, QuoteProcessed, QuoteUpdate, Snapshot
 
 # ---------------------------------------------------------------- control messages
@@ -156,7 +157,8 @@ class StandInSupervisor(Recorder):
         elif isinstance(msg, GetChild):
             self._info(sender, msg)
         elif isinstance(msg, Snapshot):
-            self.state = msg.state
+            # Like SupervisorActor: a StateChange is merged into the kept state.
+            self.state = msg.state.apply(self.state) if isinstance(msg.state, StateChange) else msg.state
 
     def on_system(self, msg: ActorSystemMessage, sender: ActorAddress) -> None:
         if isinstance(msg, ChildActorExited) and self.spec is not None and msg.childAddress == self.child:

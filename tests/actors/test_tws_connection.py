@@ -26,6 +26,8 @@ from actors import quote_channel as qc
 from actors import tws_edge as edge
 from actors.tws_connection import (
     Route,
+    SubscriptionState,
+    TwsChange,
     TwsConnection,
     TwsSettings,
     TwsState,
@@ -749,3 +751,14 @@ def test_restarted_connection_resumes_routes_from_snapshot_and_claims_replay(
     # OrderSubmitted goes out as the frame leaves; the simulator may not have read it yet.
     assert eventually(lambda: "g5.entry" in sim.snapshot()["orders_per_ref"], 5, "g5 at the simulator")
     assert sim.snapshot()["orders_per_ref"] == {"g4.entry": 1, "g5.entry": 1}
+
+
+def test_tws_changes_add_up_to_the_state_and_forget_long_finished_routes() -> None:
+    a1, b1 = Route(ref="a", group_id="g1"), Route(ref="b", group_id="g1")
+    kept = TwsChange(next_order_id=5, routes=(a1, b1)).apply(None)
+    subs = (SubscriptionState(symbol="AAPL"),)
+    a2 = Route(ref="a", group_id="g1", broker_id=7)
+    kept = TwsChange(next_order_id=8, routes=(a2,), subscriptions=subs).apply(kept)
+    assert kept == TwsState(next_order_id=8, routes=(a2, b1), subscriptions=subs)
+    kept = TwsChange(next_order_id=3, forget=("b",)).apply(kept)  # the id floor never goes back
+    assert kept == TwsState(next_order_id=8, routes=(a2,), subscriptions=subs)
