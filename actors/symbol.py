@@ -419,12 +419,13 @@ class SymbolActor(ShellActor):
             self._saved = durable
             self.tell(self.parent, self.make(Snapshot, cause, key=self.key,
                                              incarnation=self.incarnation, state=state))
+        for peer, message in outbox:
+            self.tell_peer(peer, message)
+        # After the orders: the bus is for listeners, not on the way to the broker.
         if before is not None and state.position != before.position and (
                 state.position.quantity != 0 or durable_part(before) != durable):
             # A flat position's mark moving is no news; a held one's is (unrealized P&L).
             self.publish(PositionChanged.of(state.position, cause=cause, ts_ns=self.now_ns()))
-        for peer, message in outbox:
-            self.tell_peer(peer, message)
 
     # ------------------------------------------------------------ fills and groups
 
