@@ -9,11 +9,13 @@ is ignored, so a re-sent command never sends its orders twice.
 Creating an actor process costs a fork and the child's start-up (~10 ms idle, far more under
 load) on the tick-to-order path, so the supervisor keeps `SPARES` group actor processes created
 ahead (a pool; multiproc bases only). A spare is told StandBy and answers StandingBy; a
-PlaceOrderGroup takes one and configures it like a freshly created child, and a replacement is
-created once the handler has returned. Spares are not children: they are neither listed,
-snapshotted nor restarted as groups; a spare that dies is replaced, within the order-group
-restart budget (beyond it the pool stays empty and groups are created on demand). A restart
-always creates a new process: the pool only serves first starts.
+PlaceOrderGroup takes one and configures it like a freshly created child. A replacement is
+created once no process of the supervisor's is starting (the group that took the spare
+included), one at a time, so replacements do not compete with orders for the CPU. Spares are
+not children: they are neither listed, snapshotted nor restarted as groups; a spare that dies
+is replaced, within the order-group restart budget (beyond it the pool stays empty and groups
+are created on demand). A restart always creates a new process: the pool only serves first
+starts.
 """
 
 from __future__ import annotations
@@ -159,7 +161,7 @@ class OrderGroupSupervisor(SupervisorActor):
             spare = self._take_spare()
             if spare is not None:
                 self.log.info("groups: {} takes spare {}", spec.key, spare.pid or "(starting)")
-                # The replacement is created after this handler sent the group its ConfigureActor.
+                # The replacement waits until this group has handled its ConfigureActor.
                 self._refill_soon(self.SPARE_DELAY_S)
                 return spare.address
         return super().create_child(spec, incarnation)
@@ -188,20 +190,35 @@ class OrderGroupSupervisor(SupervisorActor):
         self._refill_due = False
         if not self.pooling or self.stopping_all or self.exiting:
             return
-        if sum(not s.retiring for s in self.spares) >= self.SPARES:
-            return
-        # One spare per timer: a fork takes milliseconds, and PlaceOrderGroups queued meanwhile
-        # are handled between two of them.
+        if sum(not s.retiring for s in self.spares) >= self.SPARES or self._any_starting():
+            return  # the next ActorReady, StandingBy or exit tops the pool up
+        # One spare at a time, and only while no process of ours starts: a start costs ~10 ms of
+        # CPU, and in a burst of orders larger than the pool the groups created on demand would
+        # otherwise compete with the replacements.
         try:
             address = self.createActor(self.CHILD_CLASS)
         except Exception as exc:  # counted like a spare that died at once
             self.log.error("groups: cannot create a spare {}: {}: {}", self.CHILD_CLASS,
                            type(exc).__name__, exc)
             self._spare_died("(not created)")
+            self._top_up()
             return
         self.spares.append(_Spare(address))
         self.tell(address, self.make(StandBy, None, supervisor_pid=os.getpid()))
-        self._refill_soon(self.SPARE_DELAY_S)
+
+    def _any_starting(self) -> bool:
+        return (any(c.address is not None and not c.ready for c in self.children.values())
+                or any(not s.ready and not s.retiring for s in self.spares))
+
+    def _top_up(self) -> None:
+        if sum(not s.retiring for s in self.spares) < self.SPARES:
+            self._refill_soon(self.SPARE_DELAY_S)
+
+    def on_child_ready(self, key: str, address: ActorAddress, incarnation: int) -> None:
+        self._top_up()
+
+    def on_child_exited(self, key: str, reason: ExitReason) -> None:
+        self._top_up()
 
     @run_once
     def receiveMsg_StandingBy(self, msg: StandingBy, sender: ActorAddress) -> None:
@@ -210,6 +227,7 @@ class OrderGroupSupervisor(SupervisorActor):
             return  # taken before it answered: it is a group now
         spare.ready, spare.pid = True, msg.pid
         self.log.debug("groups: spare {} standing by", msg.pid)
+        self._top_up()
 
     @run_once
     def receiveMsg_ChildActorExited(self, msg: ChildActorExited, sender: ActorAddress) -> None:
@@ -220,13 +238,13 @@ class OrderGroupSupervisor(SupervisorActor):
         self.spares.remove(spare)
         if not (spare.retiring or self.stopping_all or self.exiting):
             self._spare_died(spare.pid or "(starting)")
+        self._top_up()
 
     def _spare_died(self, which: object) -> None:
         verdict, self._spare_deaths = decide_exit(Restart.PERMANENT, ExitReason.UNEXPECTED,
                                                   self._spare_deaths, self.budget, self.now_ns())
         if verdict is Verdict.RESTART:
             self.log.warning("groups: spare {} exited; replacing it", which)
-            self._refill_soon(self.SPARE_DELAY_S)
             return
         self.pooling = False
         self.log.error("groups: spares exited more than {} times in {:g} s; no more spares, "
