@@ -163,8 +163,10 @@ class OrderGroupActor(ShellActor):
             return
         if msg.supervisor_pid and logs.runs_alone():
             # Nobody knows an idle spare but the supervisor that made it: if that one is killed,
-            # its successor cannot stop the spare, so the spare dies with the supervisor's process.
-            self.spare_guard = set_parent_death_signal(signal.SIGTERM)
+            # or exits before the spare handled its exit request, the spare dies with the
+            # supervisor's process. SIGKILL: thespian's actor processes catch SIGTERM, and an
+            # idle spare holds nothing to clean up.
+            self.spare_guard = set_parent_death_signal(signal.SIGKILL)
             if os.getppid() != msg.supervisor_pid:
                 self.send(self.myAddress, ActorExitRequest())
                 return

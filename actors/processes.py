@@ -60,3 +60,33 @@ def sweep_session(session: int, grace_s: float = 10.0) -> int:
     while session_pids(session) and time.monotonic() < deadline:
         time.sleep(0.1)
     return kill_session(session)
+
+
+def listener_pid(port: int) -> int:
+    """Return the pid of the process listening on TCP `port` (IPv4, any address), 0 if none is found.
+
+    An actor system's admin listens on its admin port; its session is the whole system.
+    """
+    inodes = set()
+    try:
+        with open("/proc/net/tcp", encoding="ascii") as f:
+            next(f)
+            for line in f:
+                fields = line.split()
+                local, state, inode = fields[1], fields[3], fields[9]
+                if state == "0A" and int(local.rsplit(":", 1)[1], 16) == port:  # 0A = LISTEN
+                    inodes.add(f"socket:[{inode}]")
+    except (OSError, StopIteration, IndexError, ValueError):
+        return 0
+    if not inodes:
+        return 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            for fd in os.listdir(f"/proc/{entry}/fd"):
+                if os.readlink(f"/proc/{entry}/fd/{fd}") in inodes:
+                    return int(entry)
+        except OSError:
+            continue
+    return 0

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import socket
 import time
+import warnings
 
 import pytest
 from thespian.actors import ActorSystem
 
 from actors import logs
+from actors.processes import listener_pid, session_of, sweep_session
 
 
 def free_port() -> int:
@@ -43,10 +45,16 @@ def start_system(base: str, request: pytest.FixtureRequest, monkeypatch: pytest.
         port = free_port()
         system = ActorSystem("multiprocTCPBase", {"Admin Port": port, "Process Startup Method": "fork"},
                              transientUnique=True)
+        # The admin daemonizes into its own session, which every actor of the system inherits.
+        session = session_of(listener_pid(port))
 
         def shutdown() -> None:
             system.shutdown()
             wait_until_closed(port)
+            left = sweep_session(session, grace_s=5.0)
+            if left:
+                warnings.warn(f"{request.node.nodeid}: {left} process(es) of its actor system outlived "
+                              f"the shutdown; killed them", stacklevel=1)
     else:
         system = ActorSystem("simpleSystemBase", transientUnique=True, logDefs=False)
 

@@ -54,3 +54,16 @@ def test_stale_pidfile_of_a_dead_launcher_does_not_claim_the_port(tmp_path: Path
         {"pid": 2**22 + 12345, "admin_port": config.system.admin_port}))
     with pytest.raises(LaunchError, match="in use by another program"):
         check_admin_port(config)
+
+
+def test_listener_pid_and_session_find_the_process_behind_a_port() -> None:
+    from actors import processes
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        assert processes.listener_pid(s.getsockname()[1]) == os.getpid()
+    assert processes.session_of(os.getpid()) == os.getsid(0)
+    assert processes.listener_pid(1) == 0  # nothing listens on port 1
+    assert os.getpid() in processes.session_pids(os.getsid(0))
+    assert processes.kill_session(os.getsid(0)) == 0  # never the caller's own session

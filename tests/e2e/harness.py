@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 
 from thespian.actors import ActorAddress, ActorSystem
 
+from actors.processes import listener_pid, session_of, session_pids
 from core import order_group as og
 from core.config import Config, parse_config
 from core.matching import BrokerOrder
@@ -80,6 +81,16 @@ def alive(pid: int) -> bool:
     except OSError:
         return False
     return stat[stat.rfind(")") + 2:].split()[0] not in ("Z", "X")
+
+
+def parent_of(pid: int) -> int:
+    """Return the parent pid of `pid` (0 if it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
+            stat = f.read()
+    except OSError:
+        return 0
+    return int(stat[stat.rfind(")") + 2:].split()[1])
 
 
 def descendants(root: int) -> list[int]:
@@ -179,6 +190,8 @@ class System:
     admin_pids: set[int] = field(default_factory=set)
     pids: set[int] = field(default_factory=set)
     closed: bool = False
+    session: int = 0  # the admin's session: every process of the system, orphans included
+    parents: dict[int, int] = field(default_factory=dict)
 
     # ------------------------------------------------------------ asking actors
 
@@ -305,6 +318,8 @@ class System:
         """Return every process of this actor system seen so far, the admin's live descendants included."""
         for admin in self.admin_pids:
             self.pids.update(descendants(admin))
+        if self.session > 1:
+            self.pids.update(session_pids(self.session))
         return self.pids | self.admin_pids
 
     def close(self) -> None:
@@ -320,6 +335,7 @@ class System:
         except Exception:  # collecting pids is best effort: the system may be half gone
             pass
         ours = self.processes()
+        self.parents = {pid: parent_of(pid) for pid in ours}
         try:
             self.asys.ask(self.supervisor, Shutdown(reason="test over"), 15)
         except Exception:
@@ -329,11 +345,21 @@ class System:
         finally:
             self.sim.stop()
             deadline = time.monotonic() + 5
+            if self.session > 1:
+                ours |= set(session_pids(self.session))  # e.g. a child orphaned during the shutdown
             while (left := sorted(p for p in ours if alive(p))) and time.monotonic() < deadline:
                 time.sleep(0.02)
             for pid in left:
                 kill(pid)
-        assert not left, f"processes {left} outlived the system's shutdown"
+        assert not left, f"processes {left} outlived the system's shutdown ({self._describe(left)})"
+
+    def _describe(self, pids: list[int]) -> str:
+        """Say what each pid was (its parent, whether it was the admin) for a failure message."""
+        parts = []
+        for pid in pids:
+            role = "admin" if pid in self.admin_pids else "actor"
+            parts.append(f"{pid}: {role}, parent {self.parents.get(pid, '?')}")
+        return "; ".join(parts)
 
 
 def start_system(tmp_path: Path, symbols: tuple[SymbolSpec, ...], *, clock: str = "stepped",
@@ -358,7 +384,7 @@ def start_system(tmp_path: Path, symbols: tuple[SymbolSpec, ...], *, clock: str 
                              **config_kwargs)
         supervisor = asys.createActor("actors.supervisor.Supervisor", globalName=SUPERVISOR)
         system = System(asys=asys, sim=sim, supervisor=supervisor, config=config, admin_port=admin_port,
-                        log_dir=log_dir, admin_pids=admin_pids)
+                        log_dir=log_dir, admin_pids=admin_pids, session=session_of(listener_pid(admin_port)))
     except BaseException:
         asys.shutdown()
         if sim is not None:
