@@ -782,7 +782,7 @@ def scale_rows(big: list[ScaleRun], small: list[ScaleRun]) -> list[tuple[str, st
          f"(total_{n} - total_{BASELINE_SYMBOLS}) / {n - BASELINE_SYMBOLS}"
          + (f"; {_runs(per_actor, '.2f')}" if len(per_actor) > 1 else ""), ""),
     ]
-    rows += quote_rows(f"{n} symbols", [r.quotes for r in big], wire=False)
+    rows += quote_rows(f"{n} symbols, quotes staggered", [r.quotes for r in big], wire=False)
     rows.append(cpu_row(f"CPU while quoting ({n} symbols)", [r.cpu for r in big]))
     return rows
 
