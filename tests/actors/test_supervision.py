@@ -81,6 +81,8 @@ def _make_env(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, t
         # After the shutdown (finalizers run last-in first-out): a killed parent orphans its
         # children, and none may outlive the test. In-process actors report this process's pid.
         for pid in pids if multiproc else ():
+            if pid <= 1 or pid == os.getpid():
+                continue  # os.kill(0, ...) would signal this test run's whole process group
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:

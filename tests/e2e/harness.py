@@ -115,7 +115,9 @@ def descendants(root: int) -> list[int]:
 
 
 def kill(pid: int) -> None:
-    """SIGKILL `pid` if it still exists."""
+    """SIGKILL `pid` if it still exists (never 0 or 1: 0 would signal our own process group)."""
+    if pid <= 1 or pid == os.getpid():
+        return
     try:
         os.kill(pid, signal.SIGKILL)
     except ProcessLookupError:
