@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
+import signal
 import traceback
 from collections import deque
 from collections.abc import Callable
@@ -20,6 +21,7 @@ from thespian.actors import (
 
 from actors import logs
 from actors.clock import Clock, current_clock
+from actors.processes import set_parent_death_signal
 from messages import (
     ActorFailed,
     ActorReady,
@@ -125,6 +127,12 @@ class ShellActor(ActorTypeDispatcher):
         self.config = msg.config
         self.log = logger.bind(actor=f"{self.key}#{self.incarnation}")
         configure_logs(msg.config)
+        if logs.runs_alone():
+            # Like an OTP link: an actor dies with its supervisor's process. A supervisor killed
+            # with SIGKILL would otherwise orphan its children (thespian-notes §2.7), which keep
+            # trading next to the replacements its successor starts from their snapshots; and a
+            # child still exiting when its supervisor has gone does not linger.
+            set_parent_death_signal(signal.SIGKILL)
 
     def on_configure(self, msg: ConfigureActor) -> None:
         """Apply `msg.config` and resume from `msg.state` (None = fresh); raise to fail the start."""

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import ctypes
 import os
 import signal
-import sys
 from decimal import Decimal
 from typing import Final
 
@@ -14,6 +12,7 @@ from thespian.actors import ActorAddress, ActorExitRequest
 from actors import logs
 from actors.base import ShellActor, configure_logs, run_once
 from actors.order_group_supervisor import StandBy, StandingBy
+from actors.processes import set_parent_death_signal
 from core import order_group as og
 from core.errors import CoreError, InvalidGroupEvent, InvalidOrder
 from core.orders import Order, OrderStatus
@@ -46,7 +45,6 @@ from messages import (
 TWS: Final = "tws"
 SYMBOLS: Final = "symbols"
 
-_PR_SET_PDEATHSIG: Final = 1  # linux/prctl.h
 
 _PROTECTIVE_TYPES: Final = frozenset({OrderType.STP, OrderType.STP_LMT, OrderType.TRAIL})
 
@@ -110,16 +108,6 @@ def outcome(group: og.OrderGroup) -> tuple[GroupOutcome, Decimal]:
     return GroupOutcome.CANCELLED, filled
 
 
-def set_parent_death_signal(signum: int) -> bool:
-    """Have the kernel send this process `signum` when its parent dies (0 = never); False if unsupported."""
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        return int(ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signum, 0, 0, 0)) == 0
-    except (OSError, AttributeError):
-        return False
-
-
 def modification(before: Order, after: Order, *, cause: Message | None = None,
                  ts_ns: int = 0) -> ModifyOrder:
     """Return the ModifyOrder naming only what changed between two versions of a leg."""
@@ -178,9 +166,7 @@ class OrderGroupActor(ShellActor):
         self.tell(sender, self.make(StandingBy, msg, pid=os.getpid()))
 
     def on_configure(self, msg: ConfigureActor) -> None:
-        if self.spare_guard:
-            # A group outlives a killed supervisor like any other (the successor stops it).
-            self.spare_guard = not set_parent_death_signal(0)
+        self.spare_guard = False  # a group dies with its supervisor's process like every actor (base.adopt)
         place = msg.config
         if not isinstance(place, PlaceOrderGroup):
             raise TypeError(f"{self.key}: config must be a PlaceOrderGroup, got {type(place).__name__}")

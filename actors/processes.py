@@ -9,9 +9,14 @@ loop, a stopped process) survives it, and SIGKILL of a parent orphans its childr
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
+import sys
 import time
+from typing import Final
+
+_PR_SET_PDEATHSIG: Final = 1  # linux/prctl.h
 
 
 def _stat(pid: int) -> list[str] | None:
@@ -90,3 +95,13 @@ def listener_pid(port: int) -> int:
         except OSError:
             continue
     return 0
+
+
+def set_parent_death_signal(signum: int) -> bool:
+    """Have the kernel send this process `signum` when its parent dies (0 = never); False if unsupported."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        return int(ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signum, 0, 0, 0)) == 0
+    except (OSError, AttributeError):
+        return False
