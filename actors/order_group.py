@@ -197,8 +197,9 @@ class OrderGroupActor(ShellActor):
             self._decide(place, og.Start())
         else:
             refs = tuple(leg.ref for leg in state.legs if was_sent(leg))
-            self.log.info("{}: restarted (incarnation {}); claiming {}", state.id, self.incarnation,
-                          ", ".join(refs))
+            how = (f"restarted (incarnation {self.incarnation})" if place.started is None
+                   or self.incarnation > 1 else "its legs were submitted by its placer")
+            self.log.info("{}: {}; claiming {}", state.id, how, ", ".join(refs))
             self.tell_peer(TWS, self.make(ClaimOrders, place, group_id=state.id, refs=refs,
                                           reply_to=self.myAddress))
 

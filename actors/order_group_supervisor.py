@@ -120,8 +120,9 @@ class OrderGroupSupervisor(SupervisorActor):
         if msg.group_id in self.children or msg.group_id in self.finished:
             self.log.warning("groups: ignored a repeated PlaceOrderGroup {} ({})", msg.group_id, msg.msg_id)
             return
+        # A group whose legs its placer submitted starts from that state, like a restarted one.
         self.add_child(ChildSpec(key=msg.group_id, actor_class=self.CHILD_CLASS, config=msg,
-                                 restart=Restart.TRANSIENT, peers=GROUP_PEERS))
+                                 restart=Restart.TRANSIENT, peers=GROUP_PEERS), state=msg.started)
 
     @run_once
     def receiveMsg_CancelOrderGroup(self, msg: CancelOrderGroup, sender: ActorAddress) -> None:

@@ -259,8 +259,8 @@ class SupervisorActor(ShellActor):
 
     # ------------------------------------------------------------ dynamic children
 
-    def add_child(self, spec: ChildSpec) -> bool:
-        """Start a dynamic child now; return False if the key is taken or the supervisor is stopping."""
+    def add_child(self, spec: ChildSpec, state: object = None) -> bool:
+        """Start a dynamic child now (from `state`, None = fresh); False if the key is taken or stopping."""
         if self.stopping_all or self.exiting:
             self.log.warning("{}: not starting {} while stopping", self.key, spec.key)
             return False
@@ -268,6 +268,7 @@ class SupervisorActor(ShellActor):
             self.log.warning("{}: a child {} exists already", self.key, spec.key)
             return False
         child = self.children[spec.key] = _Child(spec, dynamic=True)
+        child.state = state
         self._spawn(child)
         self._snapshot_upward(spec.key)
         return True

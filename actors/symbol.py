@@ -13,6 +13,7 @@ from thespian.actors import ActorAddress, ActorExitRequest, ThespianWatch, Watch
 
 from actors import logs
 from actors import quote_channel as qc
+from actors.order_group import is_protective
 from actors.base import ShellActor, run_once
 from core import bars as core_bars
 from core import demo_strategy
@@ -48,6 +49,7 @@ from messages import (
     QuoteProcessed,
     QuoteUpdate,
     Snapshot,
+    SubmitOrder,
     SubscribeMarketData,
     ToSymbol,
 )
@@ -370,7 +372,7 @@ class SymbolActor(ShellActor):
         position = state.position
         if position.state in (PositionState.FLAT, PositionState.CLOSED, PositionState.OPENING):
             position = expect_entry(position)
-        outbox.append((GROUPS, self._place(cause, group, GroupKind.BRACKET)))
+        self._place(cause, group, GroupKind.BRACKET, outbox)
         return replace(state, position=position, group_counter=n,
                        working=state.working + (WorkingGroup(group_id=gid, role=GroupRole.ENTRY),))
 
@@ -401,14 +403,34 @@ class SymbolActor(ShellActor):
                       group.size, gid, reason)
         if position.state is PositionState.OPEN:
             position = expect_exit(position)
-        outbox.append((GROUPS, self._place(cause, group, GroupKind.SINGLE)))
+        self._place(cause, group, GroupKind.SINGLE, outbox)
         return replace(state, position=position, group_counter=n, exit_pending="",
                        working=state.working + (WorkingGroup(group_id=gid, role=GroupRole.EXIT),))
 
-    def _place(self, cause: Message, group: og.OrderGroup, kind: GroupKind) -> PlaceOrderGroup:
+    def _place(self, cause: Message, group: og.OrderGroup, kind: GroupKind,
+               outbox: list[tuple[str, Message]]) -> None:
+        """Queue the group's legs straight to the connection, then the group to its supervisor.
+
+        The legs reach the broker one hop after the decision instead of three (groups supervisor,
+        a new group actor, the connection); the group actor starts from the submitted state and
+        claims them, as a restarted group does. The Snapshot that _commit sends first records the
+        working group before anything leaves.
+        """
+        started, commands = og.decide(group, og.Start())
+        submits = [c for c in commands if isinstance(c, og.SubmitOrder)]
+        if len(submits) != len(commands):  # not a plain start: let the group actor do all of it
+            started, submits = None, []
+        for command in submits:
+            self.log.info("{}: submit {} {} {} {} transmit={}", group.id, command.order.ref,
+                          command.order.side.value, command.order.quantity, command.order.order_type.value,
+                          command.transmit)
+            outbox.append((TWS, self.make(SubmitOrder, cause, order=command.order, group_id=group.id,
+                                          transmit=command.transmit, protective=is_protective(command.order),
+                                          unowned=True)))
         # reply_to is the symbol supervisor: a stable address, unlike this actor's across restarts.
-        return self.make(PlaceOrderGroup, cause, group_id=group.id, kind=kind, symbol=group.symbol,
-                         legs=group.legs, reply_to=self.parent)
+        outbox.append((GROUPS, self.make(PlaceOrderGroup, cause, group_id=group.id, kind=kind,
+                                         symbol=group.symbol, legs=group.legs, reply_to=self.parent,
+                                         started=started)))
 
     def _commit(self, cause: Message, state: SymbolState, outbox: list[tuple[str, Message]]) -> None:
         # The snapshot (with the group counter) goes before any PlaceOrderGroup it accounts for.

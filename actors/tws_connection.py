@@ -860,12 +860,15 @@ class TwsConnection(ShellActor):
     def receiveMsg_SubmitOrder(self, msg: SubmitOrder, sender: ActorAddress) -> None:
         self.cause = msg
         order = msg.order
-        owner = msg.reply_to if msg.reply_to is not None else sender
         known = self.routes.get(order.ref)
+        owner: ActorAddress | None = msg.reply_to if msg.reply_to is not None else sender
+        if msg.unowned:
+            # Its group claims it later (or claimed it already: the claim may overtake this).
+            owner = known.owner if known is not None else None
         if known is not None and known.order is not None:
             if known.order == order and known.transmit == msg.transmit:
                 # A repeat of what we already have: answer again, send nothing twice.
-                if known.broker_id:
+                if known.broker_id and owner is not None:
                     self.tell(owner, self.make(OrderSubmitted, msg, ref=order.ref, group_id=known.group_id,
                                                broker_id=known.broker_id))
                 self._settle()
@@ -877,8 +880,13 @@ class TwsConnection(ShellActor):
             validate(order)
         except InvalidOrder as exc:
             self.log.warning("{}: order {} refused: {}", self.key, order.ref, exc)
-            self.tell(owner, self.make(OrderRejected, msg, ref=order.ref, group_id=msg.group_id, code=0,
-                                       reason=str(exc)))
+            rejection = self.make(OrderRejected, msg, ref=order.ref, group_id=msg.group_id, code=0,
+                                  reason=str(exc))
+            if owner is not None:
+                self.tell(owner, rejection)
+            elif known is None:  # kept for the claim: the group learns it with the replay
+                self._set(Route(ref=order.ref, group_id=msg.group_id, order=order, rejection=rejection,
+                                cause_id=msg.msg_id, corr_id=msg.correlation_id))
             self._settle()
             return
         priority = Priority.URGENT if msg.protective else Priority.ORDER
@@ -1090,7 +1098,9 @@ class TwsConnection(ShellActor):
         if route.owner is not None:
             self.tell(route.owner, msg)
         else:
-            self.log.warning("{}: {} for {} has no owner yet", self.key, type(msg).__name__, route.ref)
+            # Kept in the route (status, executions) and replayed when its group claims it.
+            self.log.debug("{}: {} for {} waits for its owner's claim", self.key, type(msg).__name__,
+                           route.ref)
 
     def _find(self, ref: str, order_id: int, client_id: int) -> Route | None:
         route = self.routes.get(ref) if ref else None

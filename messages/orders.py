@@ -62,7 +62,13 @@ class OrderIntent(Message):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PlaceOrderGroup(Message):
-    """Start an order group: its legs in transmit order; `reply_to` receives the group's events."""
+    """Start an order group: its legs in transmit order; `reply_to` receives the group's events.
+
+    `started` (a core.order_group.OrderGroup) says the placer already submitted the legs itself
+    (SubmitOrder with `unowned`, straight to the connection: two hops fewer on the way to the
+    broker); the group actor then starts from that state and claims the legs (ClaimOrders), as
+    a restarted group does, and never submits them again.
+    """
 
     group_id: str
     kind: GroupKind
@@ -70,6 +76,7 @@ class PlaceOrderGroup(Message):
     legs: tuple[Order, ...]
     intent_id: str = ""
     reply_to: ActorAddress | None = None
+    started: object = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -104,7 +111,9 @@ class SubmitOrder(Message):
     """Hand one leg to the broker connection; re-submitting a known ref modifies it (IB re-places by id).
 
     `transmit` is False for every bracket leg but the last, so IB holds the group until it is
-    complete. `protective` legs (stops, exits) jump the pacing queue with cancels.
+    complete. `protective` legs (stops, exits) jump the pacing queue with cancels. An `unowned`
+    order has no owner yet: the connection keeps what the broker says about it until its group
+    claims it (ClaimOrders) and then replays it.
     """
 
     order: Order
@@ -112,6 +121,7 @@ class SubmitOrder(Message):
     transmit: bool = True
     protective: bool = False
     reply_to: ActorAddress | None = None
+    unowned: bool = False
 
     @property
     def parent_ref(self) -> str:

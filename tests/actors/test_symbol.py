@@ -13,6 +13,7 @@ import pytest
 from thespian.actors import ActorAddress, ActorSystem
 
 from actors import quote_channel as qc
+from actors.order_group import was_sent
 from actors.symbol import SymbolActor, SymbolSettings, SymbolState
 from core import order_group as og
 from core.config import Config, MarketDataConfig, StrategyConfig, SymbolConfig, SystemConfig
@@ -38,6 +39,7 @@ from messages import (
     QuoteProcessed,
     QuoteUpdate,
     Snapshot,
+    SubmitOrder,
     SubscribeMarketData,
     ToSymbol,
 )
@@ -355,3 +357,17 @@ def test_symbol_actor_takes_quotes_from_its_datagram_channel_and_acknowledges_th
     assert rig.sent(rig.tws, QuoteProcessed) == []  # datagram quotes are acknowledged by datagram
     text = (tmp_path / "symbols" / "AAPL.log").read_text(encoding="utf-8")
     assert "quote datagram(s) refused" in text
+
+
+def test_symbol_submits_the_legs_itself_unowned_and_the_group_starts_from_that_state(
+        asys: ActorSystem, tmp_path: Path) -> None:
+    rig = Rig(asys, _settings(tmp_path))
+    place = rig.cross_up()
+    submits = rig.sent(rig.tws, SubmitOrder, 3)
+    assert [m.order.ref for m in submits] == [leg.ref for leg in place.legs]  # entry first
+    assert [m.transmit for m in submits] == [False, False, True]  # the last leg transmits the bracket
+    assert all(m.unowned and m.reply_to is None and m.group_id == "AAPL-1-1" for m in submits)
+    assert [m.protective for m in submits] == [False, True, True]
+    started = place.started
+    assert isinstance(started, og.OrderGroup) and started.id == "AAPL-1-1"
+    assert all(was_sent(leg) for leg in started.legs)  # a group actor claims them, never re-submits

@@ -762,3 +762,25 @@ def test_tws_changes_add_up_to_the_state_and_forget_long_finished_routes() -> No
     assert kept == TwsState(next_order_id=8, routes=(a2, b1), subscriptions=subs)
     kept = TwsChange(next_order_id=3, forget=("b",)).apply(kept)  # the id floor never goes back
     assert kept == TwsState(next_order_id=8, routes=(a2,), subscriptions=subs)
+
+
+def test_unowned_order_keeps_its_events_until_its_group_claims_it_then_replays_them(
+        asys: ActorSystem, sim: SimulatorThread, tmp_path: Path) -> None:
+    rig = Rig(asys, sim, tmp_path)
+    rig.wait_state(C.READY)
+    order = new_order(ref="g9.entry", symbol="AAPL", side=Side.BUY, quantity=10, order_type=OrderType.MKT)
+    asys.tell(rig.tws, SubmitOrder(order=order, group_id="g9", unowned=True))
+    fill = rig.step_until(lambda: sim.call(lambda: sim.sim.orders_per_ref.get("g9.entry")), seconds=0.25,
+                          what="the order at the simulator")
+    assert fill == 1
+    rig.step_until(lambda: sim.call(lambda: len(sim.sim.executions)), what="the fill at the simulator")
+    claimer = asys.createActor(h.Recorder)
+    asys.tell(rig.tws, ClaimOrders(group_id="g9", refs=("g9.entry",), reply_to=claimer))
+    (submitted,) = rig.of(claimer, OrderSubmitted, 1)
+    fills = rig.of(claimer, ExecutionReported, 1)
+    assert submitted.broker_id > 0 and [f.execution.quantity for f in fills] == [Decimal(10)]
+    assert rig.of(rig.owner, ExecutionReported) == []  # nobody else heard of it
+    # A repeat of the unowned submit after the claim keeps the claimer and sends nothing twice.
+    asys.tell(rig.tws, SubmitOrder(order=order, group_id="g9", unowned=True))
+    rig.of(claimer, OrderSubmitted, 2)
+    assert sim.call(lambda: sim.sim.orders_per_ref["g9.entry"]) == 1
