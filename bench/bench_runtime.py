@@ -23,9 +23,10 @@ wake at once on 2 cores, the worst case). StartSystem.actor_classes swaps in the
    250 ms between quotes). So the row below uses the real trigger (the quote.ts_ns the symbol
    actor acted on, matched to the simulator's send) and says how often the two differ.
    Breakdown of that path (time.time_ns in every process): simulator send -> tws handles the tick
-   (quote.ts_ns) -> the symbol actor has the QuoteUpdate -> PlaceOrderGroup sent -> groups
-   supervisor has it -> the new group actor has its ConfigureActor -> entry SubmitOrder sent ->
-   tws has it -> PLACE_ORDER at the simulator (order id, pacer, socket write).
+   (quote.ts_ns) -> the symbol actor has the QuoteUpdate -> it sends the entry SubmitOrder (after
+   its Snapshot; the symbol submits a bracket's legs itself) -> tws has it -> PLACE_ORDER at the
+   simulator (order id, pacer, socket write); and, off that path, when the group actor that
+   claims the legs had its ConfigureActor.
    Wire baseline: simulator send -> tws handling the tick, for every QuoteUpdate.
 2. Memory: the system with `--scale-symbols` symbols and with 3; PSS (smaps_rollup) summed over
    every process of the actor system (the admin's session: thespian's admin daemonizes), the
@@ -510,12 +511,10 @@ def read_records(directory: Path) -> Records:
 STAGES: Final = (
     ("quote sent -> tws handles the tick (wire)", "sent", "tick"),
     ("tws tick -> symbol actor has the QuoteUpdate", "tick", "quote"),
-    ("symbol: bar, strategy -> PlaceOrderGroup sent", "quote", "place"),
-    ("PlaceOrderGroup -> groups supervisor", "place", "groups"),
-    ("groups: createActor -> group actor configured", "groups", "group_up"),
-    ("group actor: decide -> entry SubmitOrder sent", "group_up", "submit"),
-    ("SubmitOrder -> tws", "submit", "tws"),
+    ("symbol: bar, strategy, snapshot -> entry SubmitOrder sent", "quote", "place"),
+    ("entry SubmitOrder -> tws", "place", "tws"),
     ("tws: id, pacer, write -> PLACE_ORDER at simulator", "tws", "arrived"),
+    ("(off the path) entry sent -> its group actor configured", "place", "group_up"),
 )
 
 
