@@ -32,8 +32,9 @@ Quotes: ticks update one book per symbol; after each socket read, every subscrib
 QuoteUpdate in flight gets the latest quote (with how many ticks it merges); the next one waits
 for its QuoteProcessed. A subscriber that gave a QuoteChannel gets its QuoteUpdates as datagrams
 from this actor's own UDP socket (actors/quote_channel.py) and acknowledges them the same way;
-an update unacknowledged for `quote_channel.RESEND_AFTER_NS` counts as lost and the latest
-quote goes again. A subscribed symbol without ticks for `stale_after_ns` while READY is
+the acknowledgements are read when quotes go out and on the timer (not watched: that would wake
+the actor once more per quote); an update unacknowledged for `quote_channel.RESEND_AFTER_NS`
+counts as lost and the latest quote goes again. A subscribed symbol without ticks for `stale_after_ns` while READY is
 published as MarketDataStale, and MarketDataResumed when its data comes back.
 
 After every change that matters for a restart (routes, the id floor, subscriptions) the actor
@@ -384,8 +385,9 @@ class TwsConnection(ShellActor):
         # The watch must come back from every call, or thespian stops watching the sockets.
         if self.failed:
             return None
-        fds = [s.fileno() for s in (self.sock, self.quote_out) if s is not None]
-        return ThespianWatch(fds) if fds else None
+        # Not the quote socket: its acknowledgements are only needed before the next quote of
+        # their symbol, so they are drained when quotes go out (and by the timer), not woken for.
+        return ThespianWatch([self.sock.fileno()]) if self.sock is not None else None
 
     def on_configure(self, msg: ConfigureActor) -> None:
         config = msg.config
@@ -456,8 +458,6 @@ class TwsConnection(ShellActor):
     def receiveMsg_WatchMessage(self, msg: WatchMessage, sender: ActorAddress) -> None:
         if self.sock is not None and self.sock.fileno() in msg.ready:
             self._read_socket()
-        if self.quote_out is not None and self.quote_out.fileno() in msg.ready:
-            self._read_acks()
         self._settle()
 
     @run_once
@@ -471,6 +471,7 @@ class TwsConnection(ShellActor):
         now = self.now_ns()
         self._decide(cc.Tick(now_ns=now))
         self._check_stale(now)
+        self._take_acks()
         self._check_channels(now)
         for exec_id, waiting in list(self.awaiting.items()):
             if waiting.deadline_ns <= now:
@@ -1378,6 +1379,7 @@ class TwsConnection(ShellActor):
     def _flush_quotes(self) -> None:
         if not self.fresh_quotes:
             return
+        self._take_acks()
         for symbol in self.fresh_quotes:
             book = self.books.get(symbol)
             if book is None or not book.fields:
@@ -1401,8 +1403,10 @@ class TwsConnection(ShellActor):
                 listener.in_flight, listener.unsent = True, 0
         self.fresh_quotes.clear()
 
-    def _read_acks(self) -> None:
-        assert self.quote_out is not None
+    def _take_acks(self) -> None:
+        """Free the subscribers whose quote datagram was acknowledged (read from the quote socket)."""
+        if self.quote_out is None:
+            return
         for data, _ in self.quote_out.drain():
             try:
                 ack = qc.decode_ack(data)
@@ -1418,7 +1422,6 @@ class TwsConnection(ShellActor):
                     listener.in_flight = False
                     if listener.unsent:
                         self.fresh_quotes.add(ack.symbol)
-        self._flush_quotes()
 
     def _check_channels(self, now: int) -> None:
         """Take a quote datagram unacknowledged for RESEND_AFTER_NS as lost: the latest quote goes again."""
