@@ -107,6 +107,13 @@ class ShellActor(ActorTypeDispatcher):
         self.failed: bool = False
         self.log = logger.bind(actor=self.key)
         self._failed_ids: deque[str] = deque(maxlen=_FAILED_IDS_KEPT)
+        if logs.runs_alone():
+            # Like an OTP link: an actor dies with its parent's process, from its first moment in
+            # its own process (before any ConfigureActor). A supervisor killed with SIGKILL would
+            # otherwise orphan its children (thespian-notes §2.7), which keep trading next to the
+            # replacements its successor starts from their snapshots; and a child still starting
+            # or exiting when its supervisor has gone does not linger.
+            set_parent_death_signal(signal.SIGKILL)
 
     # ------------------------------------------------------------ set-up
 
@@ -127,12 +134,6 @@ class ShellActor(ActorTypeDispatcher):
         self.config = msg.config
         self.log = logger.bind(actor=f"{self.key}#{self.incarnation}")
         configure_logs(msg.config)
-        if logs.runs_alone():
-            # Like an OTP link: an actor dies with its supervisor's process. A supervisor killed
-            # with SIGKILL would otherwise orphan its children (thespian-notes §2.7), which keep
-            # trading next to the replacements its successor starts from their snapshots; and a
-            # child still exiting when its supervisor has gone does not linger.
-            set_parent_death_signal(signal.SIGKILL)
 
     def on_configure(self, msg: ConfigureActor) -> None:
         """Apply `msg.config` and resume from `msg.state` (None = fresh); raise to fail the start."""
