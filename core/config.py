@@ -695,9 +695,8 @@ def _default_symbols() -> tuple[SymbolConfig, ...]:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class MarketDataConfig:
-    """How quotes become decisions: coalescing, bar length, warm-up and stale-data detection."""
+    """How quotes become decisions: delivery to symbol actors, bar length, warm-up, stale-data detection."""
 
-    coalesce_ms: int = setting(100, ge=0, le=60_000)
     bar_seconds: int = setting(5, ge=1, le=86_400, check=_divides_day)
     warmup_bars: int = setting(50, ge=0, le=100_000)
     stale_after_s: float = setting(30.0, gt=0)
