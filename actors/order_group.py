@@ -11,7 +11,6 @@ from thespian.actors import ActorAddress, ActorExitRequest
 
 from actors import logs
 from actors.base import ShellActor, configure_logs, run_once
-from actors.order_group_supervisor import StandBy, StandingBy
 from actors.processes import set_parent_death_signal
 from core import order_group as og
 from core.errors import CoreError, InvalidGroupEvent, InvalidOrder
@@ -38,6 +37,8 @@ from messages import (
     OrderSubmitted,
     PlaceOrderGroup,
     Snapshot,
+    StandBy,
+    StandingBy,
     SubmitOrder,
     ToSymbol,
 )

@@ -23,7 +23,6 @@ from __future__ import annotations
 import importlib
 import os
 from collections import deque
-from dataclasses import dataclass
 from datetime import timedelta
 from typing import ClassVar, Final
 
@@ -38,31 +37,15 @@ from messages import (
     ActorQuarantined,
     CancelOrderGroup,
     ConfigureActor,
-    Message,
     OrderGroupFinished,
     PlaceOrderGroup,
+    StandBy,
+    StandingBy,
 )
 
 GROUP_PEERS: Final[tuple[str, ...]] = ("bus", "tws", "symbols", "groups", "supervisor")
 _FINISHED_KEPT: Final = 10_000
 _REFILL: Final = "spare-pool-refill"
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class StandBy(Message):
-    """Wait as a spare group actor until a ConfigureActor makes it a group; answer StandingBy.
-
-    `supervisor_pid` is the process that created the spare: the spare exits with it (0 = no check).
-    """
-
-    supervisor_pid: int = 0
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class StandingBy(Message):
-    """A spare group actor is up in process `pid` and waits for its ConfigureActor."""
-
-    pid: int
 
 
 class _Spare:

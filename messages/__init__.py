@@ -48,6 +48,8 @@ from messages.lifecycle import (
     PeerMoved,
     Publish,
     Snapshot,
+    StandBy,
+    StandingBy,
     StartSystem,
     Subscribe,
     SymbolActorStarted,
@@ -183,6 +185,8 @@ __all__ = [
     "StartSystem",
     "GetChildren",
     "ChildrenSnapshot",
+    "StandBy",
+    "StandingBy",
     # admin
     "AdminCommand",
     "GetStatus",

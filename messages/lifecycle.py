@@ -224,3 +224,22 @@ class ChildrenSnapshot(Message):
 
     key: str
     children: tuple[ChildStatus, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StandBy(Message):
+    """Wait as a spare group actor until a ConfigureActor makes it a group; answer StandingBy.
+
+    The OrderGroupSupervisor keeps a pool of spares so a new group needs no new process.
+
+    `supervisor_pid` is the process that created the spare: the spare exits with it (0 = no check).
+    """
+
+    supervisor_pid: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StandingBy(Message):
+    """A spare group actor is up in process `pid` and waits for its ConfigureActor."""
+
+    pid: int
