@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
 from decimal import Decimal
 from typing import Final
 
@@ -11,7 +10,6 @@ from thespian.actors import ActorAddress, ActorExitRequest
 
 from actors import logs
 from actors.base import ShellActor, configure_logs, run_once
-from actors.processes import set_parent_death_signal
 from core import order_group as og
 from core.errors import CoreError, InvalidGroupEvent, InvalidOrder
 from core.orders import Order, OrderStatus
@@ -141,7 +139,6 @@ class OrderGroupActor(ShellActor):
         self.place: PlaceOrderGroup | None = None
         self.group: og.OrderGroup | None = None
         self.finished: bool = False
-        self.spare_guard: bool = False  # armed while it waits as a spare
 
     # ------------------------------------------------------------ set-up
 
@@ -151,11 +148,9 @@ class OrderGroupActor(ShellActor):
         if self.configured:
             return
         if msg.supervisor_pid and logs.runs_alone():
-            # Nobody knows an idle spare but the supervisor that made it: if that one is killed,
-            # or exits before the spare handled its exit request, the spare dies with the
-            # supervisor's process. SIGKILL: thespian's actor processes catch SIGTERM, and an
-            # idle spare holds nothing to clean up.
-            self.spare_guard = set_parent_death_signal(signal.SIGKILL)
+            # Nobody knows an idle spare but the supervisor that made it. The spare dies with that
+            # process (ShellActor sets the parent-death signal); one whose supervisor is already
+            # gone (it was re-parented) exits now.
             if os.getppid() != msg.supervisor_pid:
                 self.send(self.myAddress, ActorExitRequest())
                 return
@@ -167,7 +162,6 @@ class OrderGroupActor(ShellActor):
         self.tell(sender, self.make(StandingBy, msg, pid=os.getpid()))
 
     def on_configure(self, msg: ConfigureActor) -> None:
-        self.spare_guard = False  # a group dies with its supervisor's process like every actor (base.adopt)
         place = msg.config
         if not isinstance(place, PlaceOrderGroup):
             raise TypeError(f"{self.key}: config must be a PlaceOrderGroup, got {type(place).__name__}")

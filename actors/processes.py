@@ -19,7 +19,8 @@ from typing import Final
 _PR_SET_PDEATHSIG: Final = 1  # linux/prctl.h
 
 
-def _stat(pid: int) -> list[str] | None:
+def proc_stat(pid: int) -> list[str] | None:
+    """Return the fields of /proc/<pid>/stat after the command name (state first), None if it is gone."""
     try:
         with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
             stat = f.read()
@@ -28,16 +29,28 @@ def _stat(pid: int) -> list[str] | None:
     return stat[stat.rfind(")") + 2:].split()
 
 
+def alive(pid: int) -> bool:
+    """Return True if `pid` runs (a zombie does not)."""
+    stat = proc_stat(pid)
+    return stat is not None and stat[0] not in ("Z", "X")
+
+
+def parent_of(pid: int) -> int:
+    """Return the parent pid of `pid` (0 if it is gone)."""
+    stat = proc_stat(pid)
+    return int(stat[1]) if stat is not None else 0
+
+
 def session_of(pid: int) -> int:
     """Return the session id of `pid` (0 if it is gone)."""
-    stat = _stat(pid)
+    stat = proc_stat(pid)
     return int(stat[3]) if stat is not None else 0
 
 
 def session_pids(session: int) -> list[int]:
     """Return the live (not zombie) processes of `session`."""
     return [int(entry) for entry in os.listdir("/proc")
-            if entry.isdigit() and (stat := _stat(int(entry))) is not None
+            if entry.isdigit() and (stat := proc_stat(int(entry))) is not None
             and int(stat[3]) == session and stat[0] not in ("Z", "X")]
 
 

@@ -63,7 +63,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Final, TypeVar
 
-from actors.processes import kill_session, session_of, session_pids
+from actors.processes import kill_session, proc_stat, session_of, session_pids
 
 P50_GOAL_MS: Final = 5.0
 PHASES: Final = {True: "staggered over each 250 ms (like a real feed)",
@@ -170,15 +170,6 @@ class SimulatorProcess:
 
 
 # ---------------------------------------------------------------- processes
-
-
-def _stat(pid: int) -> list[str] | None:
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
-            stat = f.read()
-    except OSError:
-        return None
-    return stat[stat.rfind(")") + 2:].split()
 
 
 def pss_kib(pid: int) -> int:
@@ -309,7 +300,7 @@ def cpu_sample(pids: Iterable[int]) -> dict[int, tuple[int, int, int]]:
     """Return pid -> (ppid, own CPU ticks, reaped children's CPU ticks) for the live `pids`."""
     sample = {}
     for pid in pids:
-        stat = _stat(pid)
+        stat = proc_stat(pid)
         if stat is not None:
             sample[pid] = (int(stat[1]), int(stat[11]) + int(stat[12]), int(stat[13]) + int(stat[14]))
     return sample

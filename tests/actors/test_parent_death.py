@@ -10,19 +10,12 @@ from datetime import timedelta
 import pytest
 from thespian.actors import ActorSystem
 
+from actors.processes import alive
 from messages import ActorStatusSnapshot, GetActorStatus
 from tests.actors import helpers_runtime as h
 
 pytestmark = pytest.mark.timeout(60)
 ASK = timedelta(seconds=10)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-    except OSError:
-        return False
 
 
 def test_configured_actor_dies_when_its_supervisors_process_is_killed(tcp_asys: ActorSystem) -> None:
@@ -33,10 +26,10 @@ def test_configured_actor_dies_when_its_supervisors_process_is_killed(tcp_asys: 
     status = tcp_asys.ask(info.address, GetActorStatus(), ASK)
     assert isinstance(status, ActorStatusSnapshot) and status.configured
     child_pid, parent_pid = status.pid, info.supervisor_pid
-    assert child_pid not in (0, parent_pid) and _alive(child_pid)
+    assert child_pid not in (0, parent_pid) and alive(child_pid)
 
     os.kill(parent_pid, signal.SIGKILL)  # nobody is left to ask the child to exit
     deadline = time.monotonic() + 10
-    while _alive(child_pid):
+    while alive(child_pid):
         assert time.monotonic() < deadline, f"actor {child_pid} outlived its killed supervisor {parent_pid}"
         time.sleep(0.01)

@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 
 from thespian.actors import ActorAddress, ActorSystem
 
-from actors.processes import listener_pid, session_of, session_pids
+from actors.processes import alive, listener_pid, parent_of, session_of, session_pids
 from core import order_group as og
 from core.config import Config, parse_config
 from core.matching import BrokerOrder
@@ -71,26 +71,6 @@ def wait_for(condition: Callable[[], _T], timeout: float, what: str, interval: f
         if time.monotonic() >= deadline:
             raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
         time.sleep(interval)
-
-
-def alive(pid: int) -> bool:
-    """Return True if `pid` runs (a zombie does not)."""
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
-            stat = f.read()
-    except OSError:
-        return False
-    return stat[stat.rfind(")") + 2:].split()[0] not in ("Z", "X")
-
-
-def parent_of(pid: int) -> int:
-    """Return the parent pid of `pid` (0 if it is gone)."""
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
-            stat = f.read()
-    except OSError:
-        return 0
-    return int(stat[stat.rfind(")") + 2:].split()[1])
 
 
 def descendants(root: int) -> list[int]:
