@@ -42,3 +42,24 @@ class ConfigError(CoreError):
 
 class InvalidConnectionEvent(CoreError):
     """A value given to the connection machine is not one of its events."""
+
+
+class ExprError(CoreError, ValueError):
+    """An expression is outside the grammar or mistyped; `column` is 1-based (0 = whole text)."""
+
+    def __init__(self, message: str, *, text: str = "", column: int = 0) -> None:
+        self.message = message
+        self.text = text
+        self.column = column
+        super().__init__(message)
+
+    def __str__(self) -> str:
+        where = f" at column {self.column}" if self.column else ""
+        if not self.text:
+            return f"{self.message}{where}"
+        shown = self.text if len(self.text) <= 200 else self.text[:200] + "…"
+        return f"{self.message}{where} in `{shown}`"
+
+    def __reduce__(self) -> tuple[object, ...]:
+        # keyword-only fields do not survive the default exception pickling (it replays `args`)
+        return type(self), (self.message,), {"text": self.text, "column": self.column}
