@@ -83,6 +83,34 @@ def _cmd_run(args: argparse.Namespace) -> int:
         return 3
 
 
+def _cmd_reload_rules(args: argparse.Namespace) -> int:
+    import os
+
+    from actors.launcher import LaunchError, admin_ask
+    from core.config import load_config
+    from core.errors import ConfigError
+    from messages import AdminError, AdminReply, ReloadRules
+
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        # The running system refuses it too; say so here without bothering it.
+        print(f"{args.config}: {exc}\nThe running rules stay as they are.", file=sys.stderr)
+        return 2
+    token = os.environ.get("IBACTORS_ADMIN_TOKEN", "")
+    try:
+        reply = admin_ask(config, ReloadRules(path=str(Path(args.config).resolve()), token=token))
+    except LaunchError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    if isinstance(reply, AdminReply):
+        print(reply.text)
+        return 0
+    text = reply.text if isinstance(reply, AdminError) else repr(reply)
+    print(f"reload refused: {text}", file=sys.stderr)
+    return 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="bootstrap.py",
@@ -96,6 +124,11 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check-config", help="validate a configuration file and report every problem")
     check.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="path to config.toml")
     check.set_defaults(func=_cmd_check_config)
+
+    reload = sub.add_parser("reload-rules", help="validate the rules in the config file and swap them into "
+                                                 "the running system (a bad file changes nothing)")
+    reload.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="path to config.toml")
+    reload.set_defaults(func=_cmd_reload_rules)
 
     sim = sub.add_parser("simulator", help="run the TWS simulator standalone, for any TWS API client")
     sim.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="path to config.toml")

@@ -196,6 +196,28 @@ def run(config: Config, config_path: Path, *, stop_event: threading.Event | None
         print("system: stopped", flush=True)
 
 
+def admin_ask(config: Config, message: object, timeout: float = 15.0) -> object:
+    """Send an admin `message` to the running system's Supervisor and return its answer.
+
+    The admin port is probed first: thespian would otherwise start a new, empty system on it.
+    Raises LaunchError when no system answers there. The attached handle is never shut down
+    (that would stop the running system); it goes with this process.
+    """
+    from thespian.actors import ActorSystem
+
+    host, port = config.system.bind_address, config.system.admin_port
+    if not port_open(host, port):
+        raise LaunchError(f"no system is running on {host}:{port} (system.admin_port); start one with "
+                          f"`python bootstrap.py run`")
+    os.environ.setdefault("THESPIAN_BASE_IPADDR", config.system.bind_address)
+    asys = ActorSystem("multiprocTCPBase", {"Admin Port": port}, logDefs=_thespian_log_defs(config))
+    supervisor = asys.createActor("actors.supervisor.Supervisor", globalName="supervisor")
+    reply = asys.ask(supervisor, message, timeout)
+    if reply is None:
+        raise LaunchError(f"the system on {host}:{port} did not answer within {timeout:.0f} s")
+    return reply
+
+
 def _thespian_log_defs(config: Config) -> dict[str, object]:
     """Thespian's own stdlib logging: warnings and above into logs/thespian.log."""
     return {

@@ -37,6 +37,7 @@ from messages import (
     ActorQuarantined,
     CancelOrderGroup,
     ConfigureActor,
+    MoveStop,
     OrderGroupFinished,
     PlaceOrderGroup,
     StandBy,
@@ -113,6 +114,13 @@ class OrderGroupSupervisor(SupervisorActor):
             self.log.info("groups: cancel of {} ignored: the group already finished", msg.group_id)
         elif not self.tell_child(msg.group_id, msg):
             self.log.warning("groups: cannot cancel {}: no such running group", msg.group_id)
+
+    @run_once
+    def receiveMsg_MoveStop(self, msg: MoveStop, sender: ActorAddress) -> None:
+        if msg.group_id in self.finished:
+            self.log.info("groups: stop move of {} ignored: the group already finished", msg.group_id)
+        elif not self.tell_child(msg.group_id, msg):
+            self.log.warning("groups: cannot move the stop of {}: no such running group", msg.group_id)
 
     @run_once
     def receiveMsg_OrderGroupFinished(self, msg: OrderGroupFinished, sender: ActorAddress) -> None:

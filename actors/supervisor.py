@@ -32,6 +32,7 @@ from messages import (
     GetChildren,
     GetStatus,
     Message,
+    ReloadRules,
     RestartActor,
     Shutdown,
     StartSystem,
@@ -51,8 +52,10 @@ CORE_CHILDREN: Final[tuple[tuple[str, str], ...]] = (
     # "groups" before "symbols": a symbol may decide to enter as soon as it is warm.
     ("groups", "actors.order_group_supervisor.OrderGroupSupervisor"),
     ("symbols", "actors.symbol_supervisor.SymbolSupervisor"),
+    # After the symbols, so it can route.
+    ("strategy", "actors.strategy.StrategyController"),
 )
-CORE_PEERS: Final[tuple[str, ...]] = ("bus", "tws", "symbols", "groups", SUPERVISOR)
+CORE_PEERS: Final[tuple[str, ...]] = ("bus", "tws", "symbols", "groups", "strategy", SUPERVISOR)
 SUB_SUPERVISORS: Final = frozenset({"symbols", "groups"})
 
 _STATUS_TIMEOUT: Final = "status-timeout"
@@ -88,6 +91,7 @@ class Supervisor(SupervisorActor):
         self._start_requests: list[tuple[ActorAddress, StartSystem]] = []
         self._stop_requests: list[tuple[ActorAddress, Shutdown]] = []
         self._gathers: list[_Gather] = []
+        self._relays: dict[str, tuple[ActorAddress, Message]] = {}  # forwarded msg_id -> (asker, request)
 
     # ------------------------------------------------------------ start
 
@@ -188,6 +192,25 @@ class Supervisor(SupervisorActor):
             self._gather(sender, msg, RestartActor)
 
     @run_once
+    def receiveMsg_ReloadRules(self, msg: ReloadRules, sender: ActorAddress) -> None:
+        if not self._authorized(msg, sender):
+            return
+        strategy = self.child_address("strategy")
+        if strategy is None:
+            self._refuse(sender, msg, AdminErrorCode.REFUSED, "the strategy controller is not running")
+            return
+        self._relays[msg.msg_id] = (sender, msg)
+        self.tell(strategy, msg)
+
+    def _relayed(self, answer: Message) -> bool:
+        """Pass an answer to a forwarded command back to whoever asked; False if it is not one."""
+        relay = self._relays.pop(answer.cause_id, None)
+        if relay is None:
+            return False
+        self.tell(relay[0], answer)
+        return True
+
+    @run_once
     def receiveMsg_Shutdown(self, msg: Shutdown, sender: ActorAddress) -> None:
         if not self._authorized(msg, sender):
             return
@@ -245,6 +268,8 @@ class Supervisor(SupervisorActor):
             self._finish(gather)
 
     def receiveMsg_AdminReply(self, msg: AdminReply, sender: ActorAddress) -> None:
+        if self._relayed(msg):
+            return
         gather = self._answered(msg)
         if gather is not None:
             # One sub-supervisor knew the key: that is the answer.
@@ -252,6 +277,8 @@ class Supervisor(SupervisorActor):
             self.tell(gather.asker, self.make(AdminReply, gather.request, ok=msg.ok, text=msg.text))
 
     def receiveMsg_AdminError(self, msg: AdminError, sender: ActorAddress) -> None:
+        if self._relayed(msg):
+            return
         gather = self._answered(msg)
         if gather is not None and not gather.waiting:
             self._finish(gather)

@@ -1,8 +1,8 @@
-"""SymbolActor: one traded symbol's position, bars and (demo) strategy; it opens and closes order groups."""
+"""SymbolActor: one traded symbol's position, bars, indicators and rules; it opens and closes order groups."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from enum import Enum
 from pathlib import Path
@@ -16,9 +16,9 @@ from actors import quote_channel as qc
 from actors.order_group import is_protective
 from actors.base import ShellActor, run_once
 from core import bars as core_bars
-from core import demo_strategy
 from core import order_group as og
-from core.config import Config, MarketDataConfig, StrategyConfig, SymbolConfig
+from core import rules as core_rules
+from core.config import Config, MarketDataConfig, RuleConfig, StrategyConfig, SymbolConfig
 from core.errors import CoreError, InvalidOrder
 from core.orders import new_order
 from core.position import (
@@ -31,7 +31,7 @@ from core.position import (
     expect_exit,
     mark,
 )
-from core.types import Bar, OrderType, Side, TimeInForce
+from core.types import Bar, OrderType, Quote, Side, TimeInForce
 from messages import (
     CancelOrderGroup,
     ConfigureActor,
@@ -41,13 +41,18 @@ from messages import (
     GroupKind,
     HistoricalBars,
     Message,
+    MoveStop,
     OrderGroupFinished,
+    OrderIntent,
     PeerMoved,
     PlaceOrderGroup,
     PositionChanged,
     PositionsSnapshot,
+    PredictionSignal,
     QuoteProcessed,
     QuoteUpdate,
+    RulesUpdated,
+    SignalIgnored,
     Snapshot,
     SubmitOrder,
     SubscribeMarketData,
@@ -56,6 +61,7 @@ from messages import (
 
 TWS: Final = "tws"
 GROUPS: Final = "groups"
+_COMPILED: dict[str, core_rules.RuleSet] = {}  # rule sets compiled in this process, by version
 
 
 # ---------------------------------------------------------------- configuration and state
@@ -70,58 +76,88 @@ class SymbolSettings:
     strategy: StrategyConfig
     log_dir: Path
     log_level: str = "INFO"
+    rules: tuple[RuleConfig, ...] = ()
+    traded: tuple[str, ...] = ()
+    timezone: str = "America/New_York"
 
     @classmethod
     def of(cls, config: Config, symbol: str) -> SymbolSettings:
         """Return the settings of `symbol` in `config`; KeyError if it is not traded."""
         return cls(symbol=config.symbol(symbol), market_data=config.market_data,
                    strategy=config.strategy, log_dir=config.system.log_dir,
-                   log_level=config.system.log_level.value)
+                   log_level=config.system.log_level.value, rules=config.rules,
+                   traded=config.symbol_names, timezone=config.system.timezone)
+
+
+def rule_set(settings: SymbolSettings) -> core_rules.RuleSet:
+    """Return the compiled rules of `settings`, compiled once per version in this process."""
+    version = core_rules.rules_version(settings.rules, settings.strategy)
+    compiled = _COMPILED.get(version)
+    if compiled is None:
+        traded = settings.traded or (settings.symbol.symbol,)
+        compiled = core_rules.compile_set(settings.rules, settings.strategy, traded, settings.timezone)
+        _COMPILED[version] = compiled
+    return compiled
 
 
 class GroupRole(str, Enum):
-    ENTRY = "ENTRY"  # opens the position (a bracket: its children protect what filled)
-    EXIT = "EXIT"    # closes it
+    ENTRY = "ENTRY"    # opens the position (a bracket: its children protect what filled)
+    EXIT = "EXIT"      # closes it
+    REDUCE = "REDUCE"  # closes part of it (a scale-out)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class WorkingGroup:
-    """An order group this symbol started that has not reported OrderGroupFinished yet."""
+    """An order group this symbol started that has not reported OrderGroupFinished yet.
+
+    `filled` turns True at the group's first entry fill (a bracket's children then protect the
+    position); `stop` is its protective stop price, kept up to date when a rule moves it.
+    """
 
     group_id: str
     role: GroupRole
+    filled: bool = False
+    stop: Decimal | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SymbolState:
-    """The snapshot of a SymbolActor: position, bars, strategy, working groups and the group counter.
+    """The snapshot of a SymbolActor: position, bars, market, rule memory, working groups, counters.
 
     `group_counter` only grows: group ids are f"{symbol}-{incarnation}-{n}" with n taken from
     it, and it is snapshotted before a group leaves, so no id repeats across restarts.
     `exit_pending` is the reason of an exit waiting for the working groups to be cancelled
-    ("" = none): closing while a bracket's stop rests could sell twice.
+    ("" = none): closing while a bracket's stop rests could sell twice. `memory` holds the
+    rules' cooldowns and daily fire counts, so a restart does not fire a rule again early.
 
     The actor snapshots it when its durable part changes (`durable_part`: the position apart
-    from its mark price, the working groups, the counter, a pending exit), not on every bar: a
-    restarted incarnation brings its bars and indicators up to date from the historical warm-up
-    (`warm_up` skips bars it has seen), so per-bar snapshots would buy nothing for their cost.
+    from its mark price, the working groups, the counter, a pending exit, the rule memory), not
+    on every bar, and without the market (`for_snapshot`): a restarted incarnation brings its
+    bars and indicators up to date from the historical warm-up.
     """
 
     symbol: str
     position: Position
-    strategy: demo_strategy.StrategyState
     bars: core_bars.BarState
+    market: core_rules.MarketState = field(default_factory=core_rules.MarketState)
+    memory: core_rules.RuleMemory = field(default_factory=core_rules.RuleMemory)
     working: tuple[WorkingGroup, ...] = ()
     group_counter: int = 0
     exit_pending: str = ""
+    quote: Quote | None = None
 
 
 def durable_part(state: SymbolState | None) -> tuple[object, ...] | None:
-    """Return what must survive a restart of the symbol: all but the mark price, bars and indicators."""
+    """Return what must survive a restart of the symbol: all but the mark price, quote, bars and market."""
     if state is None:
         return None
     return (replace(state.position, last_price=None), state.working, state.group_counter,
-            state.exit_pending)
+            state.exit_pending, state.memory)
+
+
+def for_snapshot(state: SymbolState) -> SymbolState:
+    """Return the state as its supervisor keeps it: without the market history, indicators and quote."""
+    return replace(state, market=core_rules.MarketState(), quote=None)
 
 
 def new_symbol_state(settings: SymbolSettings) -> SymbolState:
@@ -130,9 +166,8 @@ def new_symbol_state(settings: SymbolSettings) -> SymbolState:
     return SymbolState(
         symbol=name,
         position=Position(symbol=name),
-        strategy=demo_strategy.new_state(name, settings.strategy, tick=settings.symbol.tick_size,
-                                         lot=Decimal(settings.symbol.lot_size)),
         bars=core_bars.new_state(name, settings.market_data.bar_seconds),
+        market=core_rules.new_market(rule_set(settings).series),
     )
 
 
@@ -141,27 +176,35 @@ def group_id(symbol: str, incarnation: int, n: int) -> str:
     return f"{symbol}-{incarnation}-{n}"
 
 
-def bracket_group(gid: str, symbol: SymbolConfig, entry: demo_strategy.EnterBracket) -> og.OrderGroup:
-    """Return the bracket for an EnterBracket decision: entry, then GTC stop-loss and take-profit."""
-    name, tick, exit_side = symbol.symbol, symbol.tick_size, entry.side.opposite
+def entry_group(gid: str, symbol: SymbolConfig, entry: core_rules.OpenPosition) -> og.OrderGroup:
+    """Return the group for an OpenPosition: a bracket (entry, GTC stop-loss, GTC take-profit) or one order."""
+    name, tick = symbol.symbol, symbol.tick_size
     common: dict[str, Any] = {"symbol": name, "quantity": entry.quantity, "tick": tick}
-    head = new_order(ref=og.leg_ref(gid, og.ENTRY), side=entry.side, order_type=entry.entry_type,
-                     limit_price=entry.reference_price if entry.entry_type is OrderType.LMT else None,
-                     **common)
+    head = new_order(ref=og.leg_ref(gid, og.ENTRY), side=entry.side, order_type=entry.order_type,
+                     limit_price=entry.limit_price, stop_price=entry.stop_price, tif=entry.tif, **common)
+    if not entry.is_bracket:
+        return og.single(gid, head)
+    exit_side = entry.side.opposite
     # The children outlive a trading day: a DAY stop would leave an overnight position bare.
     stop = new_order(ref=og.leg_ref(gid, og.STOP_LOSS), side=exit_side, order_type=OrderType.STP,
-                     stop_price=entry.stop_price, tif=TimeInForce.GTC, **common)
+                     stop_price=entry.stop_loss, tif=TimeInForce.GTC, **common)
     target = new_order(ref=og.leg_ref(gid, og.TAKE_PROFIT), side=exit_side, order_type=OrderType.LMT,
-                       limit_price=entry.target_price, tif=TimeInForce.GTC, **common)
+                       limit_price=entry.take_profit, tif=TimeInForce.GTC, **common)
     return og.bracket(gid, head, stop, target)
 
 
-def exit_group(gid: str, position: Position) -> og.OrderGroup:
-    """Return a single market order that closes `position`."""
+def exit_group(gid: str, position: Position, quantity: Decimal | None = None) -> og.OrderGroup:
+    """Return a single market order that closes `position` (or `quantity` of it)."""
     side = Side.SELL if position.quantity > 0 else Side.BUY
+    size = abs(position.quantity) if quantity is None else quantity
     order = new_order(ref=og.leg_ref(gid, og.ENTRY), symbol=position.symbol, side=side,
-                      quantity=abs(position.quantity), order_type=OrderType.MKT)
+                      quantity=size, order_type=OrderType.MKT)
     return og.single(gid, order)
+
+
+def group_of_ref(ref: str) -> str:
+    """Return the group id of a leg's durable ref ("AAPL-1-3:entry" → "AAPL-1-3")."""
+    return ref.rsplit(":", 1)[0]
 
 
 # ---------------------------------------------------------------- logging
@@ -188,10 +231,13 @@ def close_log_sinks() -> None:
 class SymbolActor(ShellActor):
     """One symbol: ConfigureActor(key=symbol, config=Config or SymbolSettings, state=SymbolState or None).
 
-    Peers: "tws" (market data, history), "groups" (PlaceOrderGroup, CancelOrderGroup), "bus".
-    Quotes build bars; each closed bar goes through the demo strategy; its decisions become
-    order groups. Executions (forwarded by each group through "symbols") move the position;
-    OrderGroupFinished (the same path, so after the group's fills) clears the working group.
+    Peers: "tws" (market data, history), "groups" (PlaceOrderGroup, CancelOrderGroup, MoveStop),
+    "bus". Quotes build bars; each closed bar advances the indicators and runs the rules on
+    "bar"; each PredictionSignal (from the strategy controller) runs the rules on "signal". A
+    rule that fires becomes an order intent (naming the rule, the rule-set version and the
+    signal) and an order group, or a stop move, a cancel, a log line. Executions (forwarded by
+    each group through "symbols") move the position; OrderGroupFinished (the same path, so after
+    the group's fills) clears the working group. RulesUpdated swaps the rules at once.
     With `market_data.quote_channel` the quotes come as datagrams on the actor's own UDP socket
     (actors/quote_channel.py, watched with ThespianWatch); QuoteUpdate messages work either way.
     """
@@ -200,6 +246,7 @@ class SymbolActor(ShellActor):
         super().__init__()
         self.settings: SymbolSettings | None = None
         self.state: SymbolState | None = None
+        self.rules: core_rules.RuleSet | None = None
         self._base_log = self.log
         self._saved: tuple[object, ...] | None = None  # durable_part of the last Snapshot sent
         self.inbox: qc.Endpoint | None = None
@@ -224,6 +271,7 @@ class SymbolActor(ShellActor):
         name = settings.symbol.symbol
         configure_logging(settings)
         self.settings = settings
+        self.rules = rule_set(settings)
         self._base_log = logger.bind(actor=f"{name}#{self.incarnation}", symbol=name)
         self.log = self._base_log.bind(corr=msg.correlation_id)
         state = msg.state
@@ -232,13 +280,17 @@ class SymbolActor(ShellActor):
         elif not isinstance(state, SymbolState) or state.symbol != name:
             raise TypeError(f"{name}: state is not a {name} SymbolState: {state!r}")
         else:
-            # Snapshots skip per-quote changes, so a snapshot's open bar is stale: start afresh.
-            state = replace(state, bars=core_bars.reset_open_bar(state.bars))
+            # Snapshots skip per-quote changes, so a snapshot's open bar is stale: start afresh;
+            # the market comes back from the historical warm-up.
+            state = replace(state, bars=core_bars.reset_open_bar(state.bars),
+                            market=core_rules.retarget(state.market, self.rules.series),
+                            memory=core_rules.forget_removed(state.memory, self.rules))
         self.state = state
         self._saved = durable_part(state) if msg.state is not None else None
-        self.log.info("{} configured (incarnation {}): position {} {}, {} working group(s), counter {}",
-                      name, self.incarnation, state.position.state.value, state.position.quantity,
-                      len(state.working), state.group_counter)
+        self.log.info("{} configured (incarnation {}): position {} {}, {} working group(s), counter {}; "
+                      "rules {} ({})", name, self.incarnation, state.position.state.value,
+                      state.position.quantity, len(state.working), state.group_counter,
+                      self.rules.version, ", ".join(self.rules.names) or "none")
         if settings.market_data.quote_channel and self.inbox is None and qc.usable_symbol(name):
             self.inbox = qc.Endpoint()
             self.token = qc.new_token()
@@ -316,21 +368,18 @@ class SymbolActor(ShellActor):
         except CoreError as exc:
             self.log.warning("{}: quote dropped: {}", state.symbol, exc)
             return
-        self.state = replace(state, position=position, bars=bars)
+        self.state = replace(state, position=position, bars=bars, quote=quote)
         for bar in closed:
             self._on_bar(msg, bar)
 
     def _on_bar(self, cause: Message, bar: Bar) -> None:
         state = self.state
-        assert state is not None and self.settings is not None
-        strategy, decisions = demo_strategy.on_bar(state.strategy, bar, state.position,
-                                                   working=bool(state.working))
+        assert state is not None
         self.log.debug("{} bar {} O {} H {} L {} C {} V {}", state.symbol, bar.ts_ns, bar.open,
                        bar.high, bar.low, bar.close, bar.volume)
-        state = replace(state, strategy=strategy)
+        state = replace(state, market=core_rules.advance(state.market, bar))
         outbox: list[tuple[str, Message]] = []
-        for decision in decisions:
-            state = self._decide(cause, state, decision, outbox)
+        state, _ = self._run_rules(cause, state, "bar", None, outbox)
         self._commit(cause, state, outbox)
 
     @run_once
@@ -340,41 +389,153 @@ class SymbolActor(ShellActor):
             return
         self._trace(msg)
         try:
-            strategy = demo_strategy.warm_up(state.strategy, msg.bars)
+            market = core_rules.warm_up(state.market, msg.bars)
         except CoreError as exc:
             self.log.warning("{}: history dropped: {}", state.symbol, exc)
             return
-        self.log.info("{}: warmed up on {} historical bar(s); {} bar(s) seen, ready={}", state.symbol,
-                      len(msg.bars), strategy.bars_seen, strategy.warmed_up)
-        self._commit(msg, replace(state, strategy=strategy), [])
+        self.log.info("{}: warmed up on {} historical bar(s); {} bar(s) seen", state.symbol,
+                      len(msg.bars), market.bars_seen)
+        self._commit(msg, replace(state, market=market), [])
+
+    # ------------------------------------------------------------ signals and rules
+
+    @run_once
+    def receiveMsg_PredictionSignal(self, msg: PredictionSignal, sender: ActorAddress) -> None:
+        state = self.state
+        if state is None:
+            return
+        self._trace(msg)
+        signal_id = msg.source_id or msg.msg_id
+        if msg.symbol != state.symbol:
+            self._ignored(msg, signal_id, f"a signal for {msg.symbol} reached {state.symbol}")
+            return
+        now = self.now_ns()
+        if msg.expires_ns and now >= msg.expires_ns:
+            self._ignored(msg, signal_id, "expired before it was evaluated")
+            return
+        outbox: list[tuple[str, Message]] = []
+        state, fired = self._run_rules(msg, state, "signal", msg, outbox)
+        self._commit(msg, state, outbox)
+        if not fired:
+            self._ignored(msg, signal_id, self._last_notes or "no rule matched")
+
+    def _ignored(self, msg: PredictionSignal, signal_id: str, reason: str) -> None:
+        self.log.info("{}: signal {} {} {} ignored: {}", msg.symbol, signal_id, msg.direction.value,
+                      msg.confidence, reason)
+        self.publish(self.make(SignalIgnored, msg, signal_id=signal_id, symbol=msg.symbol, reason=reason))
+
+    @run_once
+    def receiveMsg_RulesUpdated(self, msg: RulesUpdated, sender: ActorAddress) -> None:
+        state, settings = self.state, self.settings
+        if state is None or settings is None:
+            return
+        self._trace(msg)
+        settings = replace(settings, rules=msg.rules, strategy=msg.strategy)
+        rules = rule_set(settings)  # validated by the controller; a failure here is a bug
+        self.settings, self.rules = settings, rules
+        state = replace(state, market=core_rules.retarget(state.market, rules.series),
+                        memory=core_rules.forget_removed(state.memory, rules))
+        self.log.info("{}: rules {} now running ({})", state.symbol, rules.version,
+                      ", ".join(rules.names) or "none")
+        self._commit(msg, state, [])
+
+    def _situation(self, state: SymbolState, signal: PredictionSignal | None) -> core_rules.Situation:
+        assert self.settings is not None
+        quote = state.quote
+        facts = None
+        if signal is not None:
+            facts = core_rules.SignalFacts(
+                signal_id=signal.source_id or signal.msg_id, direction=signal.direction.value,
+                confidence=signal.confidence, horizon_s=signal.horizon_s,
+                created_ns=getattr(signal, "created_ns", 0) or signal.ts_ns,
+                expires_ns=signal.expires_ns, source=signal.source,
+                reference_price=signal.reference_price)
+        groups = tuple(core_rules.Protection(group_id=w.group_id, entry=w.role is GroupRole.ENTRY,
+                                             filled=w.filled, stop=w.stop) for w in state.working)
+        return core_rules.Situation(
+            symbol=state.symbol, now_ns=self.now_ns(), position=state.position, market=state.market,
+            tick=self.settings.symbol.tick_size, lot=Decimal(self.settings.symbol.lot_size),
+            bid=quote.bid if quote else None, ask=quote.ask if quote else None,
+            last=quote.last if quote else None, volume=quote.volume if quote else None,
+            groups=groups, exit_pending=bool(state.exit_pending), signal=facts)
+
+    _last_notes = ""
+
+    def _run_rules(self, cause: Message, state: SymbolState, event: str, signal: PredictionSignal | None,
+                   outbox: list[tuple[str, Message]]) -> tuple[SymbolState, int]:
+        """Evaluate the rules on `event` and act on what fired; return the state and how many fired."""
+        rules = self.rules
+        assert rules is not None
+        result = core_rules.evaluate(rules, state.memory, event, self._situation(state, signal))
+        self._last_notes = "; ".join(result.notes)
+        for note in result.notes:
+            self.log.info("{}: {}", state.symbol, note)
+        state = replace(state, memory=result.memory)
+        signal_id = (signal.source_id or signal.msg_id) if signal is not None else ""
+        for firing in result.fired:
+            on = f"signal {signal_id}" if signal is not None else "bar"
+            self.log.info("{}: rule {} ({}) fired on {}: {}", state.symbol, firing.rule, rules.version, on,
+                          firing.why)
+            state = self._act(cause, state, firing, signal_id, outbox)
+        return state, len(result.fired)
 
     # ------------------------------------------------------------ decisions -> groups
 
-    def _decide(self, cause: Message, state: SymbolState, decision: demo_strategy.Decision,
-                outbox: list[tuple[str, Message]]) -> SymbolState:
-        if isinstance(decision, demo_strategy.EnterBracket):
-            return self._enter(cause, state, decision, outbox)
-        return self._exit(cause, state, decision.reason, outbox)
+    def _act(self, cause: Message, state: SymbolState, firing: core_rules.Firing, signal_id: str,
+             outbox: list[tuple[str, Message]]) -> SymbolState:
+        decision = firing.decision
+        if isinstance(decision, core_rules.OpenPosition):
+            return self._enter(cause, state, decision, firing, signal_id, outbox)
+        reason = f"rule {firing.rule}"
+        if isinstance(decision, core_rules.ClosePosition):
+            if decision.quantity is None:
+                return self._exit(cause, state, reason, outbox)
+            return self._reduce(cause, state, decision.quantity, reason, outbox)
+        if isinstance(decision, core_rules.MoveStops):
+            moved = dict(decision.moves)
+            for gid, price in decision.moves:
+                self.log.info("{}: move the stop of {} to {} ({})", state.symbol, gid, price, reason)
+                outbox.append((GROUPS, self.make(MoveStop, cause, symbol=state.symbol, stop_price=price,
+                                                 reason=reason, group_id=gid)))
+            return replace(state, working=tuple(replace(w, stop=moved[w.group_id]) if w.group_id in moved
+                                                else w for w in state.working))
+        if isinstance(decision, core_rules.CancelGroups):
+            for gid in decision.group_ids:
+                self.log.info("{}: cancel {} ({})", state.symbol, gid, reason)
+                outbox.append((GROUPS, self.make(CancelOrderGroup, cause, group_id=gid, reason=reason)))
+            return state
+        self.log.log(decision.level, "{}: {} ({})", state.symbol, decision.message, reason)
+        return state
 
-    def _enter(self, cause: Message, state: SymbolState, entry: demo_strategy.EnterBracket,
-               outbox: list[tuple[str, Message]]) -> SymbolState:
-        assert self.settings is not None
+    def _enter(self, cause: Message, state: SymbolState, entry: core_rules.OpenPosition,
+               firing: core_rules.Firing, signal_id: str, outbox: list[tuple[str, Message]]) -> SymbolState:
+        assert self.settings is not None and self.rules is not None
         n = state.group_counter + 1
         gid = group_id(state.symbol, self.incarnation, n)
         try:
-            group = bracket_group(gid, self.settings.symbol, entry)
+            group = entry_group(gid, self.settings.symbol, entry)
         except InvalidOrder as exc:
-            self.log.warning("{}: entry not placed: {}", state.symbol, exc)
+            self.log.warning("{}: rule {}: entry not placed: {}", state.symbol, firing.rule, exc)
             return state
-        self.log.info("{}: {} bracket {}: {} {} stop {} target {} ({})", state.symbol, entry.side.value,
-                      gid, entry.quantity, entry.entry_type.value, entry.stop_price, entry.target_price,
-                      entry.reason)
+        kind = GroupKind.BRACKET if entry.is_bracket else GroupKind.SINGLE
+        intent = self.make(
+            OrderIntent, cause, intent_id=gid, symbol=state.symbol, side=entry.side,
+            quantity=entry.quantity, order_type=entry.order_type, limit_price=entry.limit_price,
+            stop_price=entry.stop_price, tif=entry.tif, stop_loss=entry.stop_loss,
+            take_profit=entry.take_profit, rule=firing.rule, rules_version=self.rules.version,
+            signal_id=signal_id)
+        self.log.info("{}: intent {} {} {} {} {}{} (rule {} {}, signal {})", state.symbol, gid,
+                      entry.side.value, entry.quantity, entry.order_type.value, kind.value.lower(),
+                      f" stop {entry.stop_loss} target {entry.take_profit}" if entry.is_bracket else "",
+                      firing.rule, self.rules.version, signal_id or "-")
         position = state.position
         if position.state in (PositionState.FLAT, PositionState.CLOSED, PositionState.OPENING):
             position = expect_entry(position)
-        self._place(cause, group, GroupKind.BRACKET, outbox)
+        self._place(cause, group, kind, outbox, intent_id=gid)
+        outbox.append(("bus", intent))
         return replace(state, position=position, group_counter=n,
-                       working=state.working + (WorkingGroup(group_id=gid, role=GroupRole.ENTRY),))
+                       working=state.working + (WorkingGroup(group_id=gid, role=GroupRole.ENTRY,
+                                                             stop=entry.stop_loss),))
 
     def _exit(self, cause: Message, state: SymbolState, reason: str,
               outbox: list[tuple[str, Message]]) -> SymbolState:
@@ -392,23 +553,30 @@ class SymbolActor(ShellActor):
         return self._close(cause, state, reason, outbox)
 
     def _close(self, cause: Message, state: SymbolState, reason: str,
-               outbox: list[tuple[str, Message]]) -> SymbolState:
+               outbox: list[tuple[str, Message]], quantity: Decimal | None = None) -> SymbolState:
         position = state.position
         if position.quantity == 0:
             return replace(state, exit_pending="")
         n = state.group_counter + 1
         gid = group_id(state.symbol, self.incarnation, n)
-        group = exit_group(gid, position)
-        self.log.info("{}: close {} {} with {} ({})", state.symbol, group.legs[0].side.value,
-                      group.size, gid, reason)
+        group = exit_group(gid, position, quantity)
+        role = GroupRole.EXIT if quantity is None else GroupRole.REDUCE
+        self.log.info("{}: {} {} {} with {} ({})", state.symbol, "close" if quantity is None else "scale out",
+                      group.legs[0].side.value, group.size, gid, reason)
         if position.state is PositionState.OPEN:
             position = expect_exit(position)
-        self._place(cause, group, GroupKind.SINGLE, outbox)
+        self._place(cause, group, GroupKind.SINGLE, outbox, intent_id=gid)
         return replace(state, position=position, group_counter=n, exit_pending="",
-                       working=state.working + (WorkingGroup(group_id=gid, role=GroupRole.EXIT),))
+                       working=state.working + (WorkingGroup(group_id=gid, role=role),))
+
+    def _reduce(self, cause: Message, state: SymbolState, quantity: Decimal, reason: str,
+                outbox: list[tuple[str, Message]]) -> SymbolState:
+        if state.exit_pending or any(w.role is not GroupRole.ENTRY for w in state.working):
+            return state  # a close or another scale-out is on its way
+        return self._close(cause, state, reason, outbox, quantity)
 
     def _place(self, cause: Message, group: og.OrderGroup, kind: GroupKind,
-               outbox: list[tuple[str, Message]]) -> None:
+               outbox: list[tuple[str, Message]], intent_id: str = "") -> None:
         """Queue the group's legs straight to the connection, then the group to its supervisor.
 
         The legs reach the broker one hop after the decision instead of three (groups supervisor,
@@ -430,7 +598,7 @@ class SymbolActor(ShellActor):
         # reply_to is the symbol supervisor: a stable address, unlike this actor's across restarts.
         outbox.append((GROUPS, self.make(PlaceOrderGroup, cause, group_id=group.id, kind=kind,
                                          symbol=group.symbol, legs=group.legs, reply_to=self.parent,
-                                         started=started)))
+                                         started=started, intent_id=intent_id)))
 
     def _commit(self, cause: Message, state: SymbolState, outbox: list[tuple[str, Message]]) -> None:
         # The snapshot (with the group counter) goes before any PlaceOrderGroup it accounts for.
@@ -440,9 +608,12 @@ class SymbolActor(ShellActor):
         if durable != self._saved:
             self._saved = durable
             self.tell(self.parent, self.make(Snapshot, cause, key=self.key,
-                                             incarnation=self.incarnation, state=state))
+                                             incarnation=self.incarnation, state=for_snapshot(state)))
         for peer, message in outbox:
-            self.tell_peer(peer, message)
+            if peer == "bus":
+                self.publish(message)  # an order intent, for the record: after its orders
+            else:
+                self.tell_peer(peer, message)
         # After the orders: the bus is for listeners, not on the way to the broker.
         if before is not None and state.position != before.position and (
                 state.position.quantity != 0 or durable_part(before) != durable):
@@ -468,7 +639,11 @@ class SymbolActor(ShellActor):
         self.log.info("{}: fill {} {} {} @ {} -> position {} avg {} ({})", state.symbol,
                       execution.exec_id, execution.side.value, execution.quantity, execution.price,
                       position.quantity, position.avg_cost, position.state.value)
-        self._commit(msg, replace(state, position=position), [])
+        entry_ref = og.leg_ref(group_of_ref(execution.order_ref), og.ENTRY)
+        working = tuple(replace(w, filled=True) if execution.order_ref == entry_ref
+                        and w.group_id == group_of_ref(entry_ref) and not w.filled else w
+                        for w in state.working)
+        self._commit(msg, replace(state, position=position, working=working), [])
 
     @run_once
     def receiveMsg_OrderGroupFinished(self, msg: OrderGroupFinished, sender: ActorAddress) -> None:
@@ -484,8 +659,8 @@ class SymbolActor(ShellActor):
         position = state.position
         if finished.role is GroupRole.ENTRY and position.state is PositionState.OPENING:
             position = cancel_entry(position)
-        elif finished.role is GroupRole.EXIT and position.state is PositionState.CLOSING:
-            position = cancel_exit(position)
+        elif finished.role is not GroupRole.ENTRY and position.state is PositionState.CLOSING:
+            position = cancel_exit(position)  # a scale-out done, or a close that did not fill
         state = replace(state, position=position,
                         working=tuple(w for w in state.working if w is not finished))
         if finished.role is GroupRole.EXIT and position.quantity != 0:
@@ -508,8 +683,9 @@ class SymbolActor(ShellActor):
         if state is None:
             return "not configured"
         working = ", ".join(f"{w.group_id} {w.role.value}" for w in state.working) or "none"
+        rules = self.rules.version if self.rules is not None else "-"
         return (f"position {state.position.state.value} {state.position.quantity}; working groups: "
-                f"{working}; groups started: {state.group_counter}"
+                f"{working}; groups started: {state.group_counter}; rules {rules}"
                 + (f"; exit pending: {state.exit_pending}" if state.exit_pending else ""))
 
     def receiveMsg_GetPositions(self, msg: GetPositions, sender: ActorAddress) -> None:

@@ -17,6 +17,7 @@ that is down are dropped with a warning, so no stale command fires hours later.
 from __future__ import annotations
 
 from collections import deque
+from dataclasses import replace
 from typing import ClassVar, Final
 
 from thespian.actors import ActorAddress
@@ -31,11 +32,12 @@ from messages import (
     Message,
     OrderGroupFinished,
     PeerMoved,
+    RulesUpdated,
     SymbolActorStarted,
     ToSymbol,
 )
 
-SYMBOL_PEERS: Final[tuple[str, ...]] = ("bus", "tws", "symbols", "groups", "supervisor")
+SYMBOL_PEERS: Final[tuple[str, ...]] = ("bus", "tws", "symbols", "groups", "strategy", "supervisor")
 # Message types that carry a `symbol` field and go to that symbol's actor when sent here.
 ROUTED_BY_SYMBOL: Final = frozenset({
     "OrderGroupFinished", "PredictionSignal", "ClosePosition", "MoveStop",
@@ -93,11 +95,13 @@ class SymbolSupervisor(SupervisorActor):
             if len(kept) < len(pending):
                 self.pending[key] = deque(kept, maxlen=_KEPT_PER_SYMBOL)
 
-    def _announce(self, key: str, address: ActorAddress, incarnation: int, cause: Message | None) -> None:
-        tws = self.peers.get("tws")
-        if tws is not None:
-            self.tell(tws, self.make(SymbolActorStarted, cause, symbol=key, address=address,
-                                     incarnation=incarnation))
+    def _announce(self, key: str, address: ActorAddress, incarnation: int, cause: Message | None,
+                  to: tuple[str, ...] = ("tws", "strategy")) -> None:
+        for name in to:  # quotes (tws) and signals (strategy) go to the symbol directly
+            peer = self.peers.get(name)
+            if peer is not None:
+                self.tell(peer, self.make(SymbolActorStarted, cause, symbol=key, address=address,
+                                          incarnation=incarnation))
 
     def on_gave_up(self, key: str) -> None:
         child = self.children[key]
@@ -112,11 +116,23 @@ class SymbolSupervisor(SupervisorActor):
     @run_once
     def receiveMsg_PeerMoved(self, msg: PeerMoved, sender: ActorAddress) -> None:
         super().receiveMsg_PeerMoved(msg, sender)
-        if msg.name == "tws":
-            # A new tws knows no symbol actor yet.
+        if msg.name in ("tws", "strategy"):
+            # A new tws (or controller) knows no symbol actor yet.
             for key, child in self.children.items():
                 if child.address is not None and child.ready:
-                    self._announce(key, child.address, child.incarnation, msg)
+                    self._announce(key, child.address, child.incarnation, msg, to=(msg.name,))
+
+    @run_once
+    def receiveMsg_RulesUpdated(self, msg: RulesUpdated, sender: ActorAddress) -> None:
+        # Restarted symbols start from their spec's config: it carries the new rules from now on.
+        for key, child in self.children.items():
+            config = child.spec.config
+            if isinstance(config, Config):
+                child.spec = replace(child.spec, config=replace(config, rules=msg.rules,
+                                                                strategy=msg.strategy))
+            if child.address is not None:
+                self.tell(child.address, msg)
+        self.log.info("symbols: rules {} sent to {} symbol(s)", msg.version, len(self.children))
 
     # ------------------------------------------------------------ routing
 

@@ -11,8 +11,8 @@ a real feed sends them, and in lockstep (all 100 symbols at the same instants: 1
 wake at once on 2 cores, the worst case). StartSystem.actor_classes swaps in the subclasses of bench.bench_support: they only stamp.
 
 1. Tick-to-order latency (goal p50 <= 5 ms, p99 <= 20 ms): `--symbols` symbols quote and run the
-   demo strategy on 1 s bars (SMA 2/3, ATR 3, stop and target 1 ATR, volatility 3); the first
-   `--trading` of them can order (the others have a lot size above strategy.max_quantity, so each
+   moving-average cross rules on 1 s bars (SMA 2/3, ATR 3, stop and target 1 ATR, volatility 3); the first
+   `--trading` of them can order (the others have a lot size above the rules' max_quantity, so each
    entry sizes to zero lots). Quotes are held until the whole tree is up (see bench_latency).
    The simulator stamps (time.monotonic_ns: one clock for every process on Linux) each quote as
    it hands the quote's ticks to the socket, and each PLACE_ORDER as it arrives. The latency of a
@@ -198,13 +198,13 @@ def wait_for(condition: Callable[[], _T], timeout: float, what: str, interval: f
 # ---------------------------------------------------------------- the system
 
 
-# Above strategy.max_quantity (100): the strategy runs on every bar but sizes each entry to zero lots.
+# Above the rules' max_quantity (100): the rules run on every bar but size each entry to zero lots.
 SILENT_LOT: Final = 1_000
 
 
 @dataclass(frozen=True)
 class Strategy:
-    """The demo strategy's knobs for a run; only the first `trading` symbols can place orders."""
+    """The moving-average cross rules' knobs for a run; only the first `trading` symbols can place orders."""
 
     volatility: float
     stop_atr: str
@@ -217,6 +217,7 @@ def make_config(symbols: Sequence[str], work: Path, strategy: Strategy) -> Any:
     """Return a Config quoting `symbols` on 1 s bars on the embedded simulator (port set later)."""
     from actors.launcher import free_port
     from core.config import parse_config
+    from core.rules import moving_average_cross
 
     return parse_config({
         "system": {"admin_port": free_port(), "log_dir": str(work / "logs"), "state_dir": str(work / "state"),
@@ -226,8 +227,10 @@ def make_config(symbols: Sequence[str], work: Path, strategy: Strategy) -> Any:
         "symbols": {name: {} if i < strategy.trading else {"lot_size": SILENT_LOT}
                     for i, name in enumerate(symbols)},
         "market_data": {"bar_seconds": 1, "warmup_bars": 0},
-        "strategy": {"fast": 2, "slow": 3, "atr_period": 3, "stop_atr_multiple": strategy.stop_atr,
-                     "target_atr_multiple": strategy.target_atr},
+        "strategy": {"watch_config": False},
+        "rules": moving_average_cross(fast=2, slow=3, atr_period=3, stop_atr=strategy.stop_atr,
+                                      target_atr=strategy.target_atr),
+        "signals": {"demo": {"interval_s": 3600.0}},  # bars decide here, not signals
     }, source="<bench_runtime>")
 
 
@@ -502,7 +505,7 @@ def read_records(directory: Path) -> Records:
 STAGES: Final = (
     ("quote sent -> tws handles the tick (wire)", "sent", "tick"),
     ("tws tick -> symbol actor has the QuoteUpdate", "tick", "quote"),
-    ("symbol: bar, strategy, snapshot -> entry SubmitOrder sent", "quote", "place"),
+    ("symbol: bar, rules, snapshot -> entry SubmitOrder sent", "quote", "place"),
     ("entry SubmitOrder -> tws", "place", "tws"),
     ("tws: id, pacer, write -> PLACE_ORDER at simulator", "tws", "arrived"),
     ("(off the path) entry sent -> its group actor configured", "place", "group_up"),
@@ -788,8 +791,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scale-symbols", type=int, default=300, help="symbols of the memory/staleness run")
     parser.add_argument("--stale-seconds", type=float, default=20.0, help="measured seconds of staleness at scale")
     parser.add_argument("--volatility", type=float, default=3.0, help="annualised volatility of the simulated prices")
-    parser.add_argument("--stop-atr", default="1", help="strategy.stop_atr_multiple of the latency run")
-    parser.add_argument("--target-atr", default="1", help="strategy.target_atr_multiple of the latency run")
+    parser.add_argument("--stop-atr", default="1", help="stop_atr of the latency run's rules")
+    parser.add_argument("--target-atr", default="1", help="target_atr of the latency run's rules")
     parser.add_argument("--keep", action="store_true", help="keep each run's logs and stamps (the path is printed)")
     parser.add_argument("--phases", choices=("both", "staggered", "lockstep"), default="both",
                         help="quote timing of the latency run: spread over each 250 ms like a real feed "

@@ -130,6 +130,15 @@ def _optional_inner(tp: Any) -> Any:
     return None
 
 
+def _scalar_items(tp: Any) -> Any:
+    """Return T for `tuple[T, ...]` of a scalar T (an array of strings, numbers...), else None."""
+    if typing.get_origin(tp) is tuple:
+        args = typing.get_args(tp)
+        if len(args) == 2 and args[1] is Ellipsis and not _is_section(args[0]):
+            return args[0]
+    return None
+
+
 def _item_type(tp: Any) -> Any:
     if typing.get_origin(tp) is tuple:
         args = typing.get_args(tp)
@@ -199,6 +208,9 @@ def _describe(tp: Any, spec: Spec) -> str:
     inner = _optional_inner(tp)
     if inner is not None:
         return _describe(inner, spec)
+    scalar = _scalar_items(tp)
+    if scalar is not None:
+        return f"an array of {_describe(scalar, _NO_SPEC).removeprefix('a ').removeprefix('an ')}s"
     item = _item_type(tp)
     if item is not None:
         text = (f"a table of tables keyed by {spec.key} or an array of tables"
@@ -282,6 +294,12 @@ class _Walker:
             if not isinstance(raw, dict):
                 return self.bad(path, raw, "a table")
             return self.section(tp, raw, path, base)
+        scalar = _scalar_items(tp)
+        if scalar is not None:
+            if not isinstance(raw, list):
+                return self.bad(path, raw, _describe(tp, spec))
+            items = tuple(self.value(scalar, spec, v, f"{path}[{i}]", None) for i, v in enumerate(raw))
+            return _INVALID if any(v is _INVALID for v in items) else items
         value = _coerce(tp, raw)
         if value is _INVALID:
             expected = _describe(tp, spec)
@@ -553,8 +571,42 @@ class SignalSourceKind(StrEnum):
     FILE = "file"
 
 
-class StrategyKind(StrEnum):
-    MA_CROSS = "ma_cross"
+class RuleEvent(StrEnum):
+    SIGNAL = "signal"   # a prediction signal for the symbol arrived
+    BAR = "bar"         # a bar of the symbol closed
+
+
+class ActionKind(StrEnum):
+    OPEN_BRACKET = "open_bracket"      # entry + stop-loss + take-profit, sized by ATR risk or fixed
+    OPEN_ORDER = "open_order"          # one order of any supported type
+    CLOSE_POSITION = "close_position"  # cancel working groups, then close the position at market
+    SCALE_OUT = "scale_out"            # close a fraction (or a quantity) of the position at market
+    BREAK_EVEN = "break_even"          # move the protective stop to the entry price (± offset)
+    TRAIL_STOP = "trail_stop"          # move the protective stop behind the price; only ever tightens
+    CANCEL_ORDERS = "cancel_orders"    # cancel working entries (or every working group)
+    LOG = "log"                        # write a line to the symbol's log (a notification)
+
+
+class SideChoice(StrEnum):
+    BUY = "buy"
+    SELL = "sell"
+    SIGNAL = "signal"   # LONG buys, SHORT sells, FLAT does nothing
+
+
+class EntryType(StrEnum):
+    MARKET = "market"
+    LIMIT = "limit"            # at the reference price ∓ limit_offset_ticks (a buy below, a sell above)
+    STOP = "stop"              # at the reference price ± stop_offset_ticks (a buy above, a sell below)
+    STOP_LIMIT = "stop_limit"  # both
+
+
+class CancelScope(StrEnum):
+    ENTRIES = "entries"   # entry groups only: protective orders of open positions stay
+    ALL = "all"           # every working group of the symbol (its position is left unprotected)
+
+
+_RULE_NAME: Final = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,63}")
+_HHMM: Final = re.compile(r"([01][0-9]|2[0-3]):[0-5][0-9]")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -779,20 +831,61 @@ class SignalsConfig:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class StrategyConfig:
-    """The stand-in demo strategy: a moving-average cross with ATR-sized brackets."""
+    """How the rules run: the regular session (exchange time) and reload behaviour."""
 
-    kind: StrategyKind = setting(StrategyKind.MA_CROSS)
-    fast: int = setting(3, ge=1, le=10_000)
-    slow: int = setting(12, ge=2, le=10_000)
-    atr_period: int = setting(14, ge=1, le=10_000)
-    stop_atr_multiple: Decimal = setting(Decimal(2), gt=0)
-    target_atr_multiple: Decimal = setting(Decimal(3), gt=0)
-    risk_per_trade: Decimal = setting(Decimal(100), gt=0)
-    max_quantity: Decimal = setting(Decimal(100), gt=0)
+    first_match_only: bool = setting(False)   # stop at the first rule that fires, whatever its `final`
+    session_open: str = setting("09:30", check=_pattern(_HHMM, 'a time "HH:MM" (24-hour, exchange time)'))
+    session_close: str = setting("16:00", check=_pattern(_HHMM, 'a time "HH:MM" (24-hour, exchange time)'))
+    watch_config: bool = setting(True)        # reload the rules when the configuration file changes
 
     RULES: ClassVar[tuple[Rule, ...]] = (
-        Rule(paths=("fast", "slow"), check=lambda f, s: None if f < s else "fast < slow"),
+        Rule(paths=("session_open", "session_close"),
+             check=lambda o, c: None if o < c else "session_open before session_close"),
     )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ActionConfig:
+    """What a rule does when it fires; which keys apply depends on `type` (core/rules.py checks them)."""
+
+    type: ActionKind = setting(expect="one of " + ", ".join(f'"{k.value}"' for k in ActionKind))
+    side: SideChoice = setting(SideChoice.SIGNAL)
+    entry: EntryType = setting(EntryType.MARKET)
+    quantity: Decimal | None = setting(None, gt=0)        # a fixed size, instead of risk sizing
+    risk: Decimal | None = setting(None, gt=0)            # money lost at the stop: sizes the order
+    atr_period: int = setting(14, ge=1, le=10_000)
+    stop_atr: Decimal | None = setting(None, gt=0)        # stop distance in ATRs
+    target_atr: Decimal | None = setting(None, gt=0)      # take-profit distance in ATRs
+    max_quantity: Decimal = setting(Decimal(100), gt=0)   # cap on a risk-sized order
+    limit_offset_ticks: int = setting(0, ge=0, le=100_000)
+    stop_offset_ticks: int = setting(0, ge=0, le=100_000)
+    tif: str = setting("DAY", check=_pattern(re.compile(r"DAY|GTC|IOC"), '"DAY", "GTC" or "IOC"'))
+    fraction: Decimal | None = setting(None, gt=0, le=1)  # scale_out: part of the position
+    offset_ticks: int = setting(0, ge=-100_000, le=100_000)  # break_even: ticks beyond the entry
+    trail_atr: Decimal | None = setting(None, gt=0)       # trail_stop: distance in ATRs...
+    trail_amount: Decimal | None = setting(None, gt=0)    # ...or in price units
+    scope: CancelScope = setting(CancelScope.ENTRIES)
+    message: str = setting("")
+    level: LogLevel = setting(LogLevel.INFO)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RuleConfig:
+    """One trading rule: when it is evaluated, its condition, its limits and its action."""
+
+    name: str = setting(check=_pattern(_RULE_NAME, "a rule name: a letter, then up to 63 letters, "
+                                                    "digits, '_', '.' or '-'"))
+    on: RuleEvent = setting(RuleEvent.SIGNAL)
+    when: str = setting("true")                 # an expression (see core/expr.py)
+    all: tuple[str, ...] = setting(())          # more conditions, every one must hold
+    any: tuple[str, ...] = setting(())          # more conditions, at least one must hold (if any)
+    priority: int = setting(0, ge=-1_000_000, le=1_000_000)   # higher runs first
+    cooldown_s: float = setting(0.0, ge=0)      # per symbol: no second fire within this long
+    max_fires_per_day: int = setting(0, ge=0)   # per symbol and exchange day; 0 = no limit
+    final: bool = setting(False)                # when it fires, lower-priority rules do not run
+    symbols: tuple[str, ...] = setting((), check=_pattern(_SYMBOL, SYMBOL_EXPECT))  # () = every symbol
+    enabled: bool = setting(True)
+    action: ActionConfig = setting(expect="a table with at least a type")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -832,6 +925,7 @@ class Config:
     journal: JournalConfig = setting(factory=JournalConfig)
     signals: SignalsConfig = setting(factory=SignalsConfig)
     strategy: StrategyConfig = setting(factory=StrategyConfig)
+    rules: tuple[RuleConfig, ...] = setting((), key="name")
     monitoring: MonitoringConfig = setting(factory=MonitoringConfig)
     source: str = field(default="<defaults>", metadata={"in_file": False})
 
@@ -871,6 +965,10 @@ def parse_config(data: Mapping[str, Any], source: str = "<dict>") -> Config:
     parsed = walker.section(Config, dict(data), "", None)
     if walker.problems:
         raise ConfigError(walker.problems)
+    from core.rules import rule_problems  # the rules' expressions need the parsed symbols
+    problems = rule_problems(parsed)
+    if problems:
+        raise ConfigError(problems)
     return dataclasses.replace(parsed, source=source)
 
 

@@ -107,7 +107,7 @@ from messages.signals import (
     SignalRejected,
     excerpt,
 )
-from messages.strategy import RulesLoaded, RulesRejected
+from messages.strategy import RulesLoaded, RulesRejected, RulesUpdated
 
 # Message types only: the enums (GroupKind, Direction, TradingState…), the Peer and ChildStatus
 # values and the helpers are importable from here too, but are not messages.
@@ -204,6 +204,7 @@ __all__ = [
     # strategy
     "RulesLoaded",
     "RulesRejected",
+    "RulesUpdated",
 ]
 
 MESSAGE_TYPES: Final[Mapping[str, type[Message]]] = MappingProxyType(

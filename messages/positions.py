@@ -84,8 +84,12 @@ class ClosePosition(Message):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class MoveStop(Message):
-    """Move a symbol's protective stop to `stop_price` (its working stop order follows)."""
+    """Move a symbol's protective stop to `stop_price` (its working stop order follows).
+
+    To the groups supervisor, `group_id` names the group whose stop moves.
+    """
 
     symbol: str
     stop_price: Decimal
     reason: str = ""
+    group_id: str = ""

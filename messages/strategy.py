@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from core.config import RuleConfig, StrategyConfig
 from messages.base import Message
 
 
@@ -22,3 +23,16 @@ class RulesRejected(Message):
 
     problems: tuple[str, ...]
     source: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RulesUpdated(Message):
+    """A new rule set to run from now on (controller → symbols supervisor → each symbol actor).
+
+    It carries the rule *configuration*, not compiled rules (those hold closures and do not
+    pickle): each actor compiles it (core.rules) and caches the result by `version`.
+    """
+
+    version: str
+    rules: tuple[RuleConfig, ...]
+    strategy: StrategyConfig

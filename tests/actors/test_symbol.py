@@ -1,4 +1,4 @@
-"""SymbolActor against stand-in tws/groups/bus: quotes -> bars -> strategy -> groups, fills, restore, logs."""
+"""SymbolActor against stand-in tws/groups/bus: quotes -> bars -> rules -> groups, fills, restore, logs."""
 
 from __future__ import annotations
 
@@ -16,7 +16,8 @@ from actors import quote_channel as qc
 from actors.order_group import was_sent
 from actors.symbol import SymbolActor, SymbolSettings, SymbolState
 from core import order_group as og
-from core.config import Config, MarketDataConfig, StrategyConfig, SymbolConfig, SystemConfig
+from core.config import Config, MarketDataConfig, StrategyConfig, SymbolConfig, SystemConfig, parse_config
+from core.rules import moving_average_cross
 from core.indicators import atr_batch
 from core.orders import OrderStatus
 from core.position import PositionState
@@ -54,8 +55,9 @@ BAR_S = 60
 T0 = 1_699_999_980 * S  # a multiple of 60 s
 D = Decimal
 
-STRATEGY = StrategyConfig(fast=2, slow=4, atr_period=3, stop_atr_multiple=D(2), target_atr_multiple=D(3),
-                          risk_per_trade=D(100), max_quantity=D(100))
+STRATEGY = StrategyConfig()
+RULES = parse_config({"rules": moving_average_cross(fast=2, slow=4, atr_period=3, stop_atr=2, target_atr=3,
+                                                    risk=100, max_quantity=100)}).rules
 # Falling history (fast below slow); a live bar closing at 108 crosses up (fast 104 > slow 103.5).
 HISTORY = tuple(Bar(symbol="AAPL", ts_ns=T0 + i * BAR_S * S, open=D(c), high=D(c + 1), low=D(c - 1),
                     close=D(c)) for i, c in enumerate((110, 108, 106, 104, 102, 100)))
@@ -74,7 +76,7 @@ def _settings(log_dir: Path, *, channel: bool = False) -> SymbolSettings:
     return SymbolSettings(symbol=SymbolConfig(symbol="AAPL"),
                           market_data=MarketDataConfig(bar_seconds=BAR_S, warmup_bars=6,
                                                        quote_channel=channel),
-                          strategy=STRATEGY, log_dir=log_dir)
+                          strategy=STRATEGY, rules=RULES, log_dir=log_dir)
 
 
 def _quote(bucket: int, last: str, offset_s: int = 1) -> QuoteUpdate:
@@ -209,7 +211,7 @@ def test_cross_down_cancels_working_bracket_then_closes_remaining_position(asys:
     rig.feed(_quote(LIVE + 2, "100"), _quote(LIVE + 3, "90"), _quote(LIVE + 4, "90"))
     rig.acked()
     (cancel,) = rig.sent(rig.groups, CancelOrderGroup, 1)
-    assert cancel.group_id == "AAPL-1-1" and "crossed below" in cancel.reason
+    assert cancel.group_id == "AAPL-1-1" and "rule ma_exit" in cancel.reason
     assert len(rig.sent(rig.groups, PlaceOrderGroup)) == 1  # nothing sold beside the resting stop
     rig.feed(ToSymbol(symbol="AAPL", message=OrderGroupFinished(
         group_id="AAPL-1-1", symbol="AAPL", outcome=GroupOutcome.FILLED, filled=D(10), reason="cancelled")))
@@ -239,7 +241,9 @@ def test_restore_from_snapshot_keeps_position_and_group_counter(asys: ActorSyste
     first.feed(_fill("e1.01", "AAPL-1-1:entry", Side.BUY, 10, "108"))
     snapshot = first.last_state()
     assert snapshot.position.quantity == 10
-    second = Rig(asys, _settings(tmp_path), state=snapshot, incarnation=2, history=HISTORY)
+    # The restart's warm-up history reaches the bars the first incarnation saw live (as TWS's does).
+    live = Bar(symbol="AAPL", ts_ns=T0 + LIVE * BAR_S * S, open=D(108), high=D(108), low=D(108), close=D(108))
+    second = Rig(asys, _settings(tmp_path), state=snapshot, incarnation=2, history=HISTORY + (live,))
     positions = asys.ask(second.child, GetPositions(), ASK)
     assert positions.positions[0].quantity == D(10)
     second.feed(_fill("e1.01", "AAPL-1-1:entry", Side.BUY, 10, "108"))  # a replayed fill: counted once
@@ -285,7 +289,7 @@ def test_symbol_log_file_gets_its_lines_with_correlation_ids(asys: ActorSystem, 
     text = (tmp_path / "symbols" / "AAPL.log").read_text(encoding="utf-8")
     (line,) = [line for line in text.splitlines() if "fill e9.01" in line]
     assert f"corr={fill.msg_id}" in line and "AAPL#1" in line
-    assert "bracket AAPL-1-1" in text
+    assert "intent AAPL-1-1 BUY" in text and "rule ma_entry" in text
     assert "fill e9.01" in (tmp_path / "system.log").read_text(encoding="utf-8")
 
 
@@ -293,7 +297,7 @@ def test_each_symbol_log_file_holds_only_its_own_symbol(asys: ActorSystem, tmp_p
     aapl = Rig(asys, _settings(tmp_path), history=())
     msft_settings = SymbolSettings(symbol=SymbolConfig(symbol="MSFT"),
                                    market_data=MarketDataConfig(quote_channel=False),
-                                   strategy=STRATEGY, log_dir=tmp_path)
+                                   strategy=STRATEGY, rules=RULES, log_dir=tmp_path)
     msft = Rig(asys, msft_settings, history=())
     for rig in (aapl, msft):
         asys.ask(rig.child, GetPositions(), ASK)
@@ -306,7 +310,7 @@ def test_each_symbol_log_file_holds_only_its_own_symbol(asys: ActorSystem, tmp_p
 
 
 def test_configured_with_whole_config_takes_its_symbol_table(asys: ActorSystem, tmp_path: Path) -> None:
-    config = Config(symbols=(SymbolConfig(symbol="AAPL", tick_size=D("0.05")),), strategy=STRATEGY,
+    config = Config(symbols=(SymbolConfig(symbol="AAPL", tick_size=D("0.05")),), rules=RULES,
                     market_data=MarketDataConfig(bar_seconds=BAR_S, warmup_bars=6, quote_channel=False),
                     system=SystemConfig(log_dir=tmp_path))
     rig = Rig(asys, config)
@@ -331,7 +335,7 @@ def test_symbol_actor_in_own_process_trades_snapshots_and_logs(tcp_asys: ActorSy
     rig.asys.ask(rig.child, GetPositions(), ASK)
     text = (tmp_path / "symbols" / "AAPL.log").read_text(encoding="utf-8")
     assert f"corr={fill.msg_id}" in text
-    assert rig.last_state().strategy.bars_seen == len(HISTORY) + 1
+    assert rig.last_state().market.history == ()  # snapshots leave the market to the warm-up
     assert OrderStatus.CREATED is place.legs[0].status
 
 

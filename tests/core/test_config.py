@@ -20,7 +20,6 @@ from core.config import (
     LogLevel,
     SecType,
     SignalSourceKind,
-    StrategyKind,
     Synchronous,
     Wire,
     load_config,
@@ -82,9 +81,10 @@ def test_shipped_config_loads_with_expected_defaults() -> None:
     assert config.journal_path == Path("var/state/journal.sqlite")
     assert config.signals.source is SignalSourceKind.DEMO
     assert config.signals.http.auth_env is None
-    assert config.strategy.kind is StrategyKind.MA_CROSS
-    assert (config.strategy.fast, config.strategy.slow) == (3, 12)
-    assert config.strategy.risk_per_trade == D(100)
+    assert (config.strategy.session_open, config.strategy.session_close) == ("09:30", "16:00")
+    assert [r.name for r in config.rules if r.enabled] == ["exit_on_reversal", "enter_long", "enter_short",
+                                                            "trail_winners"]
+    assert Config().rules == ()  # an empty file runs no rules: config.toml ships the default strategy
     assert config.monitoring.prometheus_port == 0
 
 
@@ -92,7 +92,7 @@ def test_shipped_config_states_the_code_defaults_except_simulated_symbols() -> N
     shipped = load_config(SHIPPED)
 
     for f in dataclasses.fields(Config):
-        if f.name not in ("simulator", "source"):
+        if f.name not in ("simulator", "source", "rules"):
             assert getattr(shipped, f.name) == getattr(DEFAULTS, f.name), f.name
     assert dataclasses.replace(shipped.simulator, symbols=()) == DEFAULTS.simulator
 
@@ -168,9 +168,9 @@ def test_decimal_keys_accept_ints_floats_and_strings_exactly(given: Any, expecte
 @given(st.floats(min_value=1e-300, max_value=1e300, allow_nan=False, allow_infinity=False))
 @settings(max_examples=50)
 def test_decimal_from_float_equals_its_shortest_repr(value: float) -> None:
-    config = parse_config({"strategy": {"risk_per_trade": value}})
+    config = parse_config({"risk": {"max_order_notional": value}})
 
-    assert config.strategy.risk_per_trade == Decimal(str(value))
+    assert config.risk.max_order_notional == Decimal(str(value))
 
 
 def test_symbols_as_array_of_tables_keep_their_order() -> None:
@@ -291,8 +291,9 @@ INVALID: list[tuple[str, str, tuple[str, ...]]] = [
      ("signals.http.url", "hidden", "without credentials", "environment variable")),
     ("literal secret in url query", '[signals.http]\nurl = "https://x.example.com/p?api_key=abc123"',
      ("signals.http.url", "hidden", "without credentials")),
-    ("cross-field fast not below slow", "[strategy]\nfast = 30\nslow = 30",
-     ("strategy.fast = 30", "strategy.slow = 30", "expected fast < slow")),
+    ("cross-field session closes before it opens", '[strategy]\nsession_open = "16:00"\nsession_close = "09:30"',
+     ('strategy.session_open = "16:00"', 'strategy.session_close = "09:30"',
+      "expected session_open before session_close")),
     ("cross-field heartbeat timeout", "[broker]\nheartbeat_interval_s = 10\nheartbeat_timeout_s = 10",
      ("broker.heartbeat_timeout_s = 10.0", "broker.heartbeat_interval_s = 10.0",
       "expected heartbeat_timeout_s > heartbeat_interval_s")),
@@ -361,24 +362,24 @@ max_order_notionl = 5
 [[symbols]]
 symbol = "aapl"
 [strategy]
-fast = 50
-slow = 20
+session_open = "17:00"
+session_close = "09:30"
 """
     problems = _problems(text)
 
     assert len(problems) == 6, problems
     for path in ("system.log_level", "broker.client_id", "broker.pacing_msgs_per_s",
-                 "risk.max_order_notionl", "symbols[0].symbol", "strategy.fast = 50, strategy.slow = 20"):
+                 "risk.max_order_notionl", "symbols[0].symbol", 'strategy.session_open = "17:00", strategy.session_close = "09:30"'):
         assert sum(path in p for p in problems) == 1, path
     assert "6 problem(s)" in str(ConfigError(problems))
 
 
 def test_cross_field_check_still_runs_when_another_key_of_the_section_is_invalid() -> None:
-    problems = _problems("[strategy]\nfast = 40\nslow = 20\natr_period = 0\n")
+    problems = _problems('[strategy]\nsession_open = "17:00"\nsession_close = "09:30"\nwatch_config = 3\n')
 
     assert len(problems) == 2
-    assert any("strategy.atr_period = 0" in p for p in problems)
-    assert any("expected fast < slow" in p for p in problems)
+    assert any("strategy.watch_config = 3" in p for p in problems)
+    assert any("expected session_open before session_close" in p for p in problems)
 
 
 def test_symbol_table_contradicting_its_name_still_has_its_other_keys_checked() -> None:

@@ -3,7 +3,7 @@
 `start_system` creates the actor system on a free loopback admin port, the simulator (stepped
 clock by default, so prices move only when a test steps them) and the root Supervisor, and
 answers StartSystem with a Config whose broker points at the simulator. Unless a test gives it
-settings, the demo strategy never fires (a slow average longer than any test), so every order
+settings, no rule is configured (the demo signals come once an hour), so every order
 comes from the test's own PlaceOrderGroup. `System.close` stops everything as the launcher does
 and fails the test if a process of the system outlives the shutdown (after killing it by pid).
 """
@@ -135,12 +135,12 @@ def scripted(symbol: str, directory: Path, prices: Sequence[str | Decimal]) -> S
 def make_config(*, admin_port: int, broker_port: int, symbols: Iterable[str], log_dir: Path,
                 state_dir: Path, symbol_budget: tuple[int, float] = (5, 60.0),
                 group_budget: tuple[int, float] = (3, 60.0), core_budget: tuple[int, float] = (2, 60.0),
-                bar_seconds: int = 5,
-                strategy: Mapping[str, object] | None = None) -> Config:
+                bar_seconds: int = 5, rules: Mapping[str, object] | None = None,
+                signals: Mapping[str, object] | None = None) -> Config:
     """Return a Config trading `symbols` on the simulator at `broker_port`.
 
-    Without `strategy` the demo strategy is silent: its slow average never fills in a test, so
-    it decides nothing and every order is the test's own.
+    Without `rules` nothing decides (no rules; the demo signals come once an hour), so every
+    order is the test's own. `signals` replaces the [signals] table.
     """
     return parse_config({
         "system": {"admin_port": admin_port, "log_dir": str(log_dir), "state_dir": str(state_dir),
@@ -155,7 +155,9 @@ def make_config(*, admin_port: int, broker_port: int, symbols: Iterable[str], lo
         "symbols": {name: {} for name in symbols},
         # No history: a symbol is ready at once.
         "market_data": {"warmup_bars": 0, "stale_after_s": 3600.0, "bar_seconds": bar_seconds},
-        "strategy": dict(strategy) if strategy is not None else {"fast": 1, "slow": 10_000},
+        "strategy": {"watch_config": False},
+        "rules": dict(rules) if rules is not None else {},
+        "signals": dict(signals) if signals is not None else {"demo": {"interval_s": 3600.0}},
     }, source="<e2e>")
 
 

@@ -15,14 +15,15 @@ from pathlib import Path
 
 import pytest
 
+from core.rules import moving_average_cross
 from messages import ChildStatus
 from tests.e2e.harness import System, SymbolSpec, kill, wait_for, walk
 
 pytestmark = pytest.mark.timeout(120)
 
 SYMBOLS = ("AAPL", "MSFT", "SPY")
-STRATEGY = {"fast": 1, "slow": 2, "atr_period": 2, "stop_atr_multiple": 1, "target_atr_multiple": 1,
-            "risk_per_trade": 50, "max_quantity": 100}
+RULES = moving_average_cross(fast=1, slow=2, atr_period=2, stop_atr=1, target_atr=1, risk=50,
+                             max_quantity=100)
 KILLS = 12           # how many actors die, in KINDS order
 TICK_S = 0.25        # wall time per market step (four 1 s bars of the market per wall second)
 KILL_EVERY = 3       # steps
@@ -47,7 +48,7 @@ def test_random_kills_while_trading_leave_positions_equal_to_the_broker_and_no_o
         launch: Callable[..., System], tmp_path: Path) -> None:
     budget = (1000, 60.0)
     system = launch(tuple(SymbolSpec(symbol=s, walk=walk(volatility=4.0)) for s in SYMBOLS), bar_seconds=1,
-                    strategy=STRATEGY, symbol_budget=budget, group_budget=budget, core_budget=budget)
+                    rules=RULES, symbol_budget=budget, group_budget=budget, core_budget=budget)
     rnd = random.Random(11)
     killed: list[str] = []
     start = time.monotonic()

@@ -1,6 +1,6 @@
-"""Acceptance: the SymbolActor's demo strategy opens a bracket and sees it through, also across a kill -9.
+"""Acceptance: bar rules (a moving-average cross) open a bracket and see it through, also across a kill -9.
 
-The strategy crosses a 1-bar over a 2-bar average on 1 s wall-clock bars. The test steps the
+The rules cross a 1-bar over a 2-bar average on 1 s wall-clock bars. The test steps the
 simulator one scripted bar per wall-clock second, so the bars (and the decision) are
 deterministic: the symbol sees 100, 100, 99, 100, which cross up when the fourth bar closes
 (ATR 1 → 50 shares, stop 98, target 103); the next bar rises to 103.50 and fills the target.
@@ -18,14 +18,15 @@ from pathlib import Path
 import pytest
 
 from core.matching import CANCELLED, FILLED
+from core.rules import moving_average_cross
 from tests.e2e.harness import BAR_S, System, net_pnl, scripted, wait_for
 
 pytestmark = pytest.mark.timeout(90)
 
 # Seen by the symbol at the end of each step: 100 (step 0, 1 s), 100, 99, 100, 100; then 103.50.
 PRICES = ("100", "99", "100", "100", "103.50")
-STRATEGY = {"fast": 1, "slow": 2, "atr_period": 1, "stop_atr_multiple": 2, "target_atr_multiple": 3,
-            "risk_per_trade": 100, "max_quantity": 100}
+RULES = moving_average_cross(fast=1, slow=2, atr_period=1, stop_atr=2, target_atr=3, risk=100,
+                             max_quantity=100)
 GROUP = "AAPL-1-1"  # the symbol's first group of its first incarnation
 
 
@@ -37,7 +38,7 @@ def _next_bar(system: System) -> None:
 
 
 def _enter(launch: Callable[..., System], tmp_path: Path) -> System:
-    system = launch((scripted("AAPL", tmp_path, PRICES),), bar_seconds=1, strategy=STRATEGY)
+    system = launch((scripted("AAPL", tmp_path, PRICES),), bar_seconds=1, rules=RULES)
     system.step(1)
     for _ in range(4):  # the fourth step closes the bar that crosses
         _next_bar(system)
@@ -59,7 +60,7 @@ def _closed(system: System) -> None:
     assert system.orders_per_ref() == {f"{GROUP}:entry": 1, f"{GROUP}:sl": 1, f"{GROUP}:tp": 1}
 
 
-def test_demo_strategy_cross_opens_bracket_whose_target_closes_the_position(
+def test_bar_rule_cross_opens_bracket_whose_target_closes_the_position(
         launch: Callable[..., System], tmp_path: Path) -> None:
     system = _enter(launch, tmp_path)
     _next_bar(system)
