@@ -144,6 +144,7 @@ class SymbolState:
     working: tuple[WorkingGroup, ...] = ()
     group_counter: int = 0
     exit_pending: str = ""
+    exit_cause: tuple[str, str, str] = ()  # (rule, rules version, signal id) of the pending exit
     quote: Quote | None = None
 
 
@@ -152,7 +153,7 @@ def durable_part(state: SymbolState | None) -> tuple[object, ...] | None:
     if state is None:
         return None
     return (replace(state.position, last_price=None), state.working, state.group_counter,
-            state.exit_pending, state.memory)
+            state.exit_pending, state.exit_cause, state.memory)
 
 
 def for_snapshot(state: SymbolState) -> SymbolState:
@@ -488,9 +489,11 @@ class SymbolActor(ShellActor):
             return self._enter(cause, state, decision, firing, signal_id, outbox)
         reason = f"rule {firing.rule}"
         if isinstance(decision, core_rules.ClosePosition):
+            assert self.rules is not None
+            why = (firing.rule, self.rules.version, signal_id)
             if decision.quantity is None:
-                return self._exit(cause, state, reason, outbox)
-            return self._reduce(cause, state, decision.quantity, reason, outbox)
+                return self._exit(cause, state, reason, outbox, why)
+            return self._reduce(cause, state, decision.quantity, reason, outbox, why)
         if isinstance(decision, core_rules.MoveStops):
             moved = dict(decision.moves)
             for gid, price in decision.moves:
@@ -538,7 +541,7 @@ class SymbolActor(ShellActor):
                                                              stop=entry.stop_loss),))
 
     def _exit(self, cause: Message, state: SymbolState, reason: str,
-              outbox: list[tuple[str, Message]]) -> SymbolState:
+              outbox: list[tuple[str, Message]], why: tuple[str, str, str] = ()) -> SymbolState:
         if state.exit_pending or any(w.role is GroupRole.EXIT for w in state.working):
             return state  # already on its way out
         if state.working:
@@ -549,31 +552,39 @@ class SymbolActor(ShellActor):
             for working in state.working:
                 outbox.append((GROUPS, self.make(CancelOrderGroup, cause, group_id=working.group_id,
                                                  reason=f"exit: {reason}")))
-            return replace(state, exit_pending=reason)
-        return self._close(cause, state, reason, outbox)
+            return replace(state, exit_pending=reason, exit_cause=why)
+        return self._close(cause, state, reason, outbox, why=why)
 
-    def _close(self, cause: Message, state: SymbolState, reason: str,
-               outbox: list[tuple[str, Message]], quantity: Decimal | None = None) -> SymbolState:
+    def _close(self, cause: Message, state: SymbolState, reason: str, outbox: list[tuple[str, Message]],
+               quantity: Decimal | None = None, why: tuple[str, str, str] = ()) -> SymbolState:
+        """Close the position (or `quantity` of it) at market; `why` = (rule, rules version, signal id)."""
         position = state.position
         if position.quantity == 0:
-            return replace(state, exit_pending="")
+            return replace(state, exit_pending="", exit_cause=())
         n = state.group_counter + 1
         gid = group_id(state.symbol, self.incarnation, n)
         group = exit_group(gid, position, quantity)
         role = GroupRole.EXIT if quantity is None else GroupRole.REDUCE
-        self.log.info("{}: {} {} {} with {} ({})", state.symbol, "close" if quantity is None else "scale out",
-                      group.legs[0].side.value, group.size, gid, reason)
+        self.log.info("{}: intent {} {} {} {} {} ({}{})", state.symbol, gid,
+                      "close" if quantity is None else "scale out", group.legs[0].side.value, group.size,
+                      "MKT", reason, f" {why[1]}, signal {why[2] or '-'}" if why else "")
         if position.state is PositionState.OPEN:
             position = expect_exit(position)
+        leg = group.legs[0]
+        rule, version, signal_id = why or ("", "", "")
+        intent = self.make(OrderIntent, cause, intent_id=gid, symbol=state.symbol, side=leg.side,
+                           quantity=leg.quantity, order_type=leg.order_type, rule=rule, rules_version=version,
+                           signal_id=signal_id, reduce_only=True)
         self._place(cause, group, GroupKind.SINGLE, outbox, intent_id=gid)
-        return replace(state, position=position, group_counter=n, exit_pending="",
+        outbox.append(("bus", intent))
+        return replace(state, position=position, group_counter=n, exit_pending="", exit_cause=(),
                        working=state.working + (WorkingGroup(group_id=gid, role=role),))
 
     def _reduce(self, cause: Message, state: SymbolState, quantity: Decimal, reason: str,
-                outbox: list[tuple[str, Message]]) -> SymbolState:
+                outbox: list[tuple[str, Message]], why: tuple[str, str, str]) -> SymbolState:
         if state.exit_pending or any(w.role is not GroupRole.ENTRY for w in state.working):
             return state  # a close or another scale-out is on its way
-        return self._close(cause, state, reason, outbox, quantity)
+        return self._close(cause, state, reason, outbox, quantity, why)
 
     def _place(self, cause: Message, group: og.OrderGroup, kind: GroupKind,
                outbox: list[tuple[str, Message]], intent_id: str = "") -> None:
@@ -671,7 +682,7 @@ class SymbolActor(ShellActor):
                              position.quantity)
         outbox: list[tuple[str, Message]] = []
         if state.exit_pending and not state.working:
-            state = self._close(msg, state, state.exit_pending, outbox)
+            state = self._close(msg, state, state.exit_pending, outbox, why=state.exit_cause)
         self._commit(msg, state, outbox)
 
     def receiveMsg_ToSymbol(self, msg: ToSymbol, sender: ActorAddress) -> None:

@@ -16,8 +16,16 @@ from actors import quote_channel as qc
 from actors.order_group import was_sent
 from actors.symbol import SymbolActor, SymbolSettings, SymbolState
 from core import order_group as og
-from core.config import Config, MarketDataConfig, StrategyConfig, SymbolConfig, SystemConfig, parse_config
-from core.rules import moving_average_cross
+from core.config import (
+    Config,
+    MarketDataConfig,
+    RuleConfig,
+    StrategyConfig,
+    SymbolConfig,
+    SystemConfig,
+    parse_config,
+)
+from core.rules import moving_average_cross, rules_version
 from core.indicators import atr_batch
 from core.orders import OrderStatus
 from core.position import PositionState
@@ -25,20 +33,26 @@ from core.types import Bar, Execution, OrderType, Quote, Side, TimeInForce
 from messages import (
     ActorFailed,
     CancelOrderGroup,
+    Direction,
     ExecutionReported,
     GetHistoricalBars,
     GetPositions,
     GroupKind,
     GroupOutcome,
     HistoricalBars,
+    MoveStop,
     OrderGroupFinished,
+    OrderIntent,
     Peer,
     PlaceOrderGroup,
     PositionChanged,
     PositionsSnapshot,
+    PredictionSignal,
     Publish,
     QuoteProcessed,
     QuoteUpdate,
+    RulesUpdated,
+    SignalIgnored,
     Snapshot,
     SubmitOrder,
     SubscribeMarketData,
@@ -72,11 +86,11 @@ def asys(simple_asys: ActorSystem) -> ActorSystem:
     return simple_asys
 
 
-def _settings(log_dir: Path, *, channel: bool = False) -> SymbolSettings:
+def _settings(log_dir: Path, *, channel: bool = False, rules: tuple[RuleConfig, ...] = RULES) -> SymbolSettings:
     return SymbolSettings(symbol=SymbolConfig(symbol="AAPL"),
                           market_data=MarketDataConfig(bar_seconds=BAR_S, warmup_bars=6,
                                                        quote_channel=channel),
-                          strategy=STRATEGY, rules=RULES, log_dir=log_dir)
+                          strategy=STRATEGY, rules=rules, log_dir=log_dir)
 
 
 def _quote(bucket: int, last: str, offset_s: int = 1) -> QuoteUpdate:
@@ -375,3 +389,120 @@ def test_symbol_submits_the_legs_itself_unowned_and_the_group_starts_from_that_s
     started = place.started
     assert isinstance(started, og.OrderGroup) and started.id == "AAPL-1-1"
     assert all(was_sent(leg) for leg in started.legs)  # a group actor claims them, never re-submits
+
+
+# ---------------------------------------------------------------- signals and rules
+
+
+def _signal_rules(threshold: str = "0.7") -> tuple[RuleConfig, ...]:
+    return parse_config({"rules": {
+        "exit": {"priority": 9, "final": True, "when": "position.long and signal.short",
+                 "action": {"type": "close_position"}},
+        "enter": {"when": f"signal.long and signal.confidence >= {threshold} and position.flat",
+                  "action": {"type": "open_bracket", "side": "signal", "risk": 100, "stop_atr": 2,
+                             "target_atr": 3, "atr_period": 3}},
+    }}).rules
+
+
+def _signal(direction: str = "LONG", confidence: str = "0.8", n: int = 1, **more: Any) -> PredictionSignal:
+    return PredictionSignal(symbol="AAPL", direction=Direction(direction), confidence=D(confidence),
+                            source="test", source_id=f"s-{n}", **more)
+
+
+def _priced(asys: ActorSystem, tmp_path: Path, rules: tuple[RuleConfig, ...]) -> Rig:
+    rig = Rig(asys, _settings(tmp_path, rules=rules))
+    rig.feed(_quote(LIVE, "108"))
+    rig.acked()
+    return rig
+
+
+def _history_atr() -> Decimal:
+    atr = atr_batch([float(b.high) for b in HISTORY], [float(b.low) for b in HISTORY],
+                    [float(b.close) for b in HISTORY], 3)
+    return D(repr(float(atr[-1])))
+
+
+def test_signal_matching_a_rule_places_an_atr_sized_bracket_and_publishes_its_intent(
+        asys: ActorSystem, tmp_path: Path) -> None:
+    rules = _signal_rules()
+    rig = _priced(asys, tmp_path, rules)
+    rig.feed(_signal())
+    (place,) = rig.sent(rig.groups, PlaceOrderGroup, 1)
+    atr = _history_atr()
+    assert (place.kind, place.intent_id) == (GroupKind.BRACKET, "AAPL-1-1")
+    assert place.legs[0].quantity == min(D(int(D(100) / (2 * atr))), D(100))
+    assert D(108) - 2 * atr <= place.legs[1].stop_price < D(108) - 2 * atr + D("0.01")
+    rig.sent(rig.bus, Publish, 1)
+    (intent,) = rig.published(OrderIntent)
+    assert (intent.rule, intent.signal_id, intent.rules_version) == (
+        "enter", "s-1", rules_version(rules, STRATEGY))
+    assert (intent.side, intent.stop_loss, intent.take_profit) == (Side.BUY, place.legs[1].stop_price,
+                                                                     place.legs[2].limit_price)
+    text = (tmp_path / "symbols" / "AAPL.log").read_text(encoding="utf-8")
+    assert "rule enter (r-" in text and "fired on signal s-1" in text and "signal.confidence=0.8" in text
+
+
+@pytest.mark.parametrize(("signal", "reason"), [
+    (_signal(confidence="0.5"), "no rule matched"),
+    (_signal("SHORT"), "no rule matched"),
+    (_signal(expires_ns=1), "expired before it was evaluated"),
+])
+def test_signal_no_rule_acts_on_is_ignored_with_its_reason(asys: ActorSystem, tmp_path: Path,
+                                                            signal: PredictionSignal, reason: str) -> None:
+    rig = _priced(asys, tmp_path, _signal_rules())
+    rig.feed(signal)
+    rig.sent(rig.bus, Publish, 1)
+    (ignored,) = rig.published(SignalIgnored)
+    assert (ignored.signal_id, ignored.symbol) == ("s-1", "AAPL") and reason in ignored.reason
+    assert rig.sent(rig.groups, PlaceOrderGroup) == []
+
+
+def test_bearish_signal_cancels_the_bracket_then_closes_naming_rule_and_signal(asys: ActorSystem,
+                                                                               tmp_path: Path) -> None:
+    rig = _priced(asys, tmp_path, _signal_rules())
+    rig.feed(_signal(n=1))
+    rig.sent(rig.groups, PlaceOrderGroup, 1)
+    rig.feed(_fill("e1.01", "AAPL-1-1:entry", Side.BUY, 10, "108"))
+    rig.feed(_signal("SHORT", n=2))
+    (cancel,) = rig.sent(rig.groups, CancelOrderGroup, 1)
+    assert cancel.group_id == "AAPL-1-1" and "rule exit" in cancel.reason
+    rig.feed(OrderGroupFinished(group_id="AAPL-1-1", symbol="AAPL", outcome=GroupOutcome.FILLED, filled=D(10)))
+    close = rig.sent(rig.groups, PlaceOrderGroup, 2)[1]
+    assert (close.group_id, close.legs[0].side, close.legs[0].quantity) == ("AAPL-1-2", Side.SELL, D(10))
+    rig.sent(rig.bus, Publish, 3)
+    intents = rig.published(OrderIntent)
+    assert [(i.intent_id, i.rule, i.signal_id, i.reduce_only) for i in intents] == [
+        ("AAPL-1-1", "enter", "s-1", False), ("AAPL-1-2", "exit", "s-2", True)]
+
+
+def test_rules_updated_swaps_the_rules_at_once(asys: ActorSystem, tmp_path: Path) -> None:
+    rig = _priced(asys, tmp_path, _signal_rules("0.7"))
+    strict = _signal_rules("0.9")
+    rig.feed(RulesUpdated(version=rules_version(strict, STRATEGY), rules=strict, strategy=STRATEGY))
+    rig.feed(_signal(confidence="0.8", n=1))
+    rig.sent(rig.bus, Publish, 1)
+    assert [i.signal_id for i in rig.published(SignalIgnored)] == ["s-1"]
+    rig.feed(_signal(confidence="0.95", n=2))
+    (place,) = rig.sent(rig.groups, PlaceOrderGroup, 1)
+    assert place.group_id == "AAPL-1-1"
+    text = (tmp_path / "symbols" / "AAPL.log").read_text(encoding="utf-8")
+    assert f"rules {rules_version(strict, STRATEGY)} now running" in text
+
+
+def test_bar_rule_trails_the_stop_of_a_filled_bracket_through_its_group(asys: ActorSystem, tmp_path: Path) -> None:
+    rules = parse_config({"rules": {
+        "enter": {"when": "signal.long and position.flat",
+                  "action": {"type": "open_bracket", "side": "buy", "quantity": 10, "stop_atr": 2,
+                             "target_atr": 30, "atr_period": 3}},
+        "trail": {"on": "bar", "when": "position.long",
+                  "action": {"type": "trail_stop", "trail_amount": 1}},
+    }}).rules
+    rig = _priced(asys, tmp_path, rules)
+    rig.feed(_signal())
+    (place,) = rig.sent(rig.groups, PlaceOrderGroup, 1)
+    rig.feed(_fill("e1.01", "AAPL-1-1:entry", Side.BUY, 10, "108"))
+    rig.feed(_quote(LIVE + 1, "110"), _quote(LIVE + 2, "110"))  # two bars close: 108, then 110
+    rig.acked()
+    moves = rig.sent(rig.groups, MoveStop, 1)
+    assert moves[-1].group_id == "AAPL-1-1" and moves[-1].stop_price == D(109)
+    assert moves[-1].stop_price > place.legs[1].stop_price

@@ -135,7 +135,7 @@ def scripted(symbol: str, directory: Path, prices: Sequence[str | Decimal]) -> S
 def make_config(*, admin_port: int, broker_port: int, symbols: Iterable[str], log_dir: Path,
                 state_dir: Path, symbol_budget: tuple[int, float] = (5, 60.0),
                 group_budget: tuple[int, float] = (3, 60.0), core_budget: tuple[int, float] = (2, 60.0),
-                bar_seconds: int = 5, rules: Mapping[str, object] | None = None,
+                bar_seconds: int = 5, warmup_bars: int = 0, rules: Mapping[str, object] | None = None,
                 signals: Mapping[str, object] | None = None) -> Config:
     """Return a Config trading `symbols` on the simulator at `broker_port`.
 
@@ -153,8 +153,8 @@ def make_config(*, admin_port: int, broker_port: int, symbols: Iterable[str], lo
             "core": {"max_restarts": core_budget[0], "window_s": core_budget[1]},
         },
         "symbols": {name: {} for name in symbols},
-        # No history: a symbol is ready at once.
-        "market_data": {"warmup_bars": 0, "stale_after_s": 3600.0, "bar_seconds": bar_seconds},
+        # No history by default: a symbol is ready at once.
+        "market_data": {"warmup_bars": warmup_bars, "stale_after_s": 3600.0, "bar_seconds": bar_seconds},
         "strategy": {"watch_config": False},
         "rules": dict(rules) if rules is not None else {},
         "signals": dict(signals) if signals is not None else {"demo": {"interval_s": 3600.0}},
