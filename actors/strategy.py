@@ -1,9 +1,12 @@
 """StrategyController: loads the rules, routes signals to symbol actors, pushes new rule versions to them.
 
 Signals come from SignalSource ("signals"); each goes straight to its symbol's actor (addresses
-come from the symbols supervisor's SymbolActorStarted announcements; until one is known, through
-"symbols", which routes by symbol). A signal for a symbol that is not traded is rejected, one
-for a quarantined symbol ignored, each with its reason on the bus.
+come from the symbols supervisor's SymbolActorStarted announcements). While a symbol's actor is
+not running yet (starting, restarting, or with `strategy.start_symbols = "on_signal"` not started
+until its first signal: the controller asks "symbols" to start it) its signals wait here, at most
+PENDING_PER_SYMBOL of them (the oldest go first, logged), and are delivered when it announces
+itself; the symbol actor drops any that expired meanwhile. A signal for a symbol that is not
+traded is rejected, one for a quarantined symbol ignored, each with its reason on the bus.
 
 A reload (the `ReloadRules` admin command, or the configuration file changing on disk when
 `strategy.watch_config`) re-reads the whole file and validates it completely, rules compiled
@@ -25,7 +28,7 @@ from thespian.actors import ActorAddress, WakeupMessage
 
 from actors.base import ShellActor, run_once
 from core import rules as core_rules
-from core.config import Config, RuleConfig, StrategyConfig, load_config
+from core.config import Config, RuleConfig, StrategyConfig, SymbolStart, load_config
 from core.errors import ConfigError
 from messages import (
     ActorQuarantined,
@@ -45,11 +48,13 @@ from messages import (
     SignalIgnored,
     SignalRejected,
     Snapshot,
+    StartSymbol,
     Subscribe,
     SymbolActorStarted,
 )
 
 SYMBOLS: Final = "symbols"
+PENDING_PER_SYMBOL: Final = 100
 _WATCH: Final = "watch-config"
 
 
@@ -80,6 +85,8 @@ class StrategyController(ShellActor):
         self.running: Config | None = None
         self.state: ControllerState | None = None
         self.routes: dict[str, tuple[ActorAddress, int]] = {}  # symbol -> (address, incarnation)
+        self.waiting: dict[str, list[PredictionSignal]] = {}  # signals for symbols not running yet
+        self.starting: set[str] = set()  # symbols asked to start (on_signal), not announced yet
         self.quarantined: set[str] = set()
         self.path: Path | None = None
         self.stamp: tuple[int, int] | None = None
@@ -119,11 +126,21 @@ class StrategyController(ShellActor):
     def receiveMsg_SymbolActorStarted(self, msg: SymbolActorStarted, sender: ActorAddress) -> None:
         self.routes[msg.symbol] = (msg.address, msg.incarnation)
         self.quarantined.discard(msg.symbol)
+        self.starting.discard(msg.symbol)
+        waiting = self.waiting.pop(msg.symbol, [])
+        for signal in waiting:
+            self.tell(msg.address, signal)
+        if waiting:
+            self.log.info("strategy: {} waiting signal(s) delivered to {} #{}", len(waiting), msg.symbol,
+                          msg.incarnation)
 
     def receiveMsg_ActorQuarantined(self, msg: ActorQuarantined, sender: ActorAddress) -> None:
         if self.running is not None and msg.key in self.running.symbol_names:
             self.quarantined.add(msg.key)
             self.routes.pop(msg.key, None)
+            dropped = self.waiting.pop(msg.key, [])
+            for signal in dropped:
+                self._ignore(signal, f"{msg.key} is quarantined: no new entries until an operator restarts it")
 
     def receiveMsg_ActorRestarted(self, msg: ActorRestarted, sender: ActorAddress) -> None:
         route = self.routes.get(msg.key)
@@ -143,20 +160,32 @@ class StrategyController(ShellActor):
                                    source_id=msg.source_id, signal_id=signal_id, symbol=msg.symbol))
             return
         if msg.symbol in self.quarantined:
-            reason = f"{msg.symbol} is quarantined: no new entries until an operator restarts it"
-            self.log.warning("strategy: signal {} ignored: {}", signal_id, reason)
-            self.publish(self.make(SignalIgnored, msg, signal_id=signal_id, symbol=msg.symbol, reason=reason))
+            self._ignore(msg, f"{msg.symbol} is quarantined: no new entries until an operator restarts it")
             return
         route = self.routes.get(msg.symbol)
-        address = route[0] if route is not None else None
-        if address is not None:
-            self.tell(address, msg)
+        if route is not None:
+            self.tell(route[0], msg)
         else:
-            self.tell_peer(SYMBOLS, msg)  # the supervisor routes by symbol (or says it is not running)
+            self._wait(msg, config)
         self.routed += 1
         self.log.info("strategy: signal {} {} {} {} -> {}", signal_id, msg.symbol, msg.direction.value,
-                      msg.confidence, "symbol actor" if address is not None else "symbols supervisor")
+                      msg.confidence, "symbol actor" if route is not None else "waiting for its symbol actor")
         self.publish(self.make(SignalAccepted, msg, signal_id=signal_id, symbol=msg.symbol))
+
+    def _wait(self, msg: PredictionSignal, config: Config) -> None:
+        waiting = self.waiting.setdefault(msg.symbol, [])
+        waiting.append(msg)
+        if len(waiting) > PENDING_PER_SYMBOL:
+            self._ignore(waiting.pop(0), f"more than {PENDING_PER_SYMBOL} signals waited for {msg.symbol}'s "
+                                         f"actor to start")
+        if config.strategy.start_symbols is SymbolStart.ON_SIGNAL and msg.symbol not in self.starting:
+            self.starting.add(msg.symbol)
+            self.tell_peer(SYMBOLS, self.make(StartSymbol, msg, symbol=msg.symbol))
+
+    def _ignore(self, msg: PredictionSignal, reason: str) -> None:
+        signal_id = msg.source_id or msg.msg_id
+        self.log.warning("strategy: signal {} ignored: {}", signal_id, reason)
+        self.publish(self.make(SignalIgnored, msg, signal_id=signal_id, symbol=msg.symbol, reason=reason))
 
     # ------------------------------------------------------------ rules
 
@@ -221,6 +250,11 @@ class StrategyController(ShellActor):
         super().receiveMsg_PeerMoved(msg, sender)
         if msg.name == SYMBOLS and self.state is not None:
             self.routes.clear()  # its children are announced again as they start
+            self.starting.clear()
+            for symbol in self.waiting:  # a symbol asked to start may never have been
+                if self.running is not None and self.running.strategy.start_symbols is SymbolStart.ON_SIGNAL:
+                    self.starting.add(symbol)
+                    self.tell_peer(SYMBOLS, self.make(StartSymbol, msg, symbol=symbol))
             self._push(msg)      # a restarted symbols supervisor starts from the file's rules
 
     def receiveMsg_WakeupMessage(self, msg: WakeupMessage, sender: ActorAddress) -> None:
@@ -234,7 +268,8 @@ class StrategyController(ShellActor):
 
     def status_detail(self) -> str:
         version = self.state.version if self.state is not None else "-"
+        waiting = sum(len(w) for w in self.waiting.values())
         return (f"rules {version}; {self.routed} signal(s) routed; {self.reloads} reload(s); "
-                f"{len(self.routes)} symbol route(s)"
+                f"{len(self.routes)} symbol route(s)" + (f"; {waiting} signal(s) waiting" if waiting else "")
                 + (f"; quarantined: {', '.join(sorted(self.quarantined))}" if self.quarantined else ""))
 

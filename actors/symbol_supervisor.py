@@ -24,7 +24,7 @@ from thespian.actors import ActorAddress
 
 from actors.base import run_once
 from actors.supervision import ChildSpec, Restart, SupervisorActor
-from core.config import Config
+from core.config import Config, SymbolStart
 from messages import (
     ActorQuarantined,
     ConfigureActor,
@@ -33,6 +33,7 @@ from messages import (
     OrderGroupFinished,
     PeerMoved,
     RulesUpdated,
+    StartSymbol,
     SymbolActorStarted,
     ToSymbol,
 )
@@ -67,17 +68,33 @@ class SymbolSupervisor(SupervisorActor):
     def __init__(self) -> None:
         super().__init__()
         self.pending: dict[str, deque[Message]] = {}  # facts per symbol its snapshots do not show yet
+        self.traded: Config | None = None  # the config new symbol actors start with (rules kept current)
 
     def child_specs(self, msg: ConfigureActor) -> tuple[ChildSpec, ...]:
         config = msg.config
         if not isinstance(config, Config):
             raise TypeError(f"SymbolSupervisor needs a core.config.Config, not {type(config).__name__}")
         self.budget = config.supervision.symbol
-        return tuple(
-            ChildSpec(key=symbol, actor_class=self.CHILD_CLASS, config=self.child_config(config, symbol),
-                      restart=Restart.PERMANENT, peers=SYMBOL_PEERS)
-            for symbol in config.symbol_names
-        )
+        self.traded = config
+        if config.strategy.start_symbols is SymbolStart.ON_SIGNAL:
+            return ()  # each starts with the first signal for it (StartSymbol)
+        return tuple(self.spec_of(config, symbol) for symbol in config.symbol_names)
+
+    def spec_of(self, config: Config, symbol: str) -> ChildSpec:
+        """Return the child spec of the actor of `symbol`."""
+        return ChildSpec(key=symbol, actor_class=self.CHILD_CLASS, config=self.child_config(config, symbol),
+                         restart=Restart.PERMANENT, peers=SYMBOL_PEERS)
+
+    @run_once
+    def receiveMsg_StartSymbol(self, msg: StartSymbol, sender: ActorAddress) -> None:
+        config = self.traded
+        if config is None or msg.symbol in self.children:
+            return
+        if msg.symbol not in config.symbol_names:
+            self.log.warning("symbols: not starting {}: not a traded symbol", msg.symbol)
+            return
+        self.log.info("symbols: starting {} for its first signal", msg.symbol)
+        self.add_child(self.spec_of(config, msg.symbol))
 
     def child_config(self, config: Config, symbol: str) -> object:
         """Return the config the actor of `symbol` is configured with."""
@@ -125,6 +142,8 @@ class SymbolSupervisor(SupervisorActor):
     @run_once
     def receiveMsg_RulesUpdated(self, msg: RulesUpdated, sender: ActorAddress) -> None:
         # Restarted symbols start from their spec's config: it carries the new rules from now on.
+        if self.traded is not None:
+            self.traded = replace(self.traded, rules=msg.rules, strategy=msg.strategy)
         for key, child in self.children.items():
             config = child.spec.config
             if isinstance(config, Config):

@@ -600,6 +600,11 @@ class EntryType(StrEnum):
     STOP_LIMIT = "stop_limit"  # both
 
 
+class SymbolStart(StrEnum):
+    AT_START = "at_start"    # every configured symbol's actor starts with the system
+    ON_SIGNAL = "on_signal"  # a symbol's actor starts with the first signal for it (large universes)
+
+
 class CancelScope(StrEnum):
     ENTRIES = "entries"   # entry groups only: protective orders of open positions stay
     ALL = "all"           # every working group of the symbol (its position is left unprotected)
@@ -837,6 +842,7 @@ class StrategyConfig:
     session_open: str = setting("09:30", check=_pattern(_HHMM, 'a time "HH:MM" (24-hour, exchange time)'))
     session_close: str = setting("16:00", check=_pattern(_HHMM, 'a time "HH:MM" (24-hour, exchange time)'))
     watch_config: bool = setting(True)        # reload the rules when the configuration file changes
+    start_symbols: SymbolStart = setting(SymbolStart.AT_START)
 
     RULES: ClassVar[tuple[Rule, ...]] = (
         Rule(paths=("session_open", "session_close"),

@@ -107,7 +107,7 @@ from messages.signals import (
     SignalRejected,
     excerpt,
 )
-from messages.strategy import RulesLoaded, RulesRejected, RulesUpdated
+from messages.strategy import RulesLoaded, RulesRejected, RulesUpdated, StartSymbol
 
 # Message types only: the enums (GroupKind, Direction, TradingState…), the Peer and ChildStatus
 # values and the helpers are importable from here too, but are not messages.
@@ -205,6 +205,7 @@ __all__ = [
     "RulesLoaded",
     "RulesRejected",
     "RulesUpdated",
+    "StartSymbol",
 ]
 
 MESSAGE_TYPES: Final[Mapping[str, type[Message]]] = MappingProxyType(

@@ -36,3 +36,10 @@ class RulesUpdated(Message):
     version: str
     rules: tuple[RuleConfig, ...]
     strategy: StrategyConfig
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StartSymbol(Message):
+    """Start the actor of a configured `symbol` if it is not running (controller → symbols supervisor)."""
+
+    symbol: str

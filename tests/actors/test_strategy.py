@@ -101,21 +101,33 @@ def test_configure_publishes_the_loaded_rule_version(asys: ActorSystem, tmp_path
     assert loaded.rule_names == ("a",) and loaded.version.startswith("r-")
 
 
-def test_signal_goes_through_symbols_until_the_symbol_actor_is_announced_then_direct(
-        asys: ActorSystem, tmp_path: Path) -> None:
+def test_signal_waits_until_its_symbol_actor_is_announced_then_goes_direct(asys: ActorSystem,
+                                                                           tmp_path: Path) -> None:
     rig = Rig(asys, write(tmp_path / "config.toml"))
     first = signal(n=1)
     asys.tell(rig.child, first)
-    (routed,) = rig.records(rig.symbols, "PredictionSignal", 1)
-    assert routed.msg_id == first.msg_id
+    assert [a.signal_id for a in rig.published(SignalAccepted, 1)] == ["t-1"]
     aapl = asys.createActor(h.Recorder)
     asys.tell(rig.child, SymbolActorStarted(symbol="AAPL", address=aapl, incarnation=1))
     second = signal(n=2)
     asys.tell(rig.child, second)
-    (direct,) = rig.records(aapl, "PredictionSignal", 1)
-    assert direct.msg_id == second.msg_id
-    assert len(rig.records(rig.symbols, "PredictionSignal", 1)) == 1
-    assert [a.signal_id for a in rig.published(SignalAccepted, 2)] == ["t-1", "t-2"]
+    delivered = rig.records(aapl, "PredictionSignal", 2)
+    assert [m.msg_id for m in delivered] == [first.msg_id, second.msg_id]
+    assert rig.records(rig.symbols, "PredictionSignal", 0) == []  # nothing through the supervisor
+    assert rig.records(rig.symbols, "StartSymbol", 0) == []  # at_start: the symbols start by themselves
+
+
+def test_on_signal_start_asks_symbols_to_start_the_actor_once_and_delivers_on_announce(
+        asys: ActorSystem, tmp_path: Path) -> None:
+    rig = Rig(asys, write(tmp_path / "config.toml", extra='start_symbols = "on_signal"\n'))
+    asys.tell(rig.child, signal("MSFT", n=1))
+    asys.tell(rig.child, signal("MSFT", n=2))
+    (start,) = rig.records(rig.symbols, "StartSymbol", 1)
+    assert start.symbol == "MSFT"
+    msft = asys.createActor(h.Recorder)
+    asys.tell(rig.child, SymbolActorStarted(symbol="MSFT", address=msft, incarnation=1))
+    assert [m.source_id for m in rig.records(msft, "PredictionSignal", 2)] == ["t-1", "t-2"]
+    assert len(rig.records(rig.symbols, "StartSymbol", 0)) == 1
 
 
 def test_signal_for_untraded_symbol_is_rejected_and_for_quarantined_one_ignored(

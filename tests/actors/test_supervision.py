@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 from dataclasses import dataclass, field
@@ -13,7 +14,15 @@ from thespian.actors import ActorAddress, ActorSystem
 
 from actors.clock import VirtualClock, install_clock
 from actors.supervision import ChildSpec, Restart, SupervisorState
-from core.config import Config, RestartBudget, SupervisionConfig, SymbolConfig, SystemConfig
+from core.config import (
+    Config,
+    RestartBudget,
+    StrategyConfig,
+    SupervisionConfig,
+    SymbolConfig,
+    SymbolStart,
+    SystemConfig,
+)
 from core.types import Execution, Side
 from messages import (
     ActorQuarantined,
@@ -21,15 +30,17 @@ from messages import (
     AdminError,
     AdminErrorCode,
     AdminReply,
-    ChildrenSnapshot,
+    CancelOrderGroup,
     ChildStatus,
+    ChildrenSnapshot,
     ConfigureActor,
+    Direction,
     ExecutionReported,
     GetChildren,
     GetStatus,
     GroupKind,
-    CancelOrderGroup,
     PlaceOrderGroup,
+    PredictionSignal,
     Publish,
     RestartActor,
     Shutdown,
@@ -500,3 +511,17 @@ def test_status_lists_every_actor_with_incarnation_and_restarts(env: Env, tmp_pa
 def _key(status: StatusSnapshot, key: str) -> ChildStatus:
     (child,) = [c for c in status.children if c.key == key]
     return child
+
+
+def test_on_signal_symbols_start_with_their_first_signal_which_then_reaches_them(env: Env, tmp_path: Path) -> None:
+    config = dataclasses.replace(_config(tmp_path), strategy=StrategyConfig(start_symbols=SymbolStart.ON_SIGNAL,
+                                                                            watch_config=False))
+    root = _root(env, config)
+    status = _status(env, root)
+    assert not any(c.supervisor == "symbols" for c in status.children)  # none started yet
+    signal = PredictionSignal(symbol="MSFT", direction=Direction.LONG, confidence=Decimal("0.8"), source_id="x-1")
+    env.asys.tell(_address(status, "strategy"), signal)
+    status = _status(env, root, lambda s: any(c.key == "MSFT" and c.ready for c in s.children), "MSFT started")
+    assert [c.key for c in status.children if c.supervisor == "symbols"] == ["MSFT"]
+    assert _seen(env, _address(status, "MSFT"), lambda m: getattr(m, "source_id", "") == "x-1",
+                 "the signal at the new symbol actor")
