@@ -28,7 +28,8 @@ class PredictionSignal(Message):
     """A validated prediction: `confidence` in [0, 1], valid until `expires_ns` (0 = no expiry).
 
     `source` names the feed and `source_id` is the feed's own id for the prediction (used to
-    drop a prediction delivered twice); `reference_price` is the price it was made at, if given.
+    drop a prediction delivered twice); `reference_price` is the price it was made at, if given;
+    `created_ns` is when the source made it (0 = unknown), `ts_ns` when it was received.
     """
 
     symbol: str
@@ -39,6 +40,7 @@ class PredictionSignal(Message):
     source: str = ""
     source_id: str = ""
     reference_price: Decimal | None = None
+    created_ns: int = 0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -46,10 +48,12 @@ class SignalRejected(Message):
     """A prediction that could not be used: malformed, expired, duplicate, unknown symbol…
 
     `raw` is an excerpt of the offending input (see `excerpt`); `signal_id` is "" when it never
-    became a PredictionSignal.
+    became a PredictionSignal. `code` is the machine-readable reason (core.signals.Reason's value,
+    e.g. "STALE"; "" when the sender has none) and `reason` the human text.
     """
 
     reason: str
+    code: str = ""
     source: str = ""
     source_id: str = ""
     signal_id: str = ""
