@@ -181,3 +181,65 @@ class RecordingSimulator(Simulator):
     def subscriptions(self) -> int:
         """Return the market-data subscriptions of the started sessions."""
         return sum(len(s.mkt) for s in self.sessions if s.started)
+
+
+# ---------------------------------------------------------------- the signal path (bench.bench_signals)
+
+
+class SignalTimedSymbolActor(SymbolActor):
+    """A SymbolActor that stamps each PredictionSignal's way to its entry order, and its own warm-up.
+
+    Per signal one line `signal <source_id>`: received, rules started (the Situation is built),
+    rules done (the first firing is acted on; 0 if none fired), entry SubmitOrder sent (0 if none),
+    the evaluation's thread CPU, and the rules on "signal" events (wall clock, ns). Per symbol
+    `history <SYM>` when the historical warm-up is in and `first_quote <SYM>` at its first quote.
+    Quotes are not stamped beyond the first: this bench is about signals.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._marks: list[int] | None = None  # [received, rules start, rules done, submit, cpu start, cpu]
+        self._quoted = False
+
+    def receiveMsg_HistoricalBars(self, msg: Any, sender: ActorAddress) -> None:
+        super().receiveMsg_HistoricalBars(msg, sender)
+        if self.state is not None and msg.symbol == self.state.symbol:
+            record("history", msg.symbol, time.time_ns(), self.state.market.bars_seen)
+
+    def _on_quote(self, msg: QuoteUpdate, sender: ActorAddress) -> None:
+        super()._on_quote(msg, sender)
+        if not self._quoted and self.state is not None and self.state.quote is not None:
+            self._quoted = True
+            record("first_quote", msg.quote.symbol, time.time_ns())
+
+    def receiveMsg_PredictionSignal(self, msg: Any, sender: ActorAddress) -> None:
+        self._marks = [time.time_ns(), 0, 0, 0, 0, 0]
+        try:
+            super().receiveMsg_PredictionSignal(msg, sender)
+        finally:
+            marks, self._marks = self._marks, None
+            rules = self.rules.by_event.get("signal", ()) if self.rules is not None else ()
+            record("signal", msg.source_id or msg.msg_id, *marks[:4], marks[5], len(rules))
+
+    def _situation(self, state: Any, signal: Any) -> Any:
+        if signal is not None and self._marks is not None and not self._marks[1]:
+            self._marks[1], self._marks[4] = time.time_ns(), time.thread_time_ns()
+        return super()._situation(state, signal)
+
+    def _act(self, cause: Any, state: Any, firing: Any, signal_id: str, outbox: Any) -> Any:
+        # Called right after core.rules.evaluate returned (and its notes were logged).
+        if self._marks is not None and not self._marks[2]:
+            self._marks[2], self._marks[5] = time.time_ns(), time.thread_time_ns() - self._marks[4]
+        return super()._act(cause, state, firing, signal_id, outbox)
+
+    def tell_peer(self, name: str, msg: object) -> None:
+        if (self._marks is not None and not self._marks[3] and isinstance(msg, SubmitOrder)
+                and msg.order.ref.endswith(ENTRY_SUFFIX)):
+            self._marks[3] = time.time_ns()
+        super().tell_peer(name, msg)
+
+
+class SignalTimedSymbolSupervisor(SymbolSupervisor):
+    """A SymbolSupervisor whose children are SignalTimedSymbolActors."""
+
+    CHILD_CLASS: ClassVar[str] = "bench.bench_support.SignalTimedSymbolActor"
