@@ -52,10 +52,11 @@ CORE_CHILDREN: Final[tuple[tuple[str, str], ...]] = (
     # "groups" before "symbols": a symbol may decide to enter as soon as it is warm.
     ("groups", "actors.order_group_supervisor.OrderGroupSupervisor"),
     ("symbols", "actors.symbol_supervisor.SymbolSupervisor"),
-    # After the symbols, so it can route.
+    # After the symbols, so it can route; signals last, so nothing arrives before it can go somewhere.
     ("strategy", "actors.strategy.StrategyController"),
+    ("signals", "actors.signal_source.SignalSource"),
 )
-CORE_PEERS: Final[tuple[str, ...]] = ("bus", "tws", "symbols", "groups", "strategy", SUPERVISOR)
+CORE_PEERS: Final[tuple[str, ...]] = ("bus", "tws", "symbols", "groups", "strategy", "signals", SUPERVISOR)
 SUB_SUPERVISORS: Final = frozenset({"symbols", "groups"})
 
 _STATUS_TIMEOUT: Final = "status-timeout"

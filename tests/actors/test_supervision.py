@@ -497,13 +497,13 @@ def test_status_lists_every_actor_with_incarnation_and_restarts(env: Env, tmp_pa
     env.asys.tell(_address(_status(env, root), "MSFT"), h.Crash())
     status = _status(env, root, lambda s: _key(s, "MSFT").incarnation == 2 and _key(s, "MSFT").ready)
     keys = [c.key for c in status.children]
-    assert keys == ["bus", "tws", "groups", "symbols", "strategy", "AAPL", "MSFT", "SPY"]
+    assert keys == ["bus", "tws", "groups", "symbols", "strategy", "signals", "AAPL", "MSFT", "SPY"]
     assert [a.key for a in status.actors] == keys
     assert (_key(status, "MSFT").restarts, _key(status, "MSFT").supervisor) == (1, "symbols")
     assert (_key(status, "tws").incarnation, _key(status, "tws").restarts) == (1, 0)
     assert all(c.running and c.address is not None for c in status.children)
     assert status.trading_state is TradingState.ACTIVE and status.quarantined == ()
-    assert status.started_ns > 0 and "8/8 actors running" in status.text
+    assert status.started_ns > 0 and "9/9 actors running" in status.text
     msft = [a for a in status.actors if a.key == "MSFT"][0]
     assert msft.incarnation == 2 and msft.configured and "restarts 1/5" in msft.detail
 

@@ -14,6 +14,7 @@ import secrets
 import types
 import typing
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -304,6 +305,10 @@ def _strategy(tp: Any) -> st.SearchStrategy[Any]:
         return st.integers(min_value=-(2**63), max_value=2**63 - 1)
     if tp is str:
         return st.text(max_size=20)
+    if tp is float:
+        return st.floats(allow_nan=False)  # NaN != NaN would fail the round trip, not pickle
+    if tp is Path:
+        return st.text(max_size=10).map(Path)
     if tp is Decimal:
         return st.decimals(allow_nan=False, allow_infinity=False, places=4)
     if tp is object:
