@@ -188,7 +188,9 @@ class SignalSource(ShellActor):
                  SignalSourceKind.HTTP: f"at cursor {self.state.cursor or '(none)'}",
                  SignalSourceKind.FILE: f"at line {self.state.line + 1} of {self.settings.file.path}"}[self.kind]
         self.log.info("signals: {} source starts {}", self.kind.value, where)
-        self._arm(0.0)
+        # The demo's first signal comes one interval in, when the symbols have warmed up; a real
+        # source is read at once.
+        self._arm(self.settings.demo.interval_s if self.kind is SignalSourceKind.DEMO else 0.0)
 
     def _stop(self, why: str) -> None:
         self.stopped = why

@@ -16,7 +16,9 @@ from actors.clock import VirtualClock, install_clock
 from actors.supervision import ChildSpec, Restart, SupervisorState
 from core.config import (
     Config,
+    DemoSignalsConfig,
     RestartBudget,
+    SignalsConfig,
     StrategyConfig,
     SupervisionConfig,
     SymbolConfig,
@@ -153,6 +155,7 @@ def _config(tmp_path: Path, *, symbol: RestartBudget | None = None,
         supervision=SupervisionConfig(symbol=symbol or defaults.symbol,
                                       order_group=RestartBudget(max_restarts=2, window_s=60.0),
                                       core=core or defaults.core),
+        signals=SignalsConfig(demo=DemoSignalsConfig(interval_s=3600.0)),  # no demo signal in the way
     )
 
 
