@@ -1,6 +1,6 @@
 """Benchmark of the signal path: signal-to-order latency with 100 symbols and 50 rules each (issue 5).
 
-Run: ``python -m bench.bench_signals [--symbols 100] [--rules 50] [--signals 100] [--rate 20] [--repeat 1]``
+Run: ``python -m bench.bench_signals [--symbols 100] [--rules 50] [--signals 100] [--rate 10] [--repeat 1]``
 
 The whole tree runs as `bootstrap.py run` runs it, through bench_runtime.start_system
 (multiprocTCPBase on a free admin port, the root Supervisor by globalName, StartSystem with a
@@ -26,9 +26,10 @@ send stamp taken just before `asys.tell` (time.monotonic_ns: one clock for every
 Linux). A signal without its entry at the simulator within NO_ORDER_S counts as "no order".
 The breakdown uses wall-clock stamps of bench_support.SignalTimedSymbolActor (received, rules
 started, rules done, entry SubmitOrder sent) and TimedTwsConnection (the SubmitOrder received).
-At 20 signals/s the brackets need 60 PLACE_ORDER/s, more than the connection's pacer lets out
-(IB's limit is 50 messages/s): entries then queue in the pacer, so the table also shows the
-latency up to the connection, before the pacer, and the run says so.
+The default 10 signals/s needs 30 PLACE_ORDER/s (three legs a bracket), inside the connection's
+45/s budget. Above 15 signals/s the brackets need more than the pacer lets out (IB's limit is 50
+messages/s): entries then queue in the pacer, so the table also shows the latency up to the
+connection, before the pacer, and the run says so.
 The run's processes are stopped in every case, as bench_runtime does.
 """
 
@@ -391,7 +392,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rules", type=int, default=50, help="rules per symbol (the last one is the entry)")
     parser.add_argument("--signals", type=int, default=0,
                         help="signals per run, at most one per symbol (default and cap: --symbols)")
-    parser.add_argument("--rate", type=float, default=20.0, help="signals sent per second")
+    parser.add_argument("--rate", type=float, default=10.0, help="signals sent per second")
     parser.add_argument("--repeat", type=int, default=1, help="runs, each on a fresh system (medians are shown)")
     parser.add_argument("--keep", action="store_true", help="keep each run's logs and stamps (the path is printed)")
     args = parser.parse_args(argv)
