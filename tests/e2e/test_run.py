@@ -88,6 +88,8 @@ def test_run_on_the_shipped_config_trades_on_the_simulator_and_ctrl_c_leaves_no_
         for symbol in traded_symbols:
             assert (logs / "symbols" / f"{symbol}.log").stat().st_size > 0
 
+        _reload_rules_while_running(config, logs / "system.log")
+
         os.killpg(launcher.pid, signal.SIGINT)  # what Ctrl-C in its terminal does
         out, _ = launcher.communicate(timeout=60)
         text = out.decode(errors="replace")
@@ -104,6 +106,29 @@ def test_run_on_the_shipped_config_trades_on_the_simulator_and_ctrl_c_leaves_no_
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+
+
+def _reload(config: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, str(ROOT / "bootstrap.py"), "reload-rules", "--config", str(config)],
+                          cwd=config.parent, capture_output=True, text=True, timeout=60)
+
+
+def _reload_rules_while_running(config: Path, system_log: Path) -> None:
+    """`bootstrap.py reload-rules` and the watched file: a good edit swaps the rules, a bad one is refused."""
+    good = config.read_text()
+    edited = good.replace('signal.confidence >= 0.65', 'signal.confidence >= 0.7')
+    assert edited != good
+    config.write_text(edited)
+    done = _reload(config)
+    assert done.returncode == 0, done.stderr
+    assert re.search(r"rules (r-\w+ -> r-\w+|unchanged \(r-\w+\))", done.stdout), done.stdout  # the watcher may be first
+    _wait(lambda: re.search(r"strategy: rules r-\w+ -> r-\w+", system_log.read_text()), 10, "the rules swapped")
+    config.write_text(edited.replace('signal.confidence >= 0.7', 'signal.confidance >= 0.7'))
+    refused = _reload(config)
+    assert refused.returncode == 2 and "rules.enter_long.when" in refused.stderr, refused
+    assert "running rules stay as they are" in refused.stderr
+    _wait(lambda: "refused; rules r-" in system_log.read_text(), 10, "the watcher refusing the broken file")
+    config.write_text(good)
 
 
 def _children(pid: int) -> list[int]:
