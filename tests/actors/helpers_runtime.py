@@ -156,6 +156,8 @@ class StandInSupervisor(Recorder):
         self.finished = True
 
     def on_child_exited(self, msg: ChildActorExited) -> None:
+        if msg.childAddress != self.child:
+            return  # thespian may report one exit twice, or an earlier incarnation's late
         if self.spec is None or self.finished or not self.spec.restart:
             self.child = None
             return
