@@ -5,19 +5,29 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from core.config import Config
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent / "config.toml"
 
 
-def _cmd_check_config(args: argparse.Namespace) -> int:
+def _load(path: Path, then: str = "") -> Config | None:
+    """Return the validated configuration at `path`, or None after printing every problem (and `then`)."""
     from core.config import load_config
     from core.errors import ConfigError
 
     try:
-        config = load_config(args.config)
+        return load_config(path)
     except ConfigError as exc:
-        print(f"{args.config}: {exc}", file=sys.stderr)
-        print("Fix the listed keys and run `python bootstrap.py check-config` again.", file=sys.stderr)
+        print(f"{path}: {exc}" + (f"\n{then}" if then else ""), file=sys.stderr)
+        return None
+
+
+def _cmd_check_config(args: argparse.Namespace) -> int:
+    config = _load(args.config, then="Fix the listed keys and run `python bootstrap.py check-config` again.")
+    if config is None:
         return 2
     symbols = ", ".join(s.symbol for s in config.symbols)
     print(f"{args.config}: OK — broker {config.broker.kind} on {config.broker.host}:{config.broker.port}, "
@@ -26,14 +36,10 @@ def _cmd_check_config(args: argparse.Namespace) -> int:
 
 
 def _cmd_simulator(args: argparse.Namespace) -> int:
-    from core.config import load_config
-    from core.errors import ConfigError
     from simulator.launch import run_foreground, simulator_config
 
-    try:
-        config = load_config(args.config)
-    except ConfigError as exc:
-        print(f"{args.config}: {exc}", file=sys.stderr)
+    config = _load(args.config)
+    if config is None:
         return 2
     sim = simulator_config(config, port=args.port, seed=args.seed, speed=args.speed, wire=args.wire,
                            control_port=args.control_port,
@@ -68,13 +74,9 @@ def _cmd_simulator_ctl(args: argparse.Namespace) -> int:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from actors.launcher import LaunchError, run
-    from core.config import load_config
-    from core.errors import ConfigError
 
-    try:
-        config = load_config(args.config)
-    except ConfigError as exc:
-        print(f"{args.config}: {exc}", file=sys.stderr)
+    config = _load(args.config)
+    if config is None:
         return 2
     try:
         return run(config, args.config)
@@ -87,15 +89,11 @@ def _cmd_reload_rules(args: argparse.Namespace) -> int:
     import os
 
     from actors.launcher import LaunchError, admin_ask
-    from core.config import load_config
-    from core.errors import ConfigError
     from messages import AdminError, AdminReply, ReloadRules
 
-    try:
-        config = load_config(args.config)
-    except ConfigError as exc:
-        # The running system refuses it too; say so here without bothering it.
-        print(f"{args.config}: {exc}\nThe running rules stay as they are.", file=sys.stderr)
+    # The running system would refuse an invalid file too: say so here without bothering it.
+    config = _load(args.config, then="The running rules stay as they are.")
+    if config is None:
         return 2
     token = os.environ.get("IBACTORS_ADMIN_TOKEN", "")
     try:

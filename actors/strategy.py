@@ -251,8 +251,8 @@ class StrategyController(ShellActor):
         if msg.name == SYMBOLS and self.state is not None:
             self.routes.clear()  # its children are announced again as they start
             self.starting.clear()
-            for symbol in self.waiting:  # a symbol asked to start may never have been
-                if self.running is not None and self.running.strategy.start_symbols is SymbolStart.ON_SIGNAL:
+            if self.running is not None and self.running.strategy.start_symbols is SymbolStart.ON_SIGNAL:
+                for symbol in self.waiting:  # a symbol asked to start may never have been
                     self.starting.add(symbol)
                     self.tell_peer(SYMBOLS, self.make(StartSymbol, msg, symbol=symbol))
             self._push(msg)      # a restarted symbols supervisor starts from the file's rules

@@ -415,10 +415,10 @@ class SymbolActor(ShellActor):
             self._ignored(msg, signal_id, "expired before it was evaluated")
             return
         outbox: list[tuple[str, Message]] = []
-        state, fired = self._run_rules(msg, state, "signal", msg, outbox)
+        state, result = self._run_rules(msg, state, "signal", msg, outbox)
         self._commit(msg, state, outbox)
-        if not fired:
-            self._ignored(msg, signal_id, self._last_notes or "no rule matched")
+        if not result.fired:
+            self._ignored(msg, signal_id, "; ".join(result.notes) or "no rule matched")
 
     def _ignored(self, msg: PredictionSignal, signal_id: str, reason: str) -> None:
         self.log.info("{}: signal {} {} {} ignored: {}", msg.symbol, signal_id, msg.direction.value,
@@ -448,7 +448,7 @@ class SymbolActor(ShellActor):
             facts = core_rules.SignalFacts(
                 signal_id=signal.source_id or signal.msg_id, direction=signal.direction.value,
                 confidence=signal.confidence, horizon_s=signal.horizon_s,
-                created_ns=getattr(signal, "created_ns", 0) or signal.ts_ns,
+                created_ns=signal.created_ns or signal.ts_ns,
                 expires_ns=signal.expires_ns, source=signal.source,
                 reference_price=signal.reference_price)
         groups = tuple(core_rules.Protection(group_id=w.group_id, entry=w.role is GroupRole.ENTRY,
@@ -460,15 +460,12 @@ class SymbolActor(ShellActor):
             last=quote.last if quote else None, volume=quote.volume if quote else None,
             groups=groups, exit_pending=bool(state.exit_pending), signal=facts)
 
-    _last_notes = ""
-
     def _run_rules(self, cause: Message, state: SymbolState, event: str, signal: PredictionSignal | None,
-                   outbox: list[tuple[str, Message]]) -> tuple[SymbolState, int]:
-        """Evaluate the rules on `event` and act on what fired; return the state and how many fired."""
+                   outbox: list[tuple[str, Message]]) -> tuple[SymbolState, core_rules.Evaluation]:
+        """Evaluate the rules on `event` and act on what fired; return the state and the evaluation."""
         rules = self.rules
         assert rules is not None
         result = core_rules.evaluate(rules, state.memory, event, self._situation(state, signal))
-        self._last_notes = "; ".join(result.notes)
         for note in result.notes:
             self.log.info("{}: {}", state.symbol, note)
         state = replace(state, memory=result.memory)
@@ -478,7 +475,7 @@ class SymbolActor(ShellActor):
             self.log.info("{}: rule {} ({}) fired on {}: {}", state.symbol, firing.rule, rules.version, on,
                           firing.why)
             state = self._act(cause, state, firing, signal_id, outbox)
-        return state, len(result.fired)
+        return state, result
 
     # ------------------------------------------------------------ decisions -> groups
 
@@ -650,9 +647,9 @@ class SymbolActor(ShellActor):
         self.log.info("{}: fill {} {} {} @ {} -> position {} avg {} ({})", state.symbol,
                       execution.exec_id, execution.side.value, execution.quantity, execution.price,
                       position.quantity, position.avg_cost, position.state.value)
-        entry_ref = og.leg_ref(group_of_ref(execution.order_ref), og.ENTRY)
-        working = tuple(replace(w, filled=True) if execution.order_ref == entry_ref
-                        and w.group_id == group_of_ref(entry_ref) and not w.filled else w
+        gid = group_of_ref(execution.order_ref)
+        entry_fill = execution.order_ref == og.leg_ref(gid, og.ENTRY)
+        working = tuple(replace(w, filled=True) if entry_fill and w.group_id == gid else w
                         for w in state.working)
         self._commit(msg, replace(state, position=position, working=working), [])
 

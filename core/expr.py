@@ -360,58 +360,45 @@ def _compare_chain(first: Evaluator, rest: list[tuple[Callable[[object, object],
     return chain
 
 
-def _and(fs: list[Evaluator]) -> Evaluator:
+def _junction(fs: list[Evaluator], decisive: bool) -> Evaluator:
+    """Combine with `and` (decisive False) or `or` (decisive True), three-valued, short-circuiting.
+
+    The first operand that is `decisive` decides; else any unknown makes the result unknown;
+    else it is `not decisive`. Two operands (the common case) get an unrolled closure.
+    """
+    other = not decisive
     if len(fs) == 2:
         fa, fb = fs
 
-        def and2(env: Mapping[str, object]) -> object:
+        def two(env: Mapping[str, object]) -> object:
             a = fa(env)
-            if a is False:
-                return False
+            if a is decisive:
+                return decisive
             b = fb(env)
-            if b is False:
-                return False
-            return None if a is None or b is None else True
-        return and2
+            if b is decisive:
+                return decisive
+            return None if a is None or b is None else other
+        return two
     items = tuple(fs)
 
-    def and_n(env: Mapping[str, object]) -> object:
+    def many(env: Mapping[str, object]) -> object:
         unknown = False
         for f in items:
             v = f(env)
-            if v is False:
-                return False
+            if v is decisive:
+                return decisive
             if v is None:
                 unknown = True
-        return None if unknown else True
-    return and_n
+        return None if unknown else other
+    return many
+
+
+def _and(fs: list[Evaluator]) -> Evaluator:
+    return _junction(fs, False)
 
 
 def _or(fs: list[Evaluator]) -> Evaluator:
-    if len(fs) == 2:
-        fa, fb = fs
-
-        def or2(env: Mapping[str, object]) -> object:
-            a = fa(env)
-            if a is True:
-                return True
-            b = fb(env)
-            if b is True:
-                return True
-            return None if a is None or b is None else False
-        return or2
-    items = tuple(fs)
-
-    def or_n(env: Mapping[str, object]) -> object:
-        unknown = False
-        for f in items:
-            v = f(env)
-            if v is True:
-                return True
-            if v is None:
-                unknown = True
-        return None if unknown else False
-    return or_n
+    return _junction(fs, True)
 
 
 def _not(f: Evaluator) -> Evaluator:

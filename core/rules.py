@@ -27,6 +27,16 @@ from decimal import ROUND_FLOOR, Decimal
 from typing import TYPE_CHECKING, Final, TypeAlias
 from zoneinfo import ZoneInfo
 
+from core.config import (
+    ActionConfig,
+    ActionKind,
+    CancelScope,
+    EntryType,
+    RuleConfig,
+    RuleEvent,
+    SideChoice,
+    StrategyConfig,
+)
 from core.errors import CoreError, ExprError
 from core.expr import Compiled, SeriesSpec, ValueType, Vocabulary, compile_condition, prev_key, series_key
 from core.indicators import Atr, Donchian, Ema, Rsi, Sma
@@ -35,7 +45,7 @@ from core.position import Position, held_ns, unrealized_pnl
 from core.types import Bar, OrderType, Side, TimeInForce
 
 if TYPE_CHECKING:
-    from core.config import ActionConfig, Config, RuleConfig, StrategyConfig
+    from core.config import Config
 
 _NS_PER_S: Final = 1_000_000_000
 _NS_PER_MIN: Final = 60 * _NS_PER_S
@@ -200,7 +210,7 @@ def _check_parts(rule: RuleConfig, vocab: Vocabulary) -> list[str]:
             compile_condition(text, vocab)
         except ExprError as exc:
             hint = ""
-            if "signal." in text and rule.on.value == "bar" and "unknown name 'signal." in str(exc):
+            if rule.on is RuleEvent.BAR and "unknown name 'signal." in str(exc):
                 hint = ' (signal fields exist only in rules with on = "signal")'
             problems.append(f"{_where(rule, key)} = {text!r}: {exc}{hint}")
     return problems
@@ -208,15 +218,13 @@ def _check_parts(rule: RuleConfig, vocab: Vocabulary) -> list[str]:
 
 def _action_problems(rule: RuleConfig) -> list[str]:
     """Return what is wrong with the keys of the rule's action for its type."""
-    from core.config import ActionKind, EntryType, SideChoice
-
     action = rule.action
     kind = action.type
     at = _where(rule, "action")
     problems: list[str] = []
     opening = kind in (ActionKind.OPEN_BRACKET, ActionKind.OPEN_ORDER)
     if opening:
-        if action.side is SideChoice.SIGNAL and rule.on.value != "signal":
+        if action.side is SideChoice.SIGNAL and rule.on is not RuleEvent.SIGNAL:
             problems.append(f'{at}.side = "signal": expected "buy" or "sell" in a rule with '
                             f'on = "{rule.on.value}" (there is no signal to follow)')
         if (action.quantity is None) == (action.risk is None):
@@ -589,10 +597,9 @@ class _NotApplicable(Exception):
 
 
 def _side(action: ActionConfig, situation: Situation) -> Side:
-    choice = action.side.value
-    if choice == "buy":
+    if action.side is SideChoice.BUY:
         return Side.BUY
-    if choice == "sell":
+    if action.side is SideChoice.SELL:
         return Side.SELL
     direction = situation.signal.direction if situation.signal is not None else "FLAT"
     if direction == "LONG":
@@ -624,9 +631,13 @@ def size_by_risk(risk: Decimal, stop_atr: Decimal, atr: Decimal, *, lot: Decimal
     return _lots(min(risk / per_unit, max_quantity), lot)
 
 
-def _open(action: ActionConfig, situation: Situation, bracket: bool) -> OpenPosition:
-    from core.config import EntryType
+_ENTRY_TYPES: Final[Mapping[EntryType, OrderType]] = {
+    EntryType.MARKET: OrderType.MKT, EntryType.LIMIT: OrderType.LMT,
+    EntryType.STOP: OrderType.STP, EntryType.STOP_LIMIT: OrderType.STP_LMT,
+}
 
+
+def _open(action: ActionConfig, situation: Situation, bracket: bool) -> OpenPosition:
     if situation.exit_pending:
         raise _NotApplicable("a close of the position is on its way")
     side = _side(action, situation)
@@ -647,15 +658,13 @@ def _open(action: ActionConfig, situation: Situation, bracket: bool) -> OpenPosi
     sign = 1 if side is Side.BUY else -1
     entry = action.entry
     limit = stop = None
-    order_type = OrderType.MKT
-    if entry in (EntryType.LIMIT, EntryType.STOP_LIMIT):
+    if entry is EntryType.LIMIT:
         limit = round_to_tick(price - sign * action.limit_offset_ticks * tick, tick, side)
     if entry in (EntryType.STOP, EntryType.STOP_LIMIT):
         stop = round_to_tick(price + sign * action.stop_offset_ticks * tick, tick, side.opposite)
-    order_type = {EntryType.MARKET: OrderType.MKT, EntryType.LIMIT: OrderType.LMT,
-                  EntryType.STOP: OrderType.STP, EntryType.STOP_LIMIT: OrderType.STP_LMT}[entry]
-    if entry is EntryType.STOP_LIMIT and limit is not None and stop is not None:
+    if entry is EntryType.STOP_LIMIT:
         limit = stop  # a stop-limit entry: the limit at the trigger, no chasing past it
+    order_type = _ENTRY_TYPES[entry]
     stop_loss = take_profit = None
     if bracket:
         assert atr is not None and action.stop_atr is not None and action.target_atr is not None
@@ -745,7 +754,7 @@ def _trail(action: ActionConfig, situation: Situation) -> MoveStops:
 
 
 def _cancel(action: ActionConfig, situation: Situation) -> CancelGroups:
-    entries_only = action.scope.value == "entries"
+    entries_only = action.scope is CancelScope.ENTRIES
     ids = tuple(g.group_id for g in situation.groups if not entries_only or (g.entry and not g.filled))
     if not ids:
         raise _NotApplicable("no working " + ("entry " if entries_only else "") + "orders")
@@ -782,20 +791,20 @@ def render(message: str, env: Mapping[str, object]) -> str:
 
 def decide(action: ActionConfig, situation: Situation, env: Mapping[str, object]) -> Decision:
     """Return what `action` amounts to now; raise _NotApplicable when it cannot be taken."""
-    kind = action.type.value
-    if kind == "open_bracket":
+    kind = action.type
+    if kind is ActionKind.OPEN_BRACKET:
         return _open(action, situation, bracket=True)
-    if kind == "open_order":
+    if kind is ActionKind.OPEN_ORDER:
         return _open(action, situation, bracket=False)
-    if kind == "close_position":
+    if kind is ActionKind.CLOSE_POSITION:
         return _close(situation)
-    if kind == "scale_out":
+    if kind is ActionKind.SCALE_OUT:
         return _scale_out(action, situation)
-    if kind == "break_even":
+    if kind is ActionKind.BREAK_EVEN:
         return _break_even(action, situation)
-    if kind == "trail_stop":
+    if kind is ActionKind.TRAIL_STOP:
         return _trail(action, situation)
-    if kind == "cancel_orders":
+    if kind is ActionKind.CANCEL_ORDERS:
         return _cancel(action, situation)
     return Notify(level=action.level.value, message=render(action.message, env))
 
