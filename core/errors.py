@@ -63,3 +63,7 @@ class ExprError(CoreError, ValueError):
     def __reduce__(self) -> tuple[object, ...]:
         # keyword-only fields do not survive the default exception pickling (it replays `args`)
         return type(self), (self.message,), {"text": self.text, "column": self.column}
+
+
+class InvalidRiskInput(CoreError):
+    """A value given to the risk gate's account is unusable (a non-finite quantity, a malformed day)."""
