@@ -253,7 +253,9 @@ class OrderGroupActor(ShellActor):
         if self.group is None or (msg.group_id and msg.group_id != self.group.id):
             self.log.warning("{}: CancelOrderGroup for {} ignored", self.key, msg.group_id)
             return
-        self._decide(msg, og.CancelGroup(reason=msg.reason or "cancel requested"), tolerant=True)
+        reason = msg.reason or "cancel requested"
+        event = og.CancelEntry(reason=reason) if msg.entry_only else og.CancelGroup(reason=reason)
+        self._decide(msg, event, tolerant=True)
 
     @run_once
     def receiveMsg_MoveStop(self, msg: MoveStop, sender: ActorAddress) -> None:

@@ -4,7 +4,8 @@ A group child is configured with its PlaceOrderGroup and restarted only after an
 (budget `supervision.order_group`), resuming from its last Snapshot. It ends normally by sending
 ActorFinished (or its OrderGroupFinished) to this supervisor, which then stops it and forgets it.
 A group id is placed at most once: a repeated PlaceOrderGroup, even after the group finished,
-is ignored, so a re-sent command never sends its orders twice.
+is ignored, so a re-sent command never sends its orders twice. A PlaceOrderGroup without the
+risk manager's approval is refused (OrderGroupFinished REJECTED to its reply_to).
 
 Creating an actor process costs a fork and the child's start-up (~10 ms idle, far more under
 load) on the tick-to-order path, so the supervisor keeps `SPARES` group actor processes created
@@ -37,6 +38,7 @@ from messages import (
     ActorQuarantined,
     CancelOrderGroup,
     ConfigureActor,
+    GroupOutcome,
     MoveStop,
     OrderGroupFinished,
     PlaceOrderGroup,
@@ -103,6 +105,15 @@ class OrderGroupSupervisor(SupervisorActor):
     def receiveMsg_PlaceOrderGroup(self, msg: PlaceOrderGroup, sender: ActorAddress) -> None:
         if msg.group_id in self.children or msg.group_id in self.finished:
             self.log.warning("groups: ignored a repeated PlaceOrderGroup {} ({})", msg.group_id, msg.msg_id)
+            return
+        if not msg.approval:
+            # Every order passes the risk gate: a placement it did not approve is a bug upstream.
+            reason = "not approved by the risk manager (send an OrderIntent to \"risk\")"
+            self.log.error("groups: refused PlaceOrderGroup {}: {}", msg.group_id, reason)
+            if msg.reply_to is not None:
+                self.tell(msg.reply_to, self.make(OrderGroupFinished, msg, group_id=msg.group_id,
+                                                  symbol=msg.symbol, outcome=GroupOutcome.REJECTED,
+                                                  reason=reason))
             return
         # A group whose legs its placer submitted starts from that state, like a restarted one.
         self.add_child(ChildSpec(key=msg.group_id, actor_class=self.CHILD_CLASS, config=msg,

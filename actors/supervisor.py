@@ -1,10 +1,12 @@
 """The root Supervisor (globalName "supervisor"): starts the core actors in order, answers status, shuts down.
 
-`StartSystem(config)` starts "bus" → "tws" → "groups" → "symbols", each after the previous one
+`StartSystem(config)` starts the core actors in CORE_CHILDREN order, each after the previous one
 answered ActorReady, and answers ActorReady itself when all are up (AdminError if a core actor
 could not be started at all). A core actor over its restart budget (`supervision.core`) is not
 restarted again: trading halts (TradingStateChanged HALTED on the bus, a critical log line).
-Admin commands that change state need `StartSystem.admin_token` when one was given.
+Admin commands that change state need `StartSystem.admin_token` when one was given. Halt, Resume
+and Flatten go to the RiskManager ("risk"), ReloadRules to the StrategyController; their answers
+come back to whoever asked.
 """
 
 from __future__ import annotations
@@ -29,11 +31,14 @@ from messages import (
     ChildrenSnapshot,
     ChildStatus,
     ConnectionStateChanged,
+    Flatten,
     GetChildren,
+    Halt,
     GetStatus,
     Message,
     ReloadRules,
     RestartActor,
+    Resume,
     Shutdown,
     StartSystem,
     StatusSnapshot,
@@ -49,6 +54,8 @@ SUPERVISOR: Final = "supervisor"  # the root's globalName, key and peer name
 CORE_CHILDREN: Final[tuple[tuple[str, str], ...]] = (
     ("bus", "actors.bus.Bus"),
     ("tws", "actors.tws_connection.TwsConnection"),
+    # Every order intent passes the gate; it must be up before anything can decide to trade.
+    ("risk", "actors.risk_manager.RiskManager"),
     # "groups" before "symbols": a symbol may decide to enter as soon as it is warm.
     ("groups", "actors.order_group_supervisor.OrderGroupSupervisor"),
     ("symbols", "actors.symbol_supervisor.SymbolSupervisor"),
@@ -56,7 +63,8 @@ CORE_CHILDREN: Final[tuple[tuple[str, str], ...]] = (
     ("strategy", "actors.strategy.StrategyController"),
     ("signals", "actors.signal_source.SignalSource"),
 )
-CORE_PEERS: Final[tuple[str, ...]] = ("bus", "tws", "symbols", "groups", "strategy", "signals", SUPERVISOR)
+CORE_PEERS: Final[tuple[str, ...]] = ("bus", "tws", "risk", "symbols", "groups", "strategy", "signals",
+                                      SUPERVISOR)
 SUB_SUPERVISORS: Final = frozenset({"symbols", "groups"})
 
 _STATUS_TIMEOUT: Final = "status-timeout"
@@ -156,8 +164,12 @@ class Supervisor(SupervisorActor):
                   f"{self.budget.window_s:g} s")
         self.log.critical("supervisor: {}; trading HALTED (resting protective orders stay at the broker)",
                           reason)
-        self.publish(self.make(TradingStateChanged, None, state=TradingState.HALTED,
-                               previous=previous, reason=reason))
+        halted = self.make(TradingStateChanged, None, state=TradingState.HALTED, previous=previous,
+                           reason=reason)
+        self.publish(halted)
+        risk = self.child_address("risk")
+        if risk is not None:
+            self.tell(risk, halted)  # the gate enforces it, even when the bus is the one that gave up
 
     # ------------------------------------------------------------ bus events
 
@@ -194,14 +206,30 @@ class Supervisor(SupervisorActor):
 
     @run_once
     def receiveMsg_ReloadRules(self, msg: ReloadRules, sender: ActorAddress) -> None:
+        self._relay(msg, sender, "strategy", "the strategy controller")
+
+    @run_once
+    def receiveMsg_Halt(self, msg: Halt, sender: ActorAddress) -> None:
+        self._relay(msg, sender, "risk", "the risk manager")
+
+    @run_once
+    def receiveMsg_Resume(self, msg: Resume, sender: ActorAddress) -> None:
+        self._relay(msg, sender, "risk", "the risk manager")
+
+    @run_once
+    def receiveMsg_Flatten(self, msg: Flatten, sender: ActorAddress) -> None:
+        self._relay(msg, sender, "risk", "the risk manager")
+
+    def _relay(self, msg: AdminCommand, sender: ActorAddress, key: str, what: str) -> None:
+        """Forward an admin command to the core child `key`; its answer goes back to `sender`."""
         if not self._authorized(msg, sender):
             return
-        strategy = self.child_address("strategy")
-        if strategy is None:
-            self._refuse(sender, msg, AdminErrorCode.REFUSED, "the strategy controller is not running")
+        child = self.child_address(key)
+        if child is None:
+            self._refuse(sender, msg, AdminErrorCode.REFUSED, f"{what} is not running")
             return
         self._relays[msg.msg_id] = (sender, msg)
-        self.tell(strategy, msg)
+        self.tell(child, msg)
 
     def _relayed(self, answer: Message) -> bool:
         """Pass an answer to a forwarded command back to whoever asked; False if it is not one."""

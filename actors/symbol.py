@@ -13,7 +13,6 @@ from thespian.actors import ActorAddress, ActorExitRequest, ThespianWatch, Watch
 
 from actors import logs
 from actors import quote_channel as qc
-from actors.order_group import is_protective
 from actors.base import ShellActor, run_once
 from core import bars as core_bars
 from core import order_group as og
@@ -36,16 +35,17 @@ from messages import (
     CancelOrderGroup,
     ConfigureActor,
     ExecutionReported,
+    Flatten,
     GetHistoricalBars,
     GetPositions,
     GroupKind,
     HistoricalBars,
     Message,
     MoveStop,
+    OrderDenied,
     OrderGroupFinished,
     OrderIntent,
     PeerMoved,
-    PlaceOrderGroup,
     PositionChanged,
     PositionsSnapshot,
     PredictionSignal,
@@ -54,13 +54,15 @@ from messages import (
     RulesUpdated,
     SignalIgnored,
     Snapshot,
-    SubmitOrder,
     SubscribeMarketData,
     ToSymbol,
+    TradingStateChanged,
 )
+from messages.risk import TradingState
 
 TWS: Final = "tws"
 GROUPS: Final = "groups"
+RISK: Final = "risk"
 _COMPILED: dict[str, core_rules.RuleSet] = {}  # rule sets compiled in this process, by version
 
 
@@ -145,6 +147,7 @@ class SymbolState:
     group_counter: int = 0
     exit_pending: str = ""
     exit_cause: tuple[str, str, str] = ()  # (rule, rules version, signal id) of the pending exit
+    exit_operator: bool = False            # the pending exit is an operator's flatten
     quote: Quote | None = None
 
 
@@ -153,7 +156,7 @@ def durable_part(state: SymbolState | None) -> tuple[object, ...] | None:
     if state is None:
         return None
     return (replace(state.position, last_price=None), state.working, state.group_counter,
-            state.exit_pending, state.exit_cause, state.memory)
+            state.exit_pending, state.exit_cause, state.exit_operator, state.memory)
 
 
 def for_snapshot(state: SymbolState) -> SymbolState:
@@ -203,6 +206,15 @@ def exit_group(gid: str, position: Position, quantity: Decimal | None = None) ->
     return og.single(gid, order)
 
 
+def market_price(state: SymbolState) -> Decimal | None:
+    """Return the symbol's latest price (last trade, else mid): the risk gate's reference."""
+    if state.quote is not None:
+        price = core_bars.quote_price(state.quote)
+        if price is not None:
+            return price
+    return state.position.last_price
+
+
 def group_of_ref(ref: str) -> str:
     """Return the group id of a leg's durable ref ("AAPL-1-3:entry" → "AAPL-1-3")."""
     return ref.rsplit(":", 1)[0]
@@ -232,13 +244,15 @@ def close_log_sinks() -> None:
 class SymbolActor(ShellActor):
     """One symbol: ConfigureActor(key=symbol, config=Config or SymbolSettings, state=SymbolState or None).
 
-    Peers: "tws" (market data, history), "groups" (PlaceOrderGroup, CancelOrderGroup, MoveStop),
-    "bus". Quotes build bars; each closed bar advances the indicators and runs the rules on
-    "bar"; each PredictionSignal (from the strategy controller) runs the rules on "signal". A
-    rule that fires becomes an order intent (naming the rule, the rule-set version and the
-    signal) and an order group, or a stop move, a cancel, a log line. Executions (forwarded by
-    each group through "symbols") move the position; OrderGroupFinished (the same path, so after
-    the group's fills) clears the working group. RulesUpdated swaps the rules at once.
+    Peers: "tws" (market data, history), "risk" (OrderIntent: the order group to place), "groups"
+    (CancelOrderGroup, MoveStop), "bus". Quotes build bars; each closed bar advances the
+    indicators and runs the rules on "bar"; each PredictionSignal (from the strategy controller)
+    runs the rules on "signal". A rule that fires becomes an order intent to the risk gate (its
+    group's legs, the rule, the rule-set version and the signal), or a stop move, a cancel, a log
+    line. Executions (forwarded by each group through "symbols") move the position;
+    OrderGroupFinished (the same path, so after the group's fills) or OrderDenied clears the
+    working group. RulesUpdated swaps the rules at once. TradingStateChanged HALTED stops the
+    rules and cancels the working entries; Flatten closes the position (an operator's exit).
     With `market_data.quote_channel` the quotes come as datagrams on the actor's own UDP socket
     (actors/quote_channel.py, watched with ThespianWatch); QuoteUpdate messages work either way.
     """
@@ -253,6 +267,7 @@ class SymbolActor(ShellActor):
         self.inbox: qc.Endpoint | None = None
         self.token = ""
         self.refused = 0  # quote datagrams dropped as malformed or foreign
+        self.trading = TradingState.ACTIVE  # the risk manager's mode, as the symbols supervisor passes it on
 
     def receiveMessage(self, msg: Any, sender: ActorAddress) -> Any:
         super().receiveMessage(msg, sender)
@@ -465,6 +480,9 @@ class SymbolActor(ShellActor):
         """Evaluate the rules on `event` and act on what fired; return the state and the evaluation."""
         rules = self.rules
         assert rules is not None
+        if self.trading is TradingState.HALTED:
+            note = "trading is HALTED: no rule runs"
+            return state, core_rules.Evaluation(memory=state.memory, fired=(), notes=(note,) if signal else ())
         result = core_rules.evaluate(rules, state.memory, event, self._situation(state, signal))
         for note in result.notes:
             self.log.info("{}: {}", state.symbol, note)
@@ -523,7 +541,8 @@ class SymbolActor(ShellActor):
             quantity=entry.quantity, order_type=entry.order_type, limit_price=entry.limit_price,
             stop_price=entry.stop_price, tif=entry.tif, stop_loss=entry.stop_loss,
             take_profit=entry.take_profit, rule=firing.rule, rules_version=self.rules.version,
-            signal_id=signal_id)
+            signal_id=signal_id, kind=kind, legs=group.legs, market_price=market_price(state),
+            reply_to=self.parent)
         self.log.info("{}: intent {} {} {} {} {}{} (rule {} {}, signal {})", state.symbol, gid,
                       entry.side.value, entry.quantity, entry.order_type.value, kind.value.lower(),
                       f" stop {entry.stop_loss} target {entry.take_profit}" if entry.is_bracket else "",
@@ -531,14 +550,14 @@ class SymbolActor(ShellActor):
         position = state.position
         if position.state in (PositionState.FLAT, PositionState.CLOSED, PositionState.OPENING):
             position = expect_entry(position)
-        self._place(cause, group, kind, outbox, intent_id=gid)
-        outbox.append(("bus", intent))
+        outbox.append((RISK, intent))
         return replace(state, position=position, group_counter=n,
                        working=state.working + (WorkingGroup(group_id=gid, role=GroupRole.ENTRY,
                                                              stop=entry.stop_loss),))
 
     def _exit(self, cause: Message, state: SymbolState, reason: str,
-              outbox: list[tuple[str, Message]], why: tuple[str, str, str] = ()) -> SymbolState:
+              outbox: list[tuple[str, Message]], why: tuple[str, str, str] = (),
+              operator: bool = False) -> SymbolState:
         if state.exit_pending or any(w.role is GroupRole.EXIT for w in state.working):
             return state  # already on its way out
         if state.working:
@@ -549,15 +568,16 @@ class SymbolActor(ShellActor):
             for working in state.working:
                 outbox.append((GROUPS, self.make(CancelOrderGroup, cause, group_id=working.group_id,
                                                  reason=f"exit: {reason}")))
-            return replace(state, exit_pending=reason, exit_cause=why)
-        return self._close(cause, state, reason, outbox, why=why)
+            return replace(state, exit_pending=reason, exit_cause=why, exit_operator=operator)
+        return self._close(cause, state, reason, outbox, why=why, operator=operator)
 
     def _close(self, cause: Message, state: SymbolState, reason: str, outbox: list[tuple[str, Message]],
-               quantity: Decimal | None = None, why: tuple[str, str, str] = ()) -> SymbolState:
+               quantity: Decimal | None = None, why: tuple[str, str, str] = (),
+               operator: bool = False) -> SymbolState:
         """Close the position (or `quantity` of it) at market; `why` = (rule, rules version, signal id)."""
         position = state.position
         if position.quantity == 0:
-            return replace(state, exit_pending="", exit_cause=())
+            return replace(state, exit_pending="", exit_cause=(), exit_operator=False)
         n = state.group_counter + 1
         gid = group_id(state.symbol, self.incarnation, n)
         group = exit_group(gid, position, quantity)
@@ -571,42 +591,17 @@ class SymbolActor(ShellActor):
         rule, version, signal_id = why or ("", "", "")
         intent = self.make(OrderIntent, cause, intent_id=gid, symbol=state.symbol, side=leg.side,
                            quantity=leg.quantity, order_type=leg.order_type, rule=rule, rules_version=version,
-                           signal_id=signal_id, reduce_only=True)
-        self._place(cause, group, GroupKind.SINGLE, outbox, intent_id=gid)
-        outbox.append(("bus", intent))
+                           signal_id=signal_id, reduce_only=True, operator=operator, kind=GroupKind.SINGLE,
+                           legs=group.legs, market_price=market_price(state), reply_to=self.parent)
+        outbox.append((RISK, intent))
         return replace(state, position=position, group_counter=n, exit_pending="", exit_cause=(),
-                       working=state.working + (WorkingGroup(group_id=gid, role=role),))
+                       exit_operator=False, working=state.working + (WorkingGroup(group_id=gid, role=role),))
 
     def _reduce(self, cause: Message, state: SymbolState, quantity: Decimal, reason: str,
                 outbox: list[tuple[str, Message]], why: tuple[str, str, str]) -> SymbolState:
         if state.exit_pending or any(w.role is not GroupRole.ENTRY for w in state.working):
             return state  # a close or another scale-out is on its way
         return self._close(cause, state, reason, outbox, quantity, why)
-
-    def _place(self, cause: Message, group: og.OrderGroup, kind: GroupKind,
-               outbox: list[tuple[str, Message]], intent_id: str = "") -> None:
-        """Queue the group's legs straight to the connection, then the group to its supervisor.
-
-        The legs reach the broker one hop after the decision instead of three (groups supervisor,
-        a new group actor, the connection); the group actor starts from the submitted state and
-        claims them, as a restarted group does. The Snapshot that _commit sends first records the
-        working group before anything leaves.
-        """
-        started, commands = og.decide(group, og.Start())
-        submits = [c for c in commands if isinstance(c, og.SubmitOrder)]
-        if len(submits) != len(commands):  # not a plain start: let the group actor do all of it
-            started, submits = None, []
-        for command in submits:
-            self.log.info("{}: submit {} {} {} {} transmit={}", group.id, command.order.ref,
-                          command.order.side.value, command.order.quantity, command.order.order_type.value,
-                          command.transmit)
-            outbox.append((TWS, self.make(SubmitOrder, cause, order=command.order, group_id=group.id,
-                                          transmit=command.transmit, protective=is_protective(command.order),
-                                          unowned=True)))
-        # reply_to is the symbol supervisor: a stable address, unlike this actor's across restarts.
-        outbox.append((GROUPS, self.make(PlaceOrderGroup, cause, group_id=group.id, kind=kind,
-                                         symbol=group.symbol, legs=group.legs, reply_to=self.parent,
-                                         started=started, intent_id=intent_id)))
 
     def _commit(self, cause: Message, state: SymbolState, outbox: list[tuple[str, Message]]) -> None:
         # The snapshot (with the group counter) goes before any PlaceOrderGroup it accounts for.
@@ -618,10 +613,7 @@ class SymbolActor(ShellActor):
             self.tell(self.parent, self.make(Snapshot, cause, key=self.key,
                                              incarnation=self.incarnation, state=for_snapshot(state)))
         for peer, message in outbox:
-            if peer == "bus":
-                self.publish(message)  # an order intent, for the record: after its orders
-            else:
-                self.tell_peer(peer, message)
+            self.tell_peer(peer, message)
         # After the orders: the bus is for listeners, not on the way to the broker.
         if before is not None and state.position != before.position and (
                 state.position.quantity != 0 or durable_part(before) != durable):
@@ -664,6 +656,22 @@ class SymbolActor(ShellActor):
             return  # not ours, or already handled (the bus and the direct path both bring it)
         self.log.info("{}: group {} finished {} (filled {}): {}", state.symbol, msg.group_id,
                       msg.outcome.value, msg.filled, msg.reason)
+        self._group_ended(msg, state, finished, msg.outcome.value)
+
+    @run_once
+    def receiveMsg_OrderDenied(self, msg: OrderDenied, sender: ActorAddress) -> None:
+        state = self.state
+        if state is None:
+            return
+        self._trace(msg)
+        denied = next((w for w in state.working if w.group_id == msg.intent.intent_id), None)
+        if denied is None:
+            return
+        self.log.warning("{}: intent {} denied by risk ({}): {}", state.symbol, denied.group_id, msg.limit,
+                         msg.detail)
+        self._group_ended(msg, state, denied, "DENIED")
+
+    def _group_ended(self, msg: Message, state: SymbolState, finished: WorkingGroup, outcome: str) -> None:
         position = state.position
         if finished.role is GroupRole.ENTRY and position.state is PositionState.OPENING:
             position = cancel_entry(position)
@@ -673,13 +681,52 @@ class SymbolActor(ShellActor):
                         working=tuple(w for w in state.working if w is not finished))
         if finished.role is GroupRole.EXIT and position.quantity != 0:
             self.log.error("{}: exit group {} ended {} with {} still held and no exit working",
-                           state.symbol, msg.group_id, msg.outcome.value, position.quantity)
+                           state.symbol, finished.group_id, outcome, position.quantity)
         elif position.quantity != 0 and not state.working and not state.exit_pending:
             self.log.warning("{}: {} held and no order group protects it", state.symbol,
                              position.quantity)
         outbox: list[tuple[str, Message]] = []
         if state.exit_pending and not state.working:
-            state = self._close(msg, state, state.exit_pending, outbox, why=state.exit_cause)
+            state = self._close(msg, state, state.exit_pending, outbox, why=state.exit_cause,
+                                operator=state.exit_operator)
+        self._commit(msg, state, outbox)
+
+    # ------------------------------------------------------------ the kill switch
+
+    @run_once
+    def receiveMsg_TradingStateChanged(self, msg: TradingStateChanged, sender: ActorAddress) -> None:
+        state = self.state
+        if state is None:
+            return
+        self._trace(msg)
+        before, self.trading = self.trading, msg.state
+        if msg.state is not TradingState.HALTED or before is TradingState.HALTED:
+            if msg.state is not before:
+                self.log.warning("{}: trading {} ({})", state.symbol, msg.state.value, msg.reason)
+            return
+        # Halted: no rule runs; working entries are cancelled; protective orders stay at the broker
+        # (a bracket whose entry filled keeps its children, sized to the fills).
+        entries = [w for w in state.working if w.role is GroupRole.ENTRY]
+        self.log.warning("{}: trading HALTED ({}); cancelling {} working entr{}", state.symbol, msg.reason,
+                         len(entries), "y" if len(entries) == 1 else "ies")
+        for working in entries:
+            self.tell_peer(GROUPS, self.make(CancelOrderGroup, msg, group_id=working.group_id,
+                                             reason=f"halt: {msg.reason}", entry_only=working.filled))
+
+    @run_once
+    def receiveMsg_Flatten(self, msg: Flatten, sender: ActorAddress) -> None:
+        state = self.state
+        if state is None or msg.symbol not in ("", state.symbol):
+            return
+        self._trace(msg)
+        reason = f"flatten{f': {msg.reason}' if msg.reason else ''}"
+        if state.position.quantity == 0 and not state.working:
+            self.log.info("{}: {}: nothing to close", state.symbol, reason)
+            return
+        self.log.warning("{}: {} ({} held, {} working group(s))", state.symbol, reason,
+                         state.position.quantity, len(state.working))
+        outbox: list[tuple[str, Message]] = []
+        state = self._exit(msg, state, reason, outbox, why=("operator", "", ""), operator=True)
         self._commit(msg, state, outbox)
 
     def receiveMsg_ToSymbol(self, msg: ToSymbol, sender: ActorAddress) -> None:

@@ -29,6 +29,7 @@ from messages import (
     ActorQuarantined,
     ConfigureActor,
     ExecutionReported,
+    Flatten,
     Message,
     OrderGroupFinished,
     PeerMoved,
@@ -36,9 +37,11 @@ from messages import (
     StartSymbol,
     SymbolActorStarted,
     ToSymbol,
+    TradingStateChanged,
 )
+from messages.risk import TradingState
 
-SYMBOL_PEERS: Final[tuple[str, ...]] = ("bus", "tws", "symbols", "groups", "strategy", "supervisor")
+SYMBOL_PEERS: Final[tuple[str, ...]] = ("bus", "tws", "risk", "symbols", "groups", "strategy", "supervisor")
 # Message types that carry a `symbol` field and go to that symbol's actor when sent here.
 ROUTED_BY_SYMBOL: Final = frozenset({
     "OrderGroupFinished", "PredictionSignal", "ClosePosition", "MoveStop",
@@ -69,6 +72,7 @@ class SymbolSupervisor(SupervisorActor):
         super().__init__()
         self.pending: dict[str, deque[Message]] = {}  # facts per symbol its snapshots do not show yet
         self.traded: Config | None = None  # the config new symbol actors start with (rules kept current)
+        self.trading: TradingStateChanged | None = None  # the risk manager's latest mode, for every start
 
     def child_specs(self, msg: ConfigureActor) -> tuple[ChildSpec, ...]:
         config = msg.config
@@ -102,6 +106,8 @@ class SymbolSupervisor(SupervisorActor):
 
     def on_child_ready(self, key: str, address: ActorAddress, incarnation: int) -> None:
         self._announce(key, address, incarnation, None)
+        if self.trading is not None and self.trading.state is not TradingState.ACTIVE:
+            self.tell(address, self.trading)
         for fact in self.pending.get(key, ()):
             self.tell(address, fact)
 
@@ -152,6 +158,24 @@ class SymbolSupervisor(SupervisorActor):
             if child.address is not None:
                 self.tell(child.address, msg)
         self.log.info("symbols: rules {} sent to {} symbol(s)", msg.version, len(self.children))
+
+    @run_once
+    def receiveMsg_TradingStateChanged(self, msg: TradingStateChanged, sender: ActorAddress) -> None:
+        self.trading = msg
+        for child in self.children.values():
+            if child.address is not None:
+                self.tell(child.address, msg)
+
+    @run_once
+    def receiveMsg_Flatten(self, msg: Flatten, sender: ActorAddress) -> None:
+        if msg.symbol:
+            self.route(msg.symbol, msg)
+            return
+        for key, child in self.children.items():
+            if child.address is not None:
+                self.tell(child.address, msg)
+            else:
+                self.log.error("symbols: cannot flatten {}: its actor is not running", key)
 
     # ------------------------------------------------------------ routing
 

@@ -91,7 +91,8 @@ def _bracket(group_id: str) -> Any:
                        quantity=Decimal(10), order_type=OrderType.LMT, limit_price="110",
                        tif=TimeInForce.GTC)
     group = og.bracket(group_id, entry, stop, target)
-    return PlaceOrderGroup(group_id=group_id, kind=GroupKind.BRACKET, symbol="AAPL", legs=group.legs)
+    return PlaceOrderGroup(group_id=group_id, kind=GroupKind.BRACKET, symbol="AAPL", legs=group.legs,
+                           approval="test")
 
 
 def _read(directory: Path) -> dict[str, dict[str, int]]:

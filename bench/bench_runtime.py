@@ -231,7 +231,16 @@ def make_config(symbols: Sequence[str], work: Path, strategy: Strategy) -> Any:
         "rules": moving_average_cross(fast=2, slow=3, atr_period=3, stop_atr=strategy.stop_atr,
                                       target_atr=strategy.target_atr),
         "signals": {"demo": {"interval_s": 3600.0}},  # bars decide here, not signals
+        "risk": BENCH_RISK,
     }, source="<bench_runtime>")
+
+
+# Every intent passes the risk gate; its limits must not be what the latency figures measure.
+BENCH_RISK: dict[str, object] = {
+    "max_order_quantity": 1_000_000, "max_order_notional": 1_000_000_000, "price_collar_pct": 50,
+    "max_position_per_symbol": 1_000_000, "max_gross_exposure": 10_000_000_000,
+    "max_net_exposure": 10_000_000_000, "max_open_orders": 100_000, "max_orders_per_minute": 1_000_000,
+    "daily_loss_limit": 1_000_000_000}
 
 
 @dataclass

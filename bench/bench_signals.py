@@ -178,6 +178,7 @@ def make_config(symbols: Sequence[str], work: Path, rules: int) -> Any:
         "strategy": {"watch_config": False},
         "rules": make_rules(rules),
         "signals": {"demo": {"interval_s": 3600.0}},  # the bench sends the signals
+        "risk": rt.BENCH_RISK,
     }, source="<bench_signals>")
 
 

@@ -114,13 +114,24 @@ class CancelGroup:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class CancelEntry:
+    """Cancel what still works of the entry (a halt): a bracket's children stay, sized to its fills.
+
+    A single order or an OCO group is all entry: every working leg is cancelled.
+    """
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ReplaceStop:
     """Move the stop price of the group's stop order (the bracket's stop-loss, or a single stop)."""
 
     new_price: Decimal
 
 
-Event: TypeAlias = Start | LegAccepted | LegStatus | LegExecution | LegRejected | CancelGroup | ReplaceStop
+Event: TypeAlias = (Start | LegAccepted | LegStatus | LegExecution | LegRejected | CancelGroup | CancelEntry
+                    | ReplaceStop)
 
 
 # ---------------------------------------------------------------- commands
@@ -536,6 +547,16 @@ def _cancel_group(group: OrderGroup, event: CancelGroup) -> Decision:
     return group, commands + more
 
 
+def _cancel_entry(group: OrderGroup, event: CancelEntry) -> Decision:
+    if group.kind is not GroupKind.BRACKET or group.state is not GroupState.WORKING:
+        return _cancel_group(group, CancelGroup(reason=event.reason))
+    # The children follow the entry: once it is done they are resized to its fills (or
+    # cancelled when nothing filled) by the bracket's own coordination.
+    group, commands = _cancel(group, (group.legs[0].ref,), event.reason)
+    group, more = _settle(group)
+    return group, commands + more
+
+
 def _stop_leg(group: OrderGroup) -> Order:
     if group.kind is GroupKind.BRACKET:
         return group.legs[1]
@@ -592,6 +613,8 @@ def decide(group: OrderGroup, event: Event) -> Decision:
             return _leg_rejected(group, event)
         case CancelGroup():
             return _cancel_group(group, event)
+        case CancelEntry():
+            return _cancel_entry(group, event)
         case ReplaceStop():
             return _replace_stop(group, event)
     raise InvalidGroupEvent(f"group {group.id}: unknown event {type(event).__name__}")

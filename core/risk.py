@@ -23,7 +23,7 @@ class Mode(StrEnum):
 
     ACTIVE = "ACTIVE"
     REDUCE_ONLY = "REDUCE_ONLY"  # exits and protective orders only
-    HALTED = "HALTED"            # nothing but an operator's flatten
+    HALTED = "HALTED"            # no rule runs, working entries cancelled; only exits pass
 
 
 class Limit(StrEnum):
@@ -57,7 +57,7 @@ class Proposal:
     market_price: Decimal | None = None  # the placer's last trade (or mid): collar and notional reference
     legs: int = 1                        # orders the intent places: open-order and rate limits count them
     reduce_only: bool = False            # claimed by the placer, checked against the real position
-    operator: bool = False               # an operator's flatten: allowed while HALTED if it reduces
+    operator: bool = False               # an operator's flatten (checked like any exit)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -194,10 +194,11 @@ def is_reducing(position: Decimal, signed_quantity: Decimal) -> bool:
 def _trading_state(account: Account, p: Proposal, s: Decimal, q: Decimal, reducing: bool) -> str:
     why = f"trading is {account.mode}" + (f" ({account.mode_reason})" if account.mode_reason else "")
     order = f"{p.side.value} {_n(p.quantity)} {p.symbol}"
-    if account.mode == Mode.HALTED and not (p.operator and reducing):
-        if p.operator:
-            return f"{why}: the operator's {order} would not reduce the position {_n(q)}"
-        return f"{why}: only an operator's order that reduces a position may pass"
+    # HALTED stops the rules (the symbols run none) and new exposure; an exit still passes: one
+    # already under way when the halt came (its protection was cancelled first) must not be left
+    # half done, and an operator's flatten must work.
+    if account.mode == Mode.HALTED and not reducing:
+        return f"{why}: {order} would not reduce the position {_n(q)} (only exits may pass)"
     if account.mode == Mode.REDUCE_ONLY and not reducing:
         return f"{why}: {order} would not reduce the position {_n(q)} (to {_n(q + s)})"
     return ""

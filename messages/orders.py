@@ -32,11 +32,15 @@ class GroupOutcome(str, Enum):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class OrderIntent(Message):
-    """A symbol actor's wish to trade, before risk has seen it; names the rule and signal behind it.
+    """A wish to trade, sent to the RiskManager: the order group to place and why (rule, signal).
 
-    `stop_loss`/`take_profit` make it a bracket. `reduce_only` intents only shrink a position and
-    stay allowed while trading is REDUCE_ONLY (risk still checks against the real position).
-    `reply_to` is the symbol actor that owns the resulting order group.
+    `intent_id` is the order group's id; `kind` and `legs` are the group (legs in transmit order,
+    each with its durable ref). `stop_loss`/`take_profit` make it a bracket. `reduce_only` intents
+    only shrink a position and stay allowed while trading is REDUCE_ONLY (risk still checks them
+    against the real position); `operator` marks an operator's flatten, allowed even when HALTED.
+    `market_price` is the placer's last trade (or mid) price, the reference for the price collar
+    and the notional of a market order. `reply_to` receives the group's events (the symbols
+    supervisor, a stable address).
     """
 
     intent_id: str
@@ -53,6 +57,10 @@ class OrderIntent(Message):
     rules_version: str = ""
     signal_id: str = ""
     reduce_only: bool = False
+    operator: bool = False
+    market_price: Decimal | None = None
+    kind: GroupKind = GroupKind.SINGLE
+    legs: tuple[Order, ...] = ()
     reply_to: ActorAddress | None = None
 
     @property
@@ -67,7 +75,8 @@ class PlaceOrderGroup(Message):
     `started` (a core.order_group.OrderGroup) says the placer already submitted the legs itself
     (SubmitOrder with `unowned`, straight to the connection: two hops fewer on the way to the
     broker); the group actor then starts from that state and claims the legs (ClaimOrders), as
-    a restarted group does, and never submits them again.
+    a restarted group does, and never submits them again. `approval` is the id of the
+    RiskManager's OrderApproved: the groups supervisor places nothing without one.
     """
 
     group_id: str
@@ -77,6 +86,7 @@ class PlaceOrderGroup(Message):
     intent_id: str = ""
     reply_to: ActorAddress | None = None
     started: object = None
+    approval: str = ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -89,10 +99,11 @@ class CancelOrder(Message):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CancelOrderGroup(Message):
-    """Cancel every working leg of a group."""
+    """Cancel every working leg of a group, or with `entry_only` only its entry (a bracket's children stay)."""
 
     group_id: str
     reason: str = ""
+    entry_only: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -80,7 +80,8 @@ def _bracket(group_id: str) -> PlaceOrderGroup:
     target = new_order(ref=og.leg_ref(group_id, og.TAKE_PROFIT), symbol="AAPL", side=Side.SELL,
                        quantity=10, order_type=OrderType.LMT, limit_price="110", tif=TimeInForce.GTC)
     group = og.bracket(group_id, entry, stop, target)
-    return PlaceOrderGroup(group_id=group_id, kind=GroupKind.BRACKET, symbol="AAPL", legs=group.legs)
+    return PlaceOrderGroup(group_id=group_id, kind=GroupKind.BRACKET, symbol="AAPL", legs=group.legs,
+                           approval="test")
 
 
 def _legs(group_id: str) -> tuple[str, str, str]:

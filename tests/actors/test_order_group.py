@@ -67,7 +67,8 @@ def _bracket(group_id: str = GID, quantity: int = 10) -> PlaceOrderGroup:
                        quantity=quantity, order_type=OrderType.LMT, limit_price="110",
                        tif=TimeInForce.GTC)
     group = og.bracket(group_id, entry, stop, target)
-    return PlaceOrderGroup(group_id=group_id, kind=GroupKind.BRACKET, symbol="AAPL", legs=group.legs)
+    return PlaceOrderGroup(group_id=group_id, kind=GroupKind.BRACKET, symbol="AAPL", legs=group.legs,
+                           approval="test")
 
 
 ENTRY, SL, TP = (og.leg_ref(GID, leg) for leg in (og.ENTRY, og.STOP_LOSS, og.TAKE_PROFIT))
@@ -215,7 +216,8 @@ def test_restart_of_finished_group_announces_end_again_without_orders(asys: Acto
 
 def test_invalid_legs_finish_rejected_without_submitting(asys: ActorSystem) -> None:
     place = _bracket()
-    broken = PlaceOrderGroup(group_id=GID, kind=GroupKind.BRACKET, symbol="AAPL", legs=place.legs[:2])
+    broken = PlaceOrderGroup(group_id=GID, kind=GroupKind.BRACKET, symbol="AAPL", legs=place.legs[:2],
+                             approval="test")
     rig = Rig(asys, broken)
     (published,) = rig.sent(rig.bus, Publish, 1)
     assert published.message.outcome is GroupOutcome.REJECTED

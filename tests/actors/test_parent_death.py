@@ -23,8 +23,15 @@ def test_configured_actor_dies_when_its_supervisors_process_is_killed(tcp_asys: 
     info = tcp_asys.ask(parent, h.StartChild(actor_class="actors.bus.Bus", key="bus", config=None, state=None,
                                              peers=(), restart=False, incarnation=1), ASK)
     assert isinstance(info, h.ChildInfo), info
-    status = tcp_asys.ask(info.address, GetActorStatus(), ASK)
-    assert isinstance(status, ActorStatusSnapshot) and status.configured
+    # ConfigureActor (from the supervisor) and our question (from us) may arrive in either order.
+    deadline = time.monotonic() + 10
+    while True:
+        status = tcp_asys.ask(info.address, GetActorStatus(), ASK)
+        assert isinstance(status, ActorStatusSnapshot), status
+        if status.configured:
+            break
+        assert time.monotonic() < deadline, "the child was never configured"
+        time.sleep(0.01)
     child_pid, parent_pid = status.pid, info.supervisor_pid
     assert child_pid not in (0, parent_pid) and alive(child_pid)
 

@@ -263,9 +263,9 @@ def test_root_refuses_start_without_a_config(env: Env, config: object, code: Adm
 
 def test_root_refuses_class_override_for_unknown_core_key(env: Env, tmp_path: Path) -> None:
     root = env.asys.createActor(h.Root)
-    start = StartSystem(config=_config(tmp_path), actor_classes=(("risk", STAND_IN),))
+    start = StartSystem(config=_config(tmp_path), actor_classes=(("nonesuch", STAND_IN),))
     refused = h.ask(env.asys, root, start, AdminError)
-    assert refused.code is AdminErrorCode.UNKNOWN_TARGET and "risk" in refused.text
+    assert refused.code is AdminErrorCode.UNKNOWN_TARGET and "nonesuch" in refused.text
 
 
 # ---------------------------------------------------------------- restarts
@@ -447,7 +447,7 @@ def test_admin_restart_of_running_child_resumes_its_state(env: Env) -> None:
 
 
 def _place(group_id: str) -> PlaceOrderGroup:
-    return PlaceOrderGroup(group_id=group_id, kind=GroupKind.SINGLE, symbol="AAPL", legs=())
+    return PlaceOrderGroup(group_id=group_id, kind=GroupKind.SINGLE, symbol="AAPL", legs=(), approval="test")
 
 
 def test_group_child_that_finishes_is_not_restarted_and_its_id_is_not_placed_twice(
@@ -500,13 +500,13 @@ def test_status_lists_every_actor_with_incarnation_and_restarts(env: Env, tmp_pa
     env.asys.tell(_address(_status(env, root), "MSFT"), h.Crash())
     status = _status(env, root, lambda s: _key(s, "MSFT").incarnation == 2 and _key(s, "MSFT").ready)
     keys = [c.key for c in status.children]
-    assert keys == ["bus", "tws", "groups", "symbols", "strategy", "signals", "AAPL", "MSFT", "SPY"]
+    assert keys == ["bus", "tws", "risk", "groups", "symbols", "strategy", "signals", "AAPL", "MSFT", "SPY"]
     assert [a.key for a in status.actors] == keys
     assert (_key(status, "MSFT").restarts, _key(status, "MSFT").supervisor) == (1, "symbols")
     assert (_key(status, "tws").incarnation, _key(status, "tws").restarts) == (1, 0)
     assert all(c.running and c.address is not None for c in status.children)
     assert status.trading_state is TradingState.ACTIVE and status.quarantined == ()
-    assert status.started_ns > 0 and "9/9 actors running" in status.text
+    assert status.started_ns > 0 and "10/10 actors running" in status.text
     msft = [a for a in status.actors if a.key == "MSFT"][0]
     assert msft.incarnation == 2 and msft.configured and "restarts 1/5" in msft.detail
 

@@ -13,7 +13,6 @@ import pytest
 from thespian.actors import ActorAddress, ActorSystem
 
 from actors import quote_channel as qc
-from actors.order_group import was_sent
 from actors.symbol import SymbolActor, SymbolSettings, SymbolState
 from core import order_group as og
 from core.config import (
@@ -44,7 +43,6 @@ from messages import (
     OrderGroupFinished,
     OrderIntent,
     Peer,
-    PlaceOrderGroup,
     PositionChanged,
     PositionsSnapshot,
     PredictionSignal,
@@ -54,7 +52,6 @@ from messages import (
     RulesUpdated,
     SignalIgnored,
     Snapshot,
-    SubmitOrder,
     SubscribeMarketData,
     ToSymbol,
 )
@@ -112,10 +109,12 @@ class Rig:
         self.asys = asys
         self.tws = asys.createActor(h.Recorder)
         self.groups = asys.createActor(h.Recorder)
+        self.risk = asys.createActor(h.Recorder)
         self.bus = asys.createActor(h.Recorder)
         self.parent = asys.createActor(h.StandInSupervisor)
         peers = tuple(Peer(name=n, address=a) for n, a in
-                      (("tws", self.tws), ("groups", self.groups), ("bus", self.bus)))
+                      (("tws", self.tws), ("groups", self.groups), ("risk", self.risk),
+                       ("bus", self.bus)))
         info = asys.ask(self.parent, h.StartChild(actor_class=_ACTOR, key="AAPL", config=config, state=state,
                                                   peers=peers, restart=False, incarnation=incarnation), ASK)
         assert isinstance(info, h.ChildInfo)
@@ -151,12 +150,12 @@ class Rig:
     def published(self, cls: type) -> list[Any]:
         return [p.message for p in self.sent(self.bus, Publish) if isinstance(p.message, cls)]
 
-    def cross_up(self) -> PlaceOrderGroup:
-        """Close a live bar at 108 (the cross) and return the bracket the symbol placed."""
+    def cross_up(self) -> OrderIntent:
+        """Close a live bar at 108 (the cross) and return the bracket the symbol asked risk to place."""
         self.feed(_quote(LIVE, "108"), _quote(LIVE + 1, "108"))
         self.acked()
-        (place,) = self.sent(self.groups, PlaceOrderGroup, 1)
-        return place
+        (intent,) = self.sent(self.risk, OrderIntent, 1)
+        return intent
 
 
 def _expected_atr() -> Decimal:
@@ -182,7 +181,7 @@ def test_quotes_close_bar_that_crosses_and_place_atr_sized_bracket(asys: ActorSy
     place = rig.cross_up()
     atr = _expected_atr()
     quantity = D(int(D(100) / (2 * atr)))
-    assert (place.group_id, place.kind, place.symbol) == ("AAPL-1-1", GroupKind.BRACKET, "AAPL")
+    assert (place.intent_id, place.kind, place.symbol) == ("AAPL-1-1", GroupKind.BRACKET, "AAPL")
     assert place.reply_to == rig.parent
     entry, stop, target = place.legs
     assert [leg.ref for leg in place.legs] == ["AAPL-1-1:entry", "AAPL-1-1:sl", "AAPL-1-1:tp"]
@@ -226,12 +225,12 @@ def test_cross_down_cancels_working_bracket_then_closes_remaining_position(asys:
     rig.acked()
     (cancel,) = rig.sent(rig.groups, CancelOrderGroup, 1)
     assert cancel.group_id == "AAPL-1-1" and "rule ma_exit" in cancel.reason
-    assert len(rig.sent(rig.groups, PlaceOrderGroup)) == 1  # nothing sold beside the resting stop
+    assert len(rig.sent(rig.risk, OrderIntent)) == 1  # nothing sold beside the resting stop
     rig.feed(ToSymbol(symbol="AAPL", message=OrderGroupFinished(
         group_id="AAPL-1-1", symbol="AAPL", outcome=GroupOutcome.FILLED, filled=D(10), reason="cancelled")))
-    places = rig.sent(rig.groups, PlaceOrderGroup, 2)
+    places = rig.sent(rig.risk, OrderIntent, 2)
     close = places[1]
-    assert (close.group_id, close.kind) == ("AAPL-1-2", GroupKind.SINGLE)
+    assert (close.intent_id, close.kind) == ("AAPL-1-2", GroupKind.SINGLE)
     (leg,) = close.legs
     assert (leg.ref, leg.side, leg.order_type) == ("AAPL-1-2:entry", Side.SELL, OrderType.MKT)
     assert leg.quantity == 10
@@ -266,8 +265,8 @@ def test_restore_from_snapshot_keeps_position_and_group_counter(asys: ActorSyste
     (cancel,) = second.sent(second.groups, CancelOrderGroup, 1)
     assert cancel.group_id == "AAPL-1-1"  # the working group survived the restart
     second.feed(OrderGroupFinished(group_id="AAPL-1-1", symbol="AAPL", outcome=GroupOutcome.FILLED))
-    (close,) = second.sent(second.groups, PlaceOrderGroup, 1)
-    assert close.group_id == "AAPL-2-2" and close.legs[0].quantity == 10
+    (close,) = second.sent(second.risk, OrderIntent, 1)
+    assert close.intent_id == "AAPL-2-2" and close.legs[0].quantity == 10
 
 
 @pytest.mark.parametrize("bad", [
@@ -370,25 +369,11 @@ def test_symbol_actor_takes_quotes_from_its_datagram_channel_and_acknowledges_th
         tws.sendto(b"Q1|garbage", target)
         tws.sendto(qc.encode_quote(channel.token, 3, _quote(LIVE + 1, "108")), target)
         assert qc.decode_ack(tws.recvfrom(512)[0]).seq == 3
-    (place,) = rig.sent(rig.groups, PlaceOrderGroup, 1)  # the two quotes closed the crossing bar
+    (place,) = rig.sent(rig.risk, OrderIntent, 1)  # the two quotes closed the crossing bar
     assert place.kind is GroupKind.BRACKET
     assert rig.sent(rig.tws, QuoteProcessed) == []  # datagram quotes are acknowledged by datagram
     text = (tmp_path / "symbols" / "AAPL.log").read_text(encoding="utf-8")
     assert "quote datagram(s) refused" in text
-
-
-def test_symbol_submits_the_legs_itself_unowned_and_the_group_starts_from_that_state(
-        asys: ActorSystem, tmp_path: Path) -> None:
-    rig = Rig(asys, _settings(tmp_path))
-    place = rig.cross_up()
-    submits = rig.sent(rig.tws, SubmitOrder, 3)
-    assert [m.order.ref for m in submits] == [leg.ref for leg in place.legs]  # entry first
-    assert [m.transmit for m in submits] == [False, False, True]  # the last leg transmits the bracket
-    assert all(m.unowned and m.reply_to is None and m.group_id == "AAPL-1-1" for m in submits)
-    assert [m.protective for m in submits] == [False, True, True]
-    started = place.started
-    assert isinstance(started, og.OrderGroup) and started.id == "AAPL-1-1"
-    assert all(was_sent(leg) for leg in started.legs)  # a group actor claims them, never re-submits
 
 
 # ---------------------------------------------------------------- signals and rules
@@ -422,18 +407,18 @@ def _history_atr() -> Decimal:
     return D(repr(float(atr[-1])))
 
 
-def test_signal_matching_a_rule_places_an_atr_sized_bracket_and_publishes_its_intent(
+def test_signal_matching_a_rule_sends_risk_an_atr_sized_bracket_intent_naming_rule_and_signal(
         asys: ActorSystem, tmp_path: Path) -> None:
     rules = _signal_rules()
     rig = _priced(asys, tmp_path, rules)
     rig.feed(_signal())
-    (place,) = rig.sent(rig.groups, PlaceOrderGroup, 1)
+    (place,) = rig.sent(rig.risk, OrderIntent, 1)
     atr = _history_atr()
     assert (place.kind, place.intent_id) == (GroupKind.BRACKET, "AAPL-1-1")
     assert place.legs[0].quantity == min(D(int(D(100) / (2 * atr))), D(100))
     assert D(108) - 2 * atr <= place.legs[1].stop_price < D(108) - 2 * atr + D("0.01")
-    rig.sent(rig.bus, Publish, 1)
-    (intent,) = rig.published(OrderIntent)
+    intent = place
+    assert intent.market_price == D(108) and intent.reply_to is not None  # the gate's reference price
     assert (intent.rule, intent.signal_id, intent.rules_version) == (
         "enter", "s-1", rules_version(rules, STRATEGY))
     assert (intent.side, intent.stop_loss, intent.take_profit) == (Side.BUY, place.legs[1].stop_price,
@@ -454,23 +439,22 @@ def test_signal_no_rule_acts_on_is_ignored_with_its_reason(asys: ActorSystem, tm
     rig.sent(rig.bus, Publish, 1)
     (ignored,) = rig.published(SignalIgnored)
     assert (ignored.signal_id, ignored.symbol) == ("s-1", "AAPL") and reason in ignored.reason
-    assert rig.sent(rig.groups, PlaceOrderGroup) == []
+    assert rig.sent(rig.risk, OrderIntent) == []
 
 
 def test_bearish_signal_cancels_the_bracket_then_closes_naming_rule_and_signal(asys: ActorSystem,
                                                                                tmp_path: Path) -> None:
     rig = _priced(asys, tmp_path, _signal_rules())
     rig.feed(_signal(n=1))
-    rig.sent(rig.groups, PlaceOrderGroup, 1)
+    rig.sent(rig.risk, OrderIntent, 1)
     rig.feed(_fill("e1.01", "AAPL-1-1:entry", Side.BUY, 10, "108"))
     rig.feed(_signal("SHORT", n=2))
     (cancel,) = rig.sent(rig.groups, CancelOrderGroup, 1)
     assert cancel.group_id == "AAPL-1-1" and "rule exit" in cancel.reason
     rig.feed(OrderGroupFinished(group_id="AAPL-1-1", symbol="AAPL", outcome=GroupOutcome.FILLED, filled=D(10)))
-    close = rig.sent(rig.groups, PlaceOrderGroup, 2)[1]
-    assert (close.group_id, close.legs[0].side, close.legs[0].quantity) == ("AAPL-1-2", Side.SELL, D(10))
-    rig.sent(rig.bus, Publish, 3)
-    intents = rig.published(OrderIntent)
+    intents = rig.sent(rig.risk, OrderIntent, 2)
+    close = intents[1]
+    assert (close.intent_id, close.legs[0].side, close.legs[0].quantity) == ("AAPL-1-2", Side.SELL, D(10))
     assert [(i.intent_id, i.rule, i.signal_id, i.reduce_only) for i in intents] == [
         ("AAPL-1-1", "enter", "s-1", False), ("AAPL-1-2", "exit", "s-2", True)]
 
@@ -483,8 +467,8 @@ def test_rules_updated_swaps_the_rules_at_once(asys: ActorSystem, tmp_path: Path
     rig.sent(rig.bus, Publish, 1)
     assert [i.signal_id for i in rig.published(SignalIgnored)] == ["s-1"]
     rig.feed(_signal(confidence="0.95", n=2))
-    (place,) = rig.sent(rig.groups, PlaceOrderGroup, 1)
-    assert place.group_id == "AAPL-1-1"
+    (place,) = rig.sent(rig.risk, OrderIntent, 1)
+    assert place.intent_id == "AAPL-1-1"
     text = (tmp_path / "symbols" / "AAPL.log").read_text(encoding="utf-8")
     assert f"rules {rules_version(strict, STRATEGY)} now running" in text
 
@@ -499,7 +483,7 @@ def test_bar_rule_trails_the_stop_of_a_filled_bracket_through_its_group(asys: Ac
     }}).rules
     rig = _priced(asys, tmp_path, rules)
     rig.feed(_signal())
-    (place,) = rig.sent(rig.groups, PlaceOrderGroup, 1)
+    (place,) = rig.sent(rig.risk, OrderIntent, 1)
     rig.feed(_fill("e1.01", "AAPL-1-1:entry", Side.BUY, 10, "108"))
     rig.feed(_quote(LIVE + 1, "110"), _quote(LIVE + 2, "110"))  # two bars close: 108, then 110
     rig.acked()

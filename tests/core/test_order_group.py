@@ -12,6 +12,7 @@ from hypothesis import given, settings, strategies as st
 from core.errors import CoreError, InvalidExecution, InvalidGroupEvent, InvalidOrder
 from core.order_group import (
     OCA_TYPE,
+    CancelEntry,
     CancelGroup,
     CancelOrder,
     Command,
@@ -319,6 +320,32 @@ def test_bracket_cancel_group_cancels_working_legs_and_a_racing_fill_is_applied(
     assert group.state is GroupState.DONE
     assert commands[-1].unprotected == D(100)               # the position is left unprotected
     assert commands[-1].reason == "cancelled: operator"
+
+
+def test_bracket_cancel_entry_after_partial_fill_keeps_children_sized_to_the_fills() -> None:
+    group, _ = _run(_started_bracket(), _fill(ENTRY, 40, "e.1"))
+    group, commands = _run(group, CancelEntry(reason="halt"))
+    assert commands == [CancelOrder(ref=ENTRY, reason="halt")]   # the children are not touched
+    group, commands = _run(group, _status(ENTRY, "Cancelled", 40))
+    assert commands == []
+    assert [(leg.quantity, leg.status) for leg in group.legs[1:]] == [
+        (D(40), S.PRE_SUBMITTED), (D(40), S.PRE_SUBMITTED)]
+    assert group.state is GroupState.WORKING                     # the children protect 40 shares
+
+
+def test_bracket_cancel_entry_unfilled_ends_the_whole_group() -> None:
+    group, commands = _run(_started_bracket(), CancelEntry(reason="halt"))
+    assert commands == [CancelOrder(ref=ENTRY, reason="halt")]
+    group, commands = _run(group, _status(ENTRY, "Cancelled"))
+    assert sorted(c.ref for c in commands) == [SL, TP]           # nothing to protect
+    group, commands = _run(group, _status(SL, "Cancelled"), _status(TP, "Cancelled"))
+    assert group.state is GroupState.DONE and isinstance(commands[-1], GroupFinished)
+
+
+def test_cancel_entry_of_a_single_order_cancels_it() -> None:
+    group, _ = _run(single(G, _o("BUY", "LMT", limit_price="100")), Start(), _status(f"{G}:entry", "Submitted"))
+    group, commands = _run(group, CancelEntry(reason="halt"))
+    assert [c.ref for c in commands] == [group.legs[0].ref]
 
 
 def test_cancel_group_is_idempotent_and_harmless_after_done() -> None:

@@ -245,8 +245,8 @@ def test_reducing_exit_outside_the_collar_is_denied() -> None:
 
 MODES: list[tuple[str, Account, Proposal, Limit | None]] = [
     ("halted denies an entry", _acct(mode=Mode.HALTED), _p(), Limit.TRADING_STATE),
-    ("halted denies a placer's exit", _acct(_hold(quantity=100), mode=Mode.HALTED),
-     _p("SELL", 100, reduce_only=True), Limit.TRADING_STATE),
+    ("halted lets an exit under way finish", _acct(_hold(quantity=100), mode=Mode.HALTED),
+     _p("SELL", 100, reduce_only=True), None),
     ("halted lets an operator's flatten through", _acct(_hold(quantity=100), mode=Mode.HALTED),
      _p("SELL", 100, order_type="MKT", limit=None, market=None, operator=True, reduce_only=True), None),
     ("halted denies an operator order that would flip", _acct(_hold(quantity=100), mode=Mode.HALTED),

@@ -37,8 +37,8 @@ from messages import (
     GetStatus,
     GroupKind,
     Message,
+    OrderIntent,
     OrdersSnapshot,
-    PlaceOrderGroup,
     PositionChanged,
     PositionsSnapshot,
     Shutdown,
@@ -111,6 +111,12 @@ def walk(*, lot: int = 100, max_book_lots: int = 10, volatility: float = 2.0,
 
 
 BAR_S = 60  # seconds per scripted bar
+# Risk limits far beyond any order the e2e tests place (the risk tests give their own).
+LOOSE_RISK: dict[str, object] = {
+    "max_order_quantity": 1_000_000, "max_order_notional": 1_000_000_000, "price_collar_pct": 50,
+    "max_position_per_symbol": 1_000_000, "max_gross_exposure": 10_000_000_000,
+    "max_net_exposure": 10_000_000_000, "max_open_orders": 10_000, "max_orders_per_minute": 100_000,
+    "daily_loss_limit": 1_000_000_000}
 
 
 def scripted(symbol: str, directory: Path, prices: Sequence[str | Decimal]) -> SymbolSpec:
@@ -136,11 +142,12 @@ def make_config(*, admin_port: int, broker_port: int, symbols: Iterable[str], lo
                 state_dir: Path, symbol_budget: tuple[int, float] = (5, 60.0),
                 group_budget: tuple[int, float] = (3, 60.0), core_budget: tuple[int, float] = (2, 60.0),
                 bar_seconds: int = 5, warmup_bars: int = 0, rules: Mapping[str, object] | None = None,
-                signals: Mapping[str, object] | None = None) -> Config:
+                signals: Mapping[str, object] | None = None, risk: Mapping[str, object] | None = None) -> Config:
     """Return a Config trading `symbols` on the simulator at `broker_port`.
 
     Without `rules` nothing decides (no rules; the demo signals come once an hour), so every
-    order is the test's own. `signals` replaces the [signals] table.
+    order is the test's own. `signals` replaces the [signals] table, `risk` the [risk] table
+    (by default limits no test order reaches: the tests of the limits set their own).
     """
     return parse_config({
         "system": {"admin_port": admin_port, "log_dir": str(log_dir), "state_dir": str(state_dir),
@@ -158,6 +165,7 @@ def make_config(*, admin_port: int, broker_port: int, symbols: Iterable[str], lo
         "strategy": {"watch_config": False},
         "rules": dict(rules) if rules is not None else {},
         "signals": dict(signals) if signals is not None else {"demo": {"interval_s": 3600.0}},
+        "risk": dict(risk) if risk is not None else LOOSE_RISK,
     }, source="<e2e>")
 
 
@@ -240,12 +248,23 @@ class System:
 
     # ------------------------------------------------------------ orders
 
-    def place(self, group: og.OrderGroup) -> PlaceOrderGroup:
-        """Send `group` to the "groups" supervisor, as a SymbolActor does (reply_to = "symbols")."""
-        place = PlaceOrderGroup(group_id=group.id, kind=GroupKind(group.kind.value), symbol=group.symbol,
-                                legs=group.legs, reply_to=self.address(SUPERVISOR, "symbols"))
-        self.asys.tell(self.address(SUPERVISOR, "groups"), place)
-        return place
+    def place(self, group: og.OrderGroup, *, market_price: Decimal | None = None) -> OrderIntent:
+        """Send `group` to the risk gate as a SymbolActor does (reply_to = "symbols"); return the intent.
+
+        The gate's reference price is the simulator's quote (last, else mid) unless given.
+        """
+        head = group.legs[0]
+        if market_price is None:
+            quote = self.quote(group.symbol)
+            market_price = quote.last if quote.last is not None else (
+                (quote.bid + quote.ask) / 2 if quote.bid is not None and quote.ask is not None else None)
+        intent = OrderIntent(intent_id=group.id, symbol=group.symbol, side=head.side, quantity=head.quantity,
+                             order_type=head.order_type, limit_price=head.limit_price,
+                             stop_price=head.stop_price, tif=head.tif, kind=GroupKind(group.kind.value),
+                             legs=group.legs, market_price=market_price, rule="test",
+                             reply_to=self.address(SUPERVISOR, "symbols"))
+        self.asys.tell(self.address(SUPERVISOR, "risk"), intent)
+        return intent
 
     def log_lines(self, containing: str, symbol: str = "") -> list[str]:
         """Return the lines of logs/system.log (or logs/symbols/<symbol>.log) that contain `containing`."""

@@ -74,7 +74,7 @@ def test_brackets_on_three_symbols_fill_entry_then_target_and_pnl_matches_the_br
     assert [line for line in lines if line[:1].isdigit() and not shape.match(line)] == []
     assert any("| tws#1 |" in line for line in lines)
     for (symbol, _, _), place in zip(plans, places):
-        tws = [line for line in system.log_lines("tws: fill ") if f" for {place.group_id}:" in line]
+        tws = [line for line in system.log_lines("tws: fill ") if f" for {place.intent_id}:" in line]
         for lines in (system.log_lines(f"{symbol}: fill ", symbol), tws):
             assert len(lines) == 2 and all(f"corr={place.correlation_id} " in line for line in lines), lines
 

@@ -1,0 +1,303 @@
+"""RiskManager: the hard pre-trade gate every order intent passes, and the account's trading state.
+
+Every OrderIntent (from a symbol actor, an operator's flatten, or a test) comes here. The intent
+is checked by `core.risk.decide` against the `[risk]` limits and the account as the bus reports
+it (positions and marks from PositionChanged, working groups until OrderGroupFinished). Approved:
+the legs go straight to the connection (SubmitOrder, unowned, when the group starts by submitting
+them all) and the group to the groups supervisor with the approval's id; OrderApproved is
+published. Denied: nothing reaches the broker; OrderDenied (naming the limit and by how much) is
+published and sent to the symbol's actor.
+
+The kill switch: Halt (HALTED, or REDUCE_ONLY), Resume and Flatten arrive from the Supervisor.
+A mode change is published as TradingStateChanged and sent to the symbols supervisor, which
+passes it to every symbol (HALTED: they cancel their working entries; protective orders stay).
+The daily loss (realized + unrealized − commissions since the exchange day began) moves the
+account to REDUCE_ONLY at `reduce_only_at_pct` of `daily_loss_limit` and to HALTED at the limit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import datetime, timezone
+from typing import Final
+from zoneinfo import ZoneInfo
+
+from thespian.actors import ActorAddress
+
+from actors.base import ShellActor, run_once
+from actors.order_group import build_group, is_protective
+from core import order_group as og
+from core import risk as core_risk
+from core.config import Config, RiskConfig
+from core.errors import InvalidOrder
+from messages import (
+    AdminError,
+    AdminErrorCode,
+    AdminReply,
+    ConfigureActor,
+    Flatten,
+    Halt,
+    Message,
+    OrderApproved,
+    OrderDenied,
+    OrderGroupFinished,
+    OrderIntent,
+    PlaceOrderGroup,
+    PositionChanged,
+    Resume,
+    Snapshot,
+    SubmitOrder,
+    Subscribe,
+    ToSymbol,
+    TradingStateChanged,
+)
+from messages.risk import TradingState
+
+TWS: Final = "tws"
+GROUPS: Final = "groups"
+SYMBOLS: Final = "symbols"
+_S: Final = 1_000_000_000
+_STRICTNESS: Final = {core_risk.Mode.ACTIVE: 0, core_risk.Mode.REDUCE_ONLY: 1, core_risk.Mode.HALTED: 2}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RiskState:
+    """The RiskManager's snapshot: the account as the gate sees it."""
+
+    account: core_risk.Account
+
+
+def durable_part(account: core_risk.Account) -> tuple[object, ...]:
+    """Return what a restart must keep: all but the marks and P&L that the next PositionChanged brings."""
+    return (account.mode, account.mode_reason, account.halted_by_loss, account.day, account.day_start_pnl,
+            account.working, account.sent_ns, tuple((h.symbol, h.quantity) for h in account.holdings))
+
+
+def proposal_of(intent: OrderIntent) -> core_risk.Proposal:
+    """Return the intent as the risk core checks it (the entry leg; a bracket's children protect it)."""
+    return core_risk.Proposal(
+        intent_id=intent.intent_id, symbol=intent.symbol, side=intent.side, quantity=intent.quantity,
+        order_type=intent.order_type, limit_price=intent.limit_price, stop_price=intent.stop_price,
+        market_price=intent.market_price, legs=max(len(intent.legs), 1), reduce_only=intent.reduce_only,
+        operator=intent.operator)
+
+
+def exchange_day(now_ns: int, zone: ZoneInfo) -> str:
+    """Return the exchange-local date of `now_ns` as "YYYY-MM-DD"."""
+    return datetime.fromtimestamp(now_ns / _S, tz=timezone.utc).astimezone(zone).date().isoformat()
+
+
+class RiskManager(ShellActor):
+    """The "risk" core child: ConfigureActor(config=Config, state=RiskState or None)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.limits = RiskConfig()
+        self.zone = ZoneInfo("America/New_York")
+        self.account = core_risk.Account()
+        self._saved: tuple[object, ...] | None = None
+        self.approved = 0
+        self.denied = 0
+
+    # ------------------------------------------------------------ set-up
+
+    def on_configure(self, msg: ConfigureActor) -> None:
+        config = msg.config
+        if not isinstance(config, Config):
+            raise TypeError(f"RiskManager needs a core.config.Config, not {type(config).__name__}")
+        self.limits = config.risk
+        self.zone = config.system.zone
+        if isinstance(msg.state, RiskState):
+            self.account = msg.state.account
+            self._saved = durable_part(self.account)
+        self.log.info("risk: {} (max order {} / {}, position {}, gross {}, net {}, open orders {}, "
+                      "{} orders/min, daily loss {}), {} working group(s)", self.account.mode.value,
+                      self.limits.max_order_quantity, self.limits.max_order_notional,
+                      self.limits.max_position_per_symbol, self.limits.max_gross_exposure,
+                      self.limits.max_net_exposure, self.limits.max_open_orders,
+                      self.limits.max_orders_per_minute, self.limits.daily_loss_limit,
+                      len(self.account.working))
+        bus = self.peers.get("bus")
+        if bus is not None:
+            for name in ("PositionChanged", "OrderGroupFinished", "TradingStateChanged"):
+                self.tell(bus, self.make(Subscribe, msg, type_name=name, reply_to=self.myAddress))
+        if self.account.mode is not core_risk.Mode.ACTIVE:
+            # A restarted gate repeats its mode, so symbols started meanwhile know it too.
+            self._tell_symbols(self._state_change(msg, self.account.mode, self.account.mode,
+                                                  self.account.mode_reason))
+
+    def status_detail(self) -> str:
+        a = self.account
+        return (f"trading {a.mode.value}{f' ({a.mode_reason})' if a.mode_reason else ''}; "
+                f"day P&L {core_risk.day_pnl(a)}; {len(a.working)} working group(s); "
+                f"approved {self.approved}, denied {self.denied}")
+
+    # ------------------------------------------------------------ the gate
+
+    @run_once
+    def receiveMsg_OrderIntent(self, msg: OrderIntent, sender: ActorAddress) -> None:
+        now = self.now_ns()
+        account = core_risk.new_day(self.account, exchange_day(now, self.zone))
+        account, verdict = core_risk.decide(self.limits, account, proposal_of(msg), now)
+        place: PlaceOrderGroup | None = None
+        submits: list[SubmitOrder] = []
+        approved: OrderApproved | None = None
+        if verdict.approved:
+            approved = self.make(OrderApproved, msg, intent=msg)
+            try:
+                place, submits = self._placement(msg, approved)
+            except InvalidOrder as exc:
+                verdict = core_risk.Verdict(approved=False, limit=core_risk.Limit.INVALID, detail=str(exc))
+                account = core_risk.new_day(self.account, exchange_day(now, self.zone))
+        if not verdict.approved:
+            self._commit(msg, account)
+            self.denied += 1
+            limit = verdict.limit.value if verdict.limit is not None else "unknown"
+            self.log.warning("risk: DENIED {} {} {} {} {} (rule {}, signal {}): {}: {}", msg.intent_id,
+                             msg.symbol, msg.side.value, msg.quantity, msg.order_type.value, msg.rule or "-",
+                             msg.signal_id or "-", limit, verdict.detail)
+            denied = self.make(OrderDenied, msg, intent=msg, limit=limit, detail=verdict.detail)
+            self.publish(denied)
+            self._to_symbol(msg.symbol, denied)
+            return
+        assert place is not None and approved is not None
+        self._commit(msg, account)
+        self.approved += 1
+        self.log.info("risk: approved {} {} {} {} {}{}", msg.intent_id, msg.symbol, msg.side.value,
+                      msg.quantity, msg.order_type.value, " (reducing)" if verdict.reducing else "")
+        for submit in submits:
+            self.tell_peer(TWS, submit)
+        self.tell_peer(GROUPS, place)
+        self.publish(approved)  # after the orders: the bus is for listeners, not on the way
+
+    def _placement(self, intent: OrderIntent, approved: OrderApproved) -> tuple[PlaceOrderGroup, list[SubmitOrder]]:
+        """Return the group to place and, when it starts by submitting every leg, those submits.
+
+        The legs then reach the connection one hop after this decision instead of three (groups
+        supervisor, a new group actor, the connection); the group actor starts from the
+        submitted state and claims them, as a restarted group does.
+        """
+        place = self.make(PlaceOrderGroup, intent, group_id=intent.intent_id, kind=intent.kind,
+                          symbol=intent.symbol, legs=intent.legs, intent_id=intent.intent_id,
+                          reply_to=intent.reply_to, approval=approved.msg_id)
+        group = build_group(place)  # InvalidOrder: the legs do not make the group they claim to
+        started, commands = og.decide(group, og.Start())
+        submits = [c for c in commands if isinstance(c, og.SubmitOrder)]
+        if len(submits) != len(commands):  # not a plain start: the group actor does all of it
+            return place, []
+        return replace(place, started=started), [
+            self.make(SubmitOrder, intent, order=c.order, group_id=group.id, transmit=c.transmit,
+                      protective=is_protective(c.order), unowned=True) for c in submits]
+
+    # ------------------------------------------------------------ the account
+
+    @run_once
+    def receiveMsg_PositionChanged(self, msg: PositionChanged, sender: ActorAddress) -> None:
+        holding = core_risk.Holding(symbol=msg.symbol, quantity=msg.quantity, mark=msg.last_price,
+                                    net_pnl=msg.realized_pnl + msg.unrealized_pnl - msg.commissions)
+        account = core_risk.new_day(self.account, exchange_day(self.now_ns(), self.zone))
+        account = core_risk.position_changed(account, holding)
+        self._assess(msg, account)
+
+    @run_once
+    def receiveMsg_OrderGroupFinished(self, msg: OrderGroupFinished, sender: ActorAddress) -> None:
+        self._commit(msg, core_risk.group_finished(self.account, msg.group_id))
+
+    @run_once
+    def receiveMsg_TradingStateChanged(self, msg: TradingStateChanged, sender: ActorAddress) -> None:
+        # Another actor halted trading (the connection on a fatal broker error, the supervisor when
+        # a core actor is beyond its restart budget): the gate enforces it. Its own announcements
+        # come back from the bus too; they change nothing. Only an operator loosens the mode.
+        mode = core_risk.Mode(msg.state.value)
+        if _STRICTNESS[mode] <= _STRICTNESS[self.account.mode]:
+            return
+        before = self.account.mode
+        account = core_risk.set_mode(self.account, mode, msg.reason or f"{mode.value} by another actor")
+        self._commit(msg, account)
+        self.log.critical("risk: trading {} -> {} ({})", before.value, mode.value, account.mode_reason)
+        self._tell_symbols(self._state_change(msg, before, mode, account.mode_reason))
+
+    def _assess(self, cause: Message, account: core_risk.Account) -> None:
+        before = self.account.mode
+        account, reason = core_risk.assess(self.limits, account)
+        self._commit(cause, account)
+        if reason:
+            self.log.critical("risk: {}", reason)
+            self._announce(cause, before, account)
+
+    # ------------------------------------------------------------ the kill switch
+
+    @run_once
+    def receiveMsg_Halt(self, msg: Halt, sender: ActorAddress) -> None:
+        mode = core_risk.Mode.REDUCE_ONLY if msg.reduce_only else core_risk.Mode.HALTED
+        reason = f"operator: {msg.reason}" if msg.reason else "operator"
+        self._operator_mode(msg, sender, mode, reason)
+
+    @run_once
+    def receiveMsg_Resume(self, msg: Resume, sender: ActorAddress) -> None:
+        account = core_risk.new_day(self.account, exchange_day(self.now_ns(), self.zone))
+        _, loss_reason = core_risk.assess(self.limits, core_risk.set_mode(account, core_risk.Mode.ACTIVE, ""))
+        if loss_reason:
+            text = (f"not resumed: {loss_reason}; the day's loss still breaks the limit (raise "
+                    f"risk.daily_loss_limit, or resume on the next exchange day)")
+            self.log.warning("risk: {}", text)
+            self.tell(sender, self.make(AdminError, msg, code=AdminErrorCode.REFUSED, text=text,
+                                        command="Resume"))
+            return
+        self._operator_mode(msg, sender, core_risk.Mode.ACTIVE, f"operator: {msg.reason}" if msg.reason
+                            else "operator")
+
+    @run_once
+    def receiveMsg_Flatten(self, msg: Flatten, sender: ActorAddress) -> None:
+        # Flattening everything also halts: the rules must not open again what is being closed.
+        if not msg.symbol and self.account.mode is not core_risk.Mode.HALTED:
+            before = self.account.mode
+            account = core_risk.set_mode(self.account, core_risk.Mode.HALTED,
+                                         f"operator flatten{f': {msg.reason}' if msg.reason else ''}")
+            self._commit(msg, account)
+            self._announce(msg, before, account)
+        self.tell_peer(SYMBOLS, msg)
+        what = msg.symbol or "every symbol"
+        self.log.warning("risk: flatten {} (operator{})", what, f": {msg.reason}" if msg.reason else "")
+        self.tell(sender, self.make(AdminReply, msg, text=f"flattening {what}: entries cancelled, positions "
+                                    f"closed at market; trading {self.account.mode.value}"))
+
+    def _operator_mode(self, msg: Message, asker: ActorAddress, mode: core_risk.Mode, reason: str) -> None:
+        before = self.account.mode
+        account = core_risk.set_mode(self.account, mode, reason)
+        self._commit(msg, account)
+        if before is not mode:
+            self.log.warning("risk: trading {} -> {} ({})", before.value, mode.value, reason)
+            self._announce(msg, before, account)
+        what = {core_risk.Mode.HALTED: "no new orders; working entries are cancelled, protective orders stay",
+                core_risk.Mode.REDUCE_ONLY: "only orders that reduce a position",
+                core_risk.Mode.ACTIVE: "trading resumed"}[mode]
+        self.tell(asker, self.make(AdminReply, msg, text=f"trading {mode.value} (was {before.value}): {what}"))
+
+    def _announce(self, cause: Message, before: core_risk.Mode, account: core_risk.Account) -> None:
+        change = self._state_change(cause, before, account.mode, account.mode_reason)
+        self.publish(change)
+        self._tell_symbols(change)
+
+    def _state_change(self, cause: Message, before: core_risk.Mode, mode: core_risk.Mode,
+                      reason: str) -> TradingStateChanged:
+        return self.make(TradingStateChanged, cause, state=TradingState(mode.value),
+                         previous=TradingState(before.value), reason=reason)
+
+    def _tell_symbols(self, msg: Message) -> None:
+        symbols = self.peers.get(SYMBOLS)
+        if symbols is not None:
+            self.tell(symbols, msg)
+
+    def _to_symbol(self, symbol: str, msg: Message) -> None:
+        symbols = self.peers.get(SYMBOLS)
+        if symbols is not None:
+            self.tell(symbols, self.make(ToSymbol, msg, symbol=symbol, message=msg))
+
+    def _commit(self, cause: Message, account: core_risk.Account) -> None:
+        self.account = account
+        durable = durable_part(account)
+        if durable != self._saved:
+            self._saved = durable
+            self.tell(self.parent, self.make(Snapshot, cause, key=self.key, incarnation=self.incarnation,
+                                             state=RiskState(account=account)))
