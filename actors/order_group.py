@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Final
 
 from thespian.actors import ActorAddress, ActorExitRequest
 
-from actors import logs
+from actors import journaling, logs
 from actors.base import ShellActor, configure_logs, run_once
 from core import order_group as og
 from core.errors import CoreError, InvalidGroupEvent, InvalidOrder
-from core.orders import Order, OrderStatus
+from core.orders import Order, OrderStatus, is_done
+from journal.store import Journal
 from core.types import ZERO, OrderType
 from messages import (
     ActorFinished,
@@ -65,6 +67,31 @@ _IB_WORD: Final = {
     OrderStatus.CANCELLED: "Cancelled",
     OrderStatus.INACTIVE: "Inactive",
 }
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GroupRecord:
+    """A group as the journal keeps it (key `group_key`): its placement and its state (None: not started).
+
+    The risk manager writes the first record with the intent; the group actor rewrites it before
+    each of its commands leaves and drops it once the group finished and said so.
+    """
+
+    place: PlaceOrderGroup
+    group: og.OrderGroup | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GroupConfig:
+    """An OrderGroupActor's configuration: its placement and the journal it keeps its state in."""
+
+    place: PlaceOrderGroup
+    journal: journaling.JournalSettings | None = None
+
+
+def group_key(group_id: str) -> str:
+    """Return the key of a group's record in the journal."""
+    return f"group:{group_id}"
 
 
 def build_group(place: PlaceOrderGroup) -> og.OrderGroup:
@@ -139,6 +166,7 @@ class OrderGroupActor(ShellActor):
         self.place: PlaceOrderGroup | None = None
         self.group: og.OrderGroup | None = None
         self.finished: bool = False
+        self.journal: Journal | None = None
 
     # ------------------------------------------------------------ set-up
 
@@ -163,6 +191,9 @@ class OrderGroupActor(ShellActor):
 
     def on_configure(self, msg: ConfigureActor) -> None:
         place = msg.config
+        if isinstance(place, GroupConfig):
+            self.journal = journaling.journal(place.journal)
+            place = place.place
         if not isinstance(place, PlaceOrderGroup):
             raise TypeError(f"{self.key}: config must be a PlaceOrderGroup, got {type(place).__name__}")
         self.place = place
@@ -197,6 +228,11 @@ class OrderGroupActor(ShellActor):
             self.log.info("{}: {}; claiming {}", state.id, how, ", ".join(refs))
             self.tell_peer(TWS, self.make(ClaimOrders, place, group_id=state.id, refs=refs,
                                           reply_to=self.myAddress))
+            for leg in state.legs:
+                if leg.ref in state.cancel_requested and not is_done(leg):
+                    # The cancel may have died with the previous incarnation; asking twice is harmless.
+                    self.tell_peer(TWS, self.make(CancelOrder, place, ref=leg.ref,
+                                                  reason="cancel again after a restart"))
 
     # ------------------------------------------------------------ broker events
 
@@ -282,6 +318,9 @@ class OrderGroupActor(ShellActor):
         self.group = group
         if group is not before:
             # Before any order leaves: a restart must know which legs may be at the broker.
+            if self.journal is not None and self.place is not None:
+                self.journal.put_state(group_key(group.id), GroupRecord(place=self.place, group=group),
+                                       incarnation=self.incarnation, ts_ns=self.now_ns())
             self.tell(self.parent, self.make(Snapshot, cause, key=self.key,
                                              incarnation=self.incarnation, state=group))
         for command in commands:
@@ -324,6 +363,9 @@ class OrderGroupActor(ShellActor):
                           outcome=result, filled=filled, reason=reason)
         self._to_symbol(place.symbol, event)
         self.publish(event)
+        if self.journal is not None:
+            # Finished and said so: a restart of the whole system does not bring it back.
+            self.journal.drop_state(group_key(place.group_id))
         self.finished = True
         # A transient child's normal end: the supervisor stops it and does not restart it.
         self.tell(self.parent, self.make(ActorFinished, cause, key=self.key,

@@ -29,11 +29,16 @@ from typing import ClassVar, Final
 
 from thespian.actors import ActorAddress, ActorExitRequest, ChildActorExited
 
-from actors import logs
+from actors import journaling, logs
 from actors.base import run_once
+from actors.order_group import GroupConfig, GroupRecord, was_sent
 from actors.supervision import ChildSpec, Restart, SupervisorActor
+from core import order_group as og
 from core.config import Config
+from core.errors import CoreError
+from core.orders import is_done
 from core.supervision import ExitReason, RestartHistory, Verdict, decide_exit
+from journal.store import Journal
 from messages import (
     ActorQuarantined,
     CancelOrderGroup,
@@ -87,14 +92,24 @@ class OrderGroupSupervisor(SupervisorActor):
         self.pooling = False
         self._spare_deaths = RestartHistory()
         self._refill_due = False
+        self.journal_settings: journaling.JournalSettings | None = None
+        self.journal: Journal | None = None
+        self.recovering = False
 
     def on_configure(self, msg: ConfigureActor) -> None:
         if not isinstance(msg.config, Config):
             raise TypeError(f"OrderGroupSupervisor needs a core.config.Config, "
                             f"not {type(msg.config).__name__}")
         self.budget = msg.config.supervision.order_group
+        self.journal_settings = journaling.JournalSettings.of(msg.config)
+        self.journal = journaling.journal(self.journal_settings)
+        # Nothing kept by our supervisor: the whole system (re)starts; the journal has the groups.
+        self.recovering = msg.state is None
 
     def on_all_started(self) -> None:
+        if self.recovering:
+            self.recovering = False
+            self._recover()
         super().on_all_started()
         # In-process bases create an actor in microseconds: a pool would only hold instances. A
         # class that cannot stand by (e.g. a test stand-in) gets no spares either.
@@ -116,8 +131,44 @@ class OrderGroupSupervisor(SupervisorActor):
                                                   reason=reason))
             return
         # A group whose legs its placer submitted starts from that state, like a restarted one.
-        self.add_child(ChildSpec(key=msg.group_id, actor_class=self.CHILD_CLASS, config=msg,
-                                 restart=Restart.TRANSIENT, peers=GROUP_PEERS), state=msg.started)
+        self.add_child(self._spec(msg), state=msg.started)
+
+    def _recover(self) -> None:
+        """Start again every group the journal holds that was not finished (after a whole-system restart).
+
+        A group whose intent was abandoned never had an order leave: it is dropped. A leg the group
+        handed to the connection that the journal never recorded never reached the connection (nor
+        the broker): it is rejected before the group resumes, so the group does not wait for it.
+        """
+        journal = self.journal
+        if journal is None:
+            return
+        for key, record in journal.states("group:"):
+            gid = key.split(":", 1)[1]
+            intent = journal.intent(gid)
+            if not isinstance(record, GroupRecord) or record.group is None or (
+                    intent is not None and intent.resolution == "ABANDONED"):
+                why = "its intent was abandoned" if intent is not None and intent.resolution == "ABANDONED" \
+                    else "it never started"
+                self.log.warning("groups: {} not resumed: {}", gid, why)
+                journal.drop_state(key)
+                continue
+            group = record.group
+            for leg in group.legs:
+                if was_sent(leg) and journal.order(leg.ref) is None and not is_done(leg):
+                    reason = "never reached the broker connection before the restart"
+                    self.log.warning("groups: {}: {} {}", gid, leg.ref, reason)
+                    try:
+                        group, _ = og.decide(group, og.LegRejected(ref=leg.ref, reason=reason))
+                    except CoreError as exc:
+                        self.log.error("groups: {}: {} could not be marked rejected: {}", gid, leg.ref, exc)
+            self.log.info("groups: resuming {} from the journal ({})", gid, group.state.value)
+            self.add_child(self._spec(record.place), state=group)
+
+    def _spec(self, place: PlaceOrderGroup) -> ChildSpec:
+        return ChildSpec(key=place.group_id, actor_class=self.CHILD_CLASS,
+                         config=GroupConfig(place=place, journal=self.journal_settings),
+                         restart=Restart.TRANSIENT, peers=GROUP_PEERS)
 
     @run_once
     def receiveMsg_CancelOrderGroup(self, msg: CancelOrderGroup, sender: ActorAddress) -> None:

@@ -6,7 +6,8 @@ it (positions and marks from PositionChanged, working groups until OrderGroupFin
 the legs go straight to the connection (SubmitOrder, unowned, when the group starts by submitting
 them all) and the group to the groups supervisor with the approval's id; OrderApproved is
 published. Denied: nothing reaches the broker; OrderDenied (naming the limit and by how much) is
-published and sent to the symbol's actor.
+published and sent to the symbol's actor. The intent, the decision and the account are committed
+to the journal before anything is sent; an intent id decided before is ignored (never sent twice).
 
 The kill switch: Halt (HALTED, or REDUCE_ONLY), Resume and Flatten arrive from the Supervisor.
 A mode change is published as TradingStateChanged and sent to the symbols supervisor, which
@@ -24,12 +25,14 @@ from zoneinfo import ZoneInfo
 
 from thespian.actors import ActorAddress
 
+from actors import journaling
 from actors.base import ShellActor, run_once
-from actors.order_group import build_group, is_protective
+from actors.order_group import GroupRecord, build_group, group_key, is_protective
 from core import order_group as og
 from core import risk as core_risk
 from core.config import Config, RiskConfig
 from core.errors import InvalidOrder
+from journal.store import IntentRow, Journal
 from messages import (
     AdminError,
     AdminErrorCode,
@@ -57,6 +60,7 @@ TWS: Final = "tws"
 GROUPS: Final = "groups"
 SYMBOLS: Final = "symbols"
 _S: Final = 1_000_000_000
+STATE_KEY: Final = "risk"  # the account's key in the journal's actor states
 _STRICTNESS: Final = {core_risk.Mode.ACTIVE: 0, core_risk.Mode.REDUCE_ONLY: 1, core_risk.Mode.HALTED: 2}
 
 
@@ -95,7 +99,9 @@ class RiskManager(ShellActor):
         self.limits = RiskConfig()
         self.zone = ZoneInfo("America/New_York")
         self.account = core_risk.Account()
-        self._saved: tuple[object, ...] | None = None
+        self.journal: Journal | None = None
+        self._saved: tuple[object, ...] | None = None      # durable part of the last Snapshot
+        self._journaled: tuple[object, ...] | None = None  # durable part last written to the journal
         self.approved = 0
         self.denied = 0
 
@@ -107,9 +113,13 @@ class RiskManager(ShellActor):
             raise TypeError(f"RiskManager needs a core.config.Config, not {type(config).__name__}")
         self.limits = config.risk
         self.zone = config.system.zone
-        if isinstance(msg.state, RiskState):
-            self.account = msg.state.account
-            self._saved = durable_part(self.account)
+        self.journal = journaling.journal(journaling.settings_of(config))
+        state = msg.state
+        if state is None and self.journal is not None:
+            state = self.journal.get_state(STATE_KEY)  # the whole system restarted: the journal has it
+        if isinstance(state, RiskState):
+            self.account = state.account
+            self._saved = self._journaled = durable_part(self.account)
         self.log.info("risk: {} (max order {} / {}, position {}, gross {}, net {}, open orders {}, "
                       "{} orders/min, daily loss {}), {} working group(s)", self.account.mode.value,
                       self.limits.max_order_quantity, self.limits.max_order_notional,
@@ -149,6 +159,9 @@ class RiskManager(ShellActor):
             except InvalidOrder as exc:
                 verdict = core_risk.Verdict(approved=False, limit=core_risk.Limit.INVALID, detail=str(exc))
                 account = core_risk.new_day(self.account, exchange_day(now, self.zone))
+        if not self._journal_intent(msg, verdict, account, now, place if verdict.approved else None):
+            self.log.warning("risk: intent {} was decided before (a repeat): ignored", msg.intent_id)
+            return
         if not verdict.approved:
             self._commit(msg, account)
             self.denied += 1
@@ -169,6 +182,35 @@ class RiskManager(ShellActor):
             self.tell_peer(TWS, submit)
         self.tell_peer(GROUPS, place)
         self.publish(approved)  # after the orders: the bus is for listeners, not on the way
+
+    def _journal_intent(self, intent: OrderIntent, verdict: core_risk.Verdict, account: core_risk.Account,
+                        now: int, place: PlaceOrderGroup | None) -> bool:
+        """Commit the intent, the decision, the account and an approved group's first record before
+        anything acts on them; False if the intent was decided before (a repeat)."""
+        journal = self.journal
+        if journal is None:
+            return True
+        row = IntentRow(
+            intent_id=intent.intent_id, ts_ns=intent.ts_ns or now, symbol=intent.symbol, side=intent.side,
+            quantity=intent.quantity, order_type=intent.order_type, limit_price=intent.limit_price,
+            stop_price=intent.stop_price, tif=intent.tif, stop_loss=intent.stop_loss,
+            take_profit=intent.take_profit, kind=intent.kind.value, legs=len(intent.legs), rule=intent.rule,
+            rules_version=intent.rules_version, signal_id=intent.signal_id, reduce_only=intent.reduce_only,
+            operator=intent.operator, market_price=intent.market_price, msg_id=intent.msg_id,
+            corr_id=intent.correlation_id, decision="APPROVED" if verdict.approved else "DENIED",
+            limit_name=verdict.limit.value if verdict.limit is not None else "", detail=verdict.detail,
+            decided_ns=now)
+        with journal.batch():
+            if not journal.record_intent(row):
+                return False
+            if place is not None:
+                # The group exists from its approval on: a restart of the whole system finds it even
+                # if its actor never started (its legs may have reached the connection already).
+                journal.put_state(group_key(place.group_id),
+                                  GroupRecord(place=place, group=place.started if isinstance(
+                                      place.started, og.OrderGroup) else None), ts_ns=now)
+            self._save(account)
+        return True
 
     def _placement(self, intent: OrderIntent, approved: OrderApproved) -> tuple[PlaceOrderGroup, list[SubmitOrder]]:
         """Return the group to place and, when it starts by submitting every leg, those submits.
@@ -294,8 +336,17 @@ class RiskManager(ShellActor):
         if symbols is not None:
             self.tell(symbols, self.make(ToSymbol, msg, symbol=symbol, message=msg))
 
+    def _save(self, account: core_risk.Account) -> None:
+        """Journal the account when its durable part changed since it was last journaled."""
+        durable = durable_part(account)
+        if durable != self._journaled and self.journal is not None:
+            self.journal.put_state(STATE_KEY, RiskState(account=account), incarnation=self.incarnation,
+                                   ts_ns=self.now_ns())
+            self._journaled = durable
+
     def _commit(self, cause: Message, account: core_risk.Account) -> None:
         self.account = account
+        self._save(account)
         durable = durable_part(account)
         if durable != self._saved:
             self._saved = durable

@@ -44,6 +44,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from thespian.actors import ActorAddress, WakeupMessage
 
+from actors import journaling
 from actors.base import ShellActor, run_once
 from actors.supervision import StateChange
 from core.config import Config, SignalsConfig, SignalSourceKind
@@ -59,9 +60,11 @@ from core.signals import (
     parse_payload,
     raw_excerpt,
 )
+from journal.store import Journal, SignalRow
 from messages import ConfigureActor, PredictionSignal, SignalRejected, Snapshot
 
 STRATEGY: Final = "strategy"
+STATE_KEY: Final = "signals"  # the source's resume point in the journal's actor states
 BACKOFF_MAX_S: Final = 60.0            # the longest wait between failed polls
 FILE_POLL_S: Final = 0.5               # how often a followed (or missing) file is looked at
 FILE_MAX_LINES: Final = 1_000          # lines per timer turn, so a big file does not block the actor
@@ -135,6 +138,11 @@ def backoff_s(interval_s: float, failures: int) -> float:
     return max(interval_s, min(BACKOFF_MAX_S, interval_s * 2 ** min(failures, 32)))
 
 
+def rejection_id(rejection: Rejection, n: int, now_ns: int) -> str:
+    """Return the journal id of a rejected signal: a duplicate's source id belongs to its accepted twin."""
+    return f"rejected:{rejection.source_id or '-'}:{now_ns}:{n}"
+
+
 class SignalSource(ShellActor):
     """The "signals" core child: ConfigureActor(config=Config, state=SourceState or None); peers "strategy", "bus"."""
 
@@ -145,6 +153,8 @@ class SignalSource(ShellActor):
         self.symbols: tuple[str, ...] = ()
         self.state = SourceState()
         self.accepted = 0
+        self.journal: Journal | None = None
+        self.rejections_journaled = 0
         self.rejected: Counter[str] = Counter()
         self.errors: Counter[str] = Counter()
         self.failures = 0            # failed polls in a row
@@ -166,8 +176,12 @@ class SignalSource(ShellActor):
         self.settings = config.signals
         self.kind = config.signals.source
         self.symbols = config.symbol_names
-        if isinstance(msg.state, SourceState):
-            self.state = msg.state
+        self.journal = journaling.journal(journaling.settings_of(config))
+        state = msg.state
+        if state is None and self.journal is not None:
+            state = self.journal.get_state(STATE_KEY)  # the whole system restarted: resume where it was
+        if isinstance(state, SourceState):
+            self.state = state
         if not self.symbols:
             self._stop("no traded symbols are configured")
             return
@@ -221,7 +235,9 @@ class SignalSource(ShellActor):
         added = tuple((s.source, s.source_id) for s in accepted if s.source != "demo")
         before = self.state
         self.state = state
-        if added or SourceChange.of(before, ()) != SourceChange.of(state, ()):
+        changed = bool(added) or SourceChange.of(before, ()) != SourceChange.of(state, ())
+        self._journal(results, state if changed else None)
+        if changed:
             # Durable before the strategy hears of it: a restart resumes after these signals.
             self.tell(self.parent, self.make(Snapshot, None, key=self.key, incarnation=self.incarnation,
                                              state=SourceChange.of(state, added)))
@@ -233,6 +249,32 @@ class SignalSource(ShellActor):
                               result.direction.value, result.confidence)
             else:
                 self._reject(result)
+
+    def _journal(self, results: tuple[PredictionSignal | Rejection, ...], state: SourceState | None) -> None:
+        """Commit every signal (accepted or rejected, with why) and the resume point before acting on them."""
+        journal = self.journal
+        if journal is None or (not results and state is None):
+            return
+        now = self.now_ns()
+        with journal.batch():
+            for result in results:
+                if isinstance(result, PredictionSignal):
+                    journal.record_signal(SignalRow(
+                        signal_id=result.source_id or result.msg_id, ts_ns=result.ts_ns or now,
+                        symbol=result.symbol, accepted=True,
+                        data={"direction": result.direction.value, "confidence": result.confidence,
+                              "horizon_s": result.horizon_s, "expires_ns": result.expires_ns,
+                              "source": result.source, "reference_price": result.reference_price,
+                              "created_ns": result.created_ns}))
+                else:
+                    self.rejections_journaled += 1
+                    signal_id = rejection_id(result, self.rejections_journaled, now)
+                    journal.record_signal(SignalRow(
+                        signal_id=signal_id, ts_ns=now, symbol=result.symbol, accepted=False,
+                        code=result.reason.value, reason=self._mask(result.text),
+                        data={"source": result.source or self.kind.value, "raw": self._mask(result.raw)[:2000]}))
+            if state is not None:
+                journal.put_state(STATE_KEY, state, incarnation=self.incarnation, ts_ns=now)
 
     def _reject(self, rejection: Rejection) -> None:
         code = rejection.reason.value

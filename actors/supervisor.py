@@ -13,14 +13,18 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from dataclasses import fields as dataclass_fields
 from datetime import timedelta
 from typing import ClassVar, Final
 
 from thespian.actors import ActorAddress, ActorExitRequest
 
+from actors import journaling
 from actors.base import configure_logs, run_once
 from actors.supervision import ChildSpec, ExitReason, Restart, SupervisorActor
 from core.config import Config
+from journal.recovery import abandon_unsent
+from journal.store import Journal, JournalError
 from messages import (
     ActorReady,
     ActorStatusSnapshot,
@@ -97,6 +101,7 @@ class Supervisor(SupervisorActor):
         self.connection_state = ConnectionState.DISCONNECTED
         self.started_ns = 0
         self.admin_token = ""
+        self.journal: Journal | None = None
         self._start_requests: list[tuple[ActorAddress, StartSystem]] = []
         self._stop_requests: list[tuple[ActorAddress, Shutdown]] = []
         self._gathers: list[_Gather] = []
@@ -124,6 +129,12 @@ class Supervisor(SupervisorActor):
             return
         classes.update(msg.actor_classes)
         configure_logs(msg.config)
+        try:
+            self.journal = journaling.journal(journaling.JournalSettings.of(msg.config))
+        except JournalError as exc:  # foreign, corrupt or newer: never touched, nothing starts
+            self._refuse(sender, msg, AdminErrorCode.FAILED, f"cannot open the journal: {exc}")
+            return
+        self._recover(msg)
         self.config = msg.config
         self.budget = msg.config.supervision.core
         self.admin_token = msg.admin_token
@@ -137,6 +148,30 @@ class Supervisor(SupervisorActor):
                       peers=CORE_PEERS, supervises=key in SUB_SUPERVISORS)
             for key, _ in CORE_CHILDREN
         ))
+
+    def _recover(self, cause: Message) -> None:
+        """Settle the journal before any actor runs: intents that never left are abandoned (journal/recovery.py)."""
+        assert self.journal is not None
+        now = self.now_ns()
+        abandoned = abandon_unsent(self.journal, now)
+        if abandoned:
+            self.log.warning("supervisor: {} intent(s) abandoned: no order of them had left when the system "
+                             "stopped: {}", len(abandoned), ", ".join(abandoned))
+        self.journal.record_event("system_start", ts_ns=now, actor=self.key, msg_id=cause.msg_id,
+                                  text=f"started; {len(abandoned)} unsent intent(s) abandoned",
+                                  data={"pid": os.getpid(), "abandoned": abandoned})
+
+    def _journal_admin(self, msg: AdminCommand, outcome: str) -> None:
+        """Record an admin command and what became of it (fields but the token)."""
+        if self.journal is None:
+            return
+        fields = {f.name: getattr(msg, f.name) for f in dataclass_fields(msg)
+                  if f.name not in ("token", "msg_id", "cause_id", "corr_id", "ts_ns")}
+        self.journal.record_event("admin", ts_ns=self.now_ns(), actor=self.key, msg_id=msg.msg_id,
+                                  cause_id=msg.cause_id, corr_id=msg.correlation_id,
+                                  text=f"{type(msg).__name__}: {outcome}",
+                                  data={"command": type(msg).__name__,
+                                        **{k: str(v) for k, v in fields.items()}})
 
     def on_all_started(self) -> None:
         requests, self._start_requests = self._start_requests, []
@@ -189,6 +224,8 @@ class Supervisor(SupervisorActor):
 
     def _refuse(self, to: ActorAddress, msg: Message, code: AdminErrorCode, text: str) -> None:
         self.log.warning("supervisor: refused {}: {}", type(msg).__name__, text)
+        if isinstance(msg, AdminCommand):
+            self._journal_admin(msg, f"refused ({code.value}): {text}")
         self.tell(to, self.make(AdminError, msg, code=code, text=text, command=type(msg).__name__))
 
     @run_once
@@ -236,6 +273,11 @@ class Supervisor(SupervisorActor):
         relay = self._relays.pop(answer.cause_id, None)
         if relay is None:
             return False
+        if isinstance(relay[1], AdminCommand):
+            outcome = (answer.text if isinstance(answer, AdminReply)
+                       else f"refused ({answer.code.value}): {answer.text}" if isinstance(answer, AdminError)
+                       else type(answer).__name__)
+            self._journal_admin(relay[1], outcome)
         self.tell(relay[0], answer)
         return True
 
@@ -244,6 +286,7 @@ class Supervisor(SupervisorActor):
         if not self._authorized(msg, sender):
             return
         self.log.info("supervisor: shutting down{}", f": {msg.reason}" if msg.reason else "")
+        self._journal_admin(msg, "stopping")
         self._stop_requests.append((sender, msg))
         if not self.stopping_all:
             self.stop_children()

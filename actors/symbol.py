@@ -11,7 +11,7 @@ from typing import Any, Final
 from loguru import logger
 from thespian.actors import ActorAddress, ActorExitRequest, ThespianWatch, WatchMessage
 
-from actors import logs
+from actors import journaling, logs
 from actors import quote_channel as qc
 from actors.base import ShellActor, run_once
 from core import bars as core_bars
@@ -30,7 +30,8 @@ from core.position import (
     expect_exit,
     mark,
 )
-from core.types import Bar, OrderType, Quote, Side, TimeInForce
+from core.types import Bar, Execution, OrderType, Quote, Side, TimeInForce
+from journal.store import FiringRow, Journal
 from messages import (
     CancelOrderGroup,
     ConfigureActor,
@@ -81,6 +82,7 @@ class SymbolSettings:
     rules: tuple[RuleConfig, ...] = ()
     traded: tuple[str, ...] = ()
     timezone: str = "America/New_York"
+    journal: journaling.JournalSettings | None = None  # None: nothing journaled (actor tests)
 
     @classmethod
     def of(cls, config: Config, symbol: str) -> SymbolSettings:
@@ -88,7 +90,8 @@ class SymbolSettings:
         return cls(symbol=config.symbol(symbol), market_data=config.market_data,
                    strategy=config.strategy, log_dir=config.system.log_dir,
                    log_level=config.system.log_level.value, rules=config.rules,
-                   traded=config.symbol_names, timezone=config.system.timezone)
+                   traded=config.symbol_names, timezone=config.system.timezone,
+                   journal=journaling.JournalSettings.of(config))
 
 
 def rule_set(settings: SymbolSettings) -> core_rules.RuleSet:
@@ -206,6 +209,21 @@ def exit_group(gid: str, position: Position, quantity: Decimal | None = None) ->
     return og.single(gid, order)
 
 
+def state_key(symbol: str) -> str:
+    """Return the key of a symbol's state in the journal."""
+    return f"symbol:{symbol}"
+
+
+def without_group(state: SymbolState, finished: WorkingGroup) -> SymbolState:
+    """Return the state once the working group `finished` ended (its position expectation undone)."""
+    position = state.position
+    if finished.role is GroupRole.ENTRY and position.state is PositionState.OPENING:
+        position = cancel_entry(position)
+    elif finished.role is not GroupRole.ENTRY and position.state is PositionState.CLOSING:
+        position = cancel_exit(position)  # a scale-out done, or a close that did not fill
+    return replace(state, position=position, working=tuple(w for w in state.working if w is not finished))
+
+
 def market_price(state: SymbolState) -> Decimal | None:
     """Return the symbol's latest price (last trade, else mid): the risk gate's reference."""
     if state.quote is not None:
@@ -268,6 +286,9 @@ class SymbolActor(ShellActor):
         self.token = ""
         self.refused = 0  # quote datagrams dropped as malformed or foreign
         self.trading = TradingState.ACTIVE  # the risk manager's mode, as the symbols supervisor passes it on
+        self.journal: Journal | None = None
+        self._firings: list[FiringRow] = []  # rules that fired, journaled with the next commit
+        self._positions: list[tuple[Position, str]] = []  # positions after fills (with the exec id), likewise
 
     def receiveMessage(self, msg: Any, sender: ActorAddress) -> Any:
         super().receiveMessage(msg, sender)
@@ -290,7 +311,13 @@ class SymbolActor(ShellActor):
         self.rules = rule_set(settings)
         self._base_log = logger.bind(actor=f"{name}#{self.incarnation}", symbol=name)
         self.log = self._base_log.bind(corr=msg.correlation_id)
+        self.journal = journaling.journal(settings.journal)
         state = msg.state
+        recovered = False
+        if state is None and self.journal is not None:
+            # Nothing kept by the supervisor: the whole system restarted, the journal has the state.
+            state = self.journal.get_state(state_key(name))
+            recovered = state is not None
         if state is None:
             state = new_symbol_state(settings)
         elif not isinstance(state, SymbolState) or state.symbol != name:
@@ -301,6 +328,8 @@ class SymbolActor(ShellActor):
             state = replace(state, bars=core_bars.reset_open_bar(state.bars),
                             market=core_rules.retarget(state.market, self.rules.series),
                             memory=core_rules.forget_removed(state.memory, self.rules))
+        if self.journal is not None:
+            state = self._catch_up(state, recovered)
         self.state = state
         self._saved = durable_part(state) if msg.state is not None else None
         self.log.info("{} configured (incarnation {}): position {} {}, {} working group(s), counter {}; "
@@ -315,6 +344,48 @@ class SymbolActor(ShellActor):
         if market.warmup_bars:
             self.tell_peer(TWS, self.make(GetHistoricalBars, msg, symbol=name,
                                           bar_size_s=market.bar_seconds, count=market.warmup_bars))
+        if state.exit_pending and not state.working:
+            # An exit waited for groups that ended while the system was down: close now.
+            outbox: list[tuple[str, Message]] = []
+            self._commit(msg, self._close(msg, state, state.exit_pending, outbox, why=state.exit_cause,
+                                          operator=state.exit_operator), outbox)
+
+    def _catch_up(self, state: SymbolState, recovered: bool) -> SymbolState:
+        """Return the state with every journaled fill it missed applied (exactly once, by exec id).
+
+        After a restart of the whole system (`recovered`), a working group whose intent the journal
+        shows denied, abandoned (it never reached the broker) or never decided is dropped.
+        """
+        journal = self.journal
+        assert journal is not None
+        position = state.position
+        for row in journal.executions(symbol=state.symbol):
+            if row.exec_id not in position.exec_ids:
+                execution = Execution(exec_id=row.exec_id, order_id=row.order_id, order_ref=row.ref,
+                                      symbol=row.symbol, side=row.side, quantity=row.quantity, price=row.price,
+                                      commission=row.commission, ts_ns=row.ts_ns)
+                position = apply_execution(position, execution)
+                self.log.warning("{}: journaled fill {} {} {} @ {} applied on restart -> position {}",
+                                 state.symbol, row.exec_id, row.side.value, row.quantity, row.price,
+                                 position.quantity)
+                gid = group_of_ref(row.ref)
+                if row.ref == og.leg_ref(gid, og.ENTRY):
+                    state = replace(state, working=tuple(replace(w, filled=True) if w.group_id == gid else w
+                                                         for w in state.working))
+        state = replace(state, position=position)
+        if not recovered:
+            return state
+        for working in state.working:
+            intent = journal.intent(working.group_id)
+            if intent is not None and intent.decision == "APPROVED" and intent.resolution != "ABANDONED":
+                continue
+            why = ("never reached the risk manager" if intent is None else
+                   f"denied ({intent.limit_name})" if intent.decision == "DENIED" else
+                   f"abandoned: {intent.resolution_reason}")
+            self.log.warning("{}: working group {} dropped on restart: its intent was {}", state.symbol,
+                             working.group_id, why)
+            state = without_group(state, working)
+        return state
 
     def _subscribe(self, cause: Message) -> None:
         assert self.settings is not None
@@ -492,7 +563,13 @@ class SymbolActor(ShellActor):
             on = f"signal {signal_id}" if signal is not None else "bar"
             self.log.info("{}: rule {} ({}) fired on {}: {}", state.symbol, firing.rule, rules.version, on,
                           firing.why)
+            counter = state.group_counter
             state = self._act(cause, state, firing, signal_id, outbox)
+            intent_id = group_id(state.symbol, self.incarnation, state.group_counter) \
+                if state.group_counter != counter else ""
+            self._firings.append(FiringRow(ts_ns=self.now_ns(), symbol=state.symbol, rule=firing.rule,
+                                           rules_version=rules.version, trigger=event, signal_id=signal_id,
+                                           why=firing.why, intent_id=intent_id))
         return state, result
 
     # ------------------------------------------------------------ decisions -> groups
@@ -608,7 +685,9 @@ class SymbolActor(ShellActor):
         before = self.state
         self.state = state
         durable = durable_part(state)
-        if durable != self._saved:
+        changed = durable != self._saved
+        self._journal(state if changed else None)
+        if changed:
             self._saved = durable
             self.tell(self.parent, self.make(Snapshot, cause, key=self.key,
                                              incarnation=self.incarnation, state=for_snapshot(state)))
@@ -619,6 +698,25 @@ class SymbolActor(ShellActor):
                 state.position.quantity != 0 or durable_part(before) != durable):
             # A flat position's mark moving is no news; a held one's is (unrealized P&L).
             self.publish(PositionChanged.of(state.position, cause=cause, ts_ns=self.now_ns()))
+
+    def _journal(self, state: SymbolState | None) -> None:
+        """Commit the rules that fired and the changed state (if given) before any order leaves."""
+        journal, firings, positions = self.journal, self._firings, self._positions
+        self._firings, self._positions = [], []
+        if journal is None or (state is None and not firings and not positions):
+            return
+        with journal.batch():
+            for firing in firings:
+                journal.record_firing(firing)
+            for p, exec_id in positions:
+                journal.record_event("position", ts_ns=self.now_ns(), actor=self.key, symbol=p.symbol,
+                                     ref=exec_id, text=f"{p.quantity} @ {p.avg_cost} ({p.state.value})",
+                                     data={"quantity": p.quantity, "avg_cost": p.avg_cost,
+                                           "realized_pnl": p.realized_pnl, "commissions": p.commissions,
+                                           "state": p.state.value})
+            if state is not None:
+                journal.put_state(state_key(state.symbol), for_snapshot(state), incarnation=self.incarnation,
+                                  ts_ns=self.now_ns())
 
     # ------------------------------------------------------------ fills and groups
 
@@ -643,6 +741,7 @@ class SymbolActor(ShellActor):
         entry_fill = execution.order_ref == og.leg_ref(gid, og.ENTRY)
         working = tuple(replace(w, filled=True) if entry_fill and w.group_id == gid else w
                         for w in state.working)
+        self._positions.append((position, execution.exec_id))
         self._commit(msg, replace(state, position=position, working=working), [])
 
     @run_once
@@ -672,13 +771,8 @@ class SymbolActor(ShellActor):
         self._group_ended(msg, state, denied, "DENIED")
 
     def _group_ended(self, msg: Message, state: SymbolState, finished: WorkingGroup, outcome: str) -> None:
+        state = without_group(state, finished)
         position = state.position
-        if finished.role is GroupRole.ENTRY and position.state is PositionState.OPENING:
-            position = cancel_entry(position)
-        elif finished.role is not GroupRole.ENTRY and position.state is PositionState.CLOSING:
-            position = cancel_exit(position)  # a scale-out done, or a close that did not fill
-        state = replace(state, position=position,
-                        working=tuple(w for w in state.working if w is not finished))
         if finished.role is GroupRole.EXIT and position.quantity != 0:
             self.log.error("{}: exit group {} ended {} with {} still held and no exit working",
                            state.symbol, finished.group_id, outcome, position.quantity)

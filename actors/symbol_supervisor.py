@@ -22,6 +22,7 @@ from typing import ClassVar, Final
 
 from thespian.actors import ActorAddress
 
+from actors import journaling
 from actors.base import run_once
 from actors.supervision import ChildSpec, Restart, SupervisorActor
 from core.config import Config, SymbolStart
@@ -81,8 +82,26 @@ class SymbolSupervisor(SupervisorActor):
         self.budget = config.supervision.symbol
         self.traded = config
         if config.strategy.start_symbols is SymbolStart.ON_SIGNAL:
-            return ()  # each starts with the first signal for it (StartSymbol)
+            # Each starts with the first signal for it (StartSymbol); one the journal shows holding a
+            # position or working orders starts now, so its protection is managed from the start.
+            return tuple(self.spec_of(config, symbol) for symbol in self._busy_in_journal(config))
         return tuple(self.spec_of(config, symbol) for symbol in config.symbol_names)
+
+    def _busy_in_journal(self, config: Config) -> list[str]:
+        journal = journaling.journal(journaling.JournalSettings.of(config))
+        if journal is None:
+            return []
+        busy = []
+        for key, state in journal.states("symbol:"):
+            symbol = key.split(":", 1)[1]
+            position = getattr(state, "position", None)
+            if symbol in config.symbol_names and (getattr(position, "quantity", 0) != 0
+                                                   or getattr(state, "working", ())):
+                busy.append(symbol)
+        if busy:
+            self.log.info("symbols: starting {} now: the journal shows positions or working orders",
+                          ", ".join(busy))
+        return busy
 
     def spec_of(self, config: Config, symbol: str) -> ChildSpec:
         """Return the child spec of the actor of `symbol`."""

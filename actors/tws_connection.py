@@ -44,6 +44,7 @@ TwsState it adds up to); ConfigureActor(state=TwsState) resumes from it.
 
 from __future__ import annotations
 
+import pickle
 import socket
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field, replace
@@ -53,7 +54,7 @@ from typing import Any, Final, TypeVar
 
 from thespian.actors import ActorAddress, ActorExitRequest, ThespianWatch, WakeupMessage, WatchMessage
 
-from actors import logs
+from actors import journaling, logs
 from actors import quote_channel as qc
 from actors import tws_edge as edge
 from actors.base import ShellActor, run_once
@@ -65,6 +66,7 @@ from core.errors import InvalidOrder
 from core.orders import DONE_STATES, Order, OrderStatus, validate
 from core.pacing import Priority
 from core.types import ZERO, Bar, Execution, Quote
+from journal.store import ExecRow, Journal, OrderRow
 from messages import (
     BrokerError,
     BrokerPositionReported,
@@ -138,6 +140,7 @@ class TwsSettings:
     stale_after_ns: int = 30 * _S   # a subscribed symbol silent this long while READY is stale
     log_dir: str = ""       # "" keeps the process's log sinks (tests); else <log_dir>/system.log
     log_level: str = "INFO"
+    journal: journaling.JournalSettings | None = None  # None: nothing journaled (tests of the wire)
 
 
 def settings_from_config(config: Config, *, order_id_hwm: int = 0, host: str | None = None,
@@ -151,7 +154,7 @@ def settings_from_config(config: Config, *, order_id_hwm: int = 0, host: str | N
                        contracts=contracts, account=config.broker.account or "",
                        order_id_hwm=order_id_hwm, stale_after_ns=round(config.market_data.stale_after_s * _S),
                        log_dir=str(config.system.log_dir),
-                       log_level=config.system.log_level.value)
+                       log_level=config.system.log_level.value, journal=journaling.JournalSettings.of(config))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -377,6 +380,9 @@ class TwsConnection(ShellActor):
         self.snap_refs: set[str] = set()     # routes the supervisor's kept state holds
         self.subs_changed = False
         self.cause: Message | None = None
+        self.journal: Journal | None = None
+        self.journaled_hwm = 0
+        self.unconfirmed: set[str] = set()  # journaled routes with an id the broker has not shown yet
 
     # ------------------------------------------------------------ thespian plumbing
 
@@ -403,7 +409,14 @@ class TwsConnection(ShellActor):
         state = msg.state
         if state is not None and not isinstance(state, TwsState):
             raise TypeError(f"{self.key}: state must be a TwsState, not {type(state).__name__}")
+        self.journal = journaling.journal(settings.journal)
         hwm = settings.order_id_hwm
+        if self.journal is not None:
+            # Never below an id used before: the journaled mark is written before each PLACE_ORDER.
+            self.journaled_hwm = self.journal.order_id_hwm()
+            hwm = max(hwm, self.journaled_hwm)
+            if state is None:
+                state = self._from_journal(self.journal)
         if state is not None:
             hwm = max(hwm, state.next_order_id - 1)
         self.conn = cc.new_connection(settings.connection, order_id_hwm=hwm, seed=settings.seed)
@@ -422,6 +435,34 @@ class TwsConnection(ShellActor):
         # No corr is bound here: a bound value would hide the one run_once puts in the context.
         if settings.log_dir:
             logs.configure_process(settings.log_dir, settings.log_level)
+
+    def _from_journal(self, journal: Journal) -> TwsState | None:
+        """Return the routes of the orders the journal has open (the whole system restarted), or None.
+
+        An order the journal never gave a broker id never left the process before the restart: it
+        is not sent now (its intent is abandoned) but kept as rejected, so a group that claims it
+        learns that. One with an id may or may not have reached the broker: the sync after the
+        connect tells (an order the broker does not know by then never reached it).
+        """
+        rows = [row for row in journal.orders(open_only=True) if row.route is not None and not row.external]
+        if not rows:
+            return None
+        now = self.now_ns()
+        routes: list[Route] = []
+        for row in rows:
+            route = replace(pickle.loads(row.route), owner=None)
+            if not route.broker_id and route.rejection is None:
+                reason = "never sent before the restart: abandoned (a decision is not sent after an outage)"
+                rejection = OrderRejected(ref=route.ref, group_id=route.group_id, code=0, reason=reason,
+                                          cause_id=route.cause_id, corr_id=route.corr_id, ts_ns=now)
+                route = replace(route, rejection=rejection, cancel_requested=True)
+                self.log.warning("{}: order {} {}", self.key, route.ref, reason)
+            elif route.broker_id:
+                self.unconfirmed.add(route.ref)
+            routes.append(route)
+        self.log.info("{}: {} open order(s) from the journal ({} to confirm with the broker)", self.key,
+                      len(routes), len(self.unconfirmed))
+        return TwsState(next_order_id=journal.order_id_hwm() + 1, routes=tuple(routes))
 
     def _restore(self, state: TwsState) -> None:
         self.snap_refs = {route.ref for route in state.routes}
@@ -518,6 +559,11 @@ class TwsConnection(ShellActor):
                 self._enqueue(_Send(edge.CurrentTimeRequest(), heartbeat=True), Priority.CONTROL)
             case cc.PublishState(state=state, previous=previous, reason=reason, code=code):
                 self.log.info("{}: {} -> {} ({})", self.key, previous.value, state.value, reason)
+                if self.journal is not None:
+                    self.journal.record_event("connection", ts_ns=self.now_ns(), actor=self.key,
+                                              text=f"{previous.value} -> {state.value}: {reason}",
+                                              data={"state": state.value, "previous": previous.value,
+                                                    "code": code})
                 self.publish(self.make(ConnectionStateChanged, self.cause, state=ConnectionState(state.value),
                                        previous=ConnectionState(previous.value), reason=reason, code=code))
             case cc.PublishDataHealth(degraded_farms=farms, code=code, reason=reason):
@@ -526,6 +572,7 @@ class TwsConnection(ShellActor):
             case cc.HoldOrders(reason=reason):
                 self._hold_orders(reason)
             case cc.ReleaseOrders(next_order_id=next_id):
+                self._unconfirmed_never_sent()
                 self.log.info("{}: orders may leave (next id {}; {} held)", self.key, next_id, len(self.held))
                 self._release_orders()
                 for book in self.books.values():  # READY again: silence counts from now
@@ -1090,6 +1137,38 @@ class TwsConnection(ShellActor):
         self.routes[route.ref] = route
         self.changed_refs.add(route.ref)
         self.dirty = True
+        self._journal_route(route)
+
+    def _journal_route(self, route: Route) -> None:
+        """Commit the order's row (and its route) before anything acts on the change.
+
+        A first broker id also raises the journaled order-id mark and, for a group's first order to
+        leave, resolves its intent as SENT, in the same transaction, before its PLACE_ORDER is written.
+        """
+        journal, order = self.journal, route.order
+        if journal is None or order is None:
+            return
+        now = self.now_ns()
+        last = route.last_status
+        if last is not None:
+            status, filled, avg = last.status, last.filled, last.avg_fill_price
+        else:
+            status = (OrderStatus.REJECTED if route.rejection is not None
+                      else OrderStatus.PENDING_SUBMIT if route.broker_id else OrderStatus.CREATED)
+            filled = sum((e.quantity for e in route.executions), ZERO)
+            avg = ZERO
+        row = OrderRow.of(replace(order, broker_id=route.broker_id, status=status, filled=filled,
+                                  avg_fill_price=avg),
+                          group_id=route.group_id, ts_ns=now,
+                          route=pickle.dumps(replace(route, owner=None), protocol=pickle.HIGHEST_PROTOCOL))
+        with journal.batch():
+            journal.upsert_order(row)
+            if route.broker_id and route.broker_id > self.journaled_hwm:
+                self.journaled_hwm = journal.raise_order_id_hwm(route.broker_id)
+                intent = journal.intent(route.group_id) if route.group_id else None
+                if intent is not None and not intent.resolution:
+                    journal.resolve_intent(route.group_id, resolution="SENT", ts_ns=now,
+                                           reason=f"{route.ref} placed as order {route.broker_id}")
 
     def _about(self, route: Route, cls: type[_M], **fields: Any) -> _M:
         """Return a `cls` message about `route`, in the correlation chain of the message that made it."""
@@ -1128,6 +1207,22 @@ class TwsConnection(ShellActor):
         self._set(route)
         return route
 
+    def _unconfirmed_never_sent(self) -> None:
+        """After the first sync since a restart from the journal: an order the broker knows nothing about
+        (not open, not completed, no status) never reached it; its owner hears it was rejected."""
+        refs, self.unconfirmed = self.unconfirmed, set()
+        for ref in sorted(refs):
+            route = self.routes.get(ref)
+            if route is None or route.accepted or route.last_status is not None or route.rejection is not None:
+                continue
+            reason = (f"order {route.broker_id} is not at the broker after the restart: its PLACE_ORDER never "
+                      f"reached it (it is not sent again)")
+            self.log.warning("{}: {}: {}", self.key, ref, reason)
+            rejected = self._about(route, OrderRejected, ref=ref, group_id=route.group_id,
+                                   broker_id=route.broker_id, code=0, reason=reason)
+            self._set(replace(route, rejection=rejected, cancel_requested=True))
+            self._to_owner(route, rejected)
+
     def _on_open_order(self, ev: edge.OpenOrderSeen, now: int) -> None:
         self._decide(cc.OrderIdSeen(at_ns=now, order_id=ev.order_id))
         route = self._find(ev.order.ref, ev.order_id, ev.client_id)
@@ -1139,6 +1234,11 @@ class TwsConnection(ShellActor):
             reason = (f"client {ev.client_id} order {ev.order_id} (perm {ev.perm_id}, {ev.order_type}) "
                       f"with orderRef {ev.order.ref!r} is not ours")
             self.log.warning("{}: external order: {}", self.key, reason)
+            if self.journal is not None:
+                self.journal.record_event("external_order", ts_ns=now, actor=self.key, symbol=ev.order.symbol,
+                                          ref=ev.order.ref, text=reason,
+                                          data={"order_id": ev.order_id, "client_id": ev.client_id,
+                                                "perm_id": ev.perm_id})
             self.publish(self.make(ExternalOrderDetected, self.cause, order=ev.order, reason=reason))
             return
         route = self._adopt(route, ev.order_id, ev.client_id)
@@ -1200,6 +1300,9 @@ class TwsConnection(ShellActor):
 
     def _take_execution(self, route: Route, execution: Execution, now: int) -> None:
         self.exec_seen.add(execution.exec_id)
+        if self.journal is not None:
+            # Durable before any position can move with it; a repeat of a journaled fill is not a new one.
+            self.journal.record_execution(ExecRow.of(replace(execution, order_ref=route.ref)))
         commission = self.early_commissions.pop(execution.exec_id, None)
         if commission is not None:
             self._deliver_execution(route.ref, execution, commission)
@@ -1210,6 +1313,9 @@ class TwsConnection(ShellActor):
     def _deliver_execution(self, ref: str, execution: Execution, commission: Decimal | None) -> None:
         if commission is not None:
             execution = replace(execution, commission=commission)
+            if self.journal is not None:
+                self.journal.record_commission(execution.exec_id, commission=commission, realized_pnl=None,
+                                               ts_ns=self.now_ns())
         route = self.routes[ref]
         self._set(replace(route, executions=route.executions + (execution,)))
         self.exec_route[execution.exec_id] = ref
@@ -1235,6 +1341,9 @@ class TwsConnection(ShellActor):
             route = self.routes[ref]
             late = [e for e in route.executions if e.exec_id == ev.exec_id and e.commission == ZERO]
             if late and ev.commission != ZERO:
+                if self.journal is not None:
+                    self.journal.record_commission(ev.exec_id, commission=ev.commission,
+                                                   realized_pnl=ev.realized_pnl, ts_ns=self.now_ns())
                 executions = tuple(replace(e, commission=ev.commission) if e.exec_id == ev.exec_id else e
                                    for e in route.executions)
                 self._set(replace(route, executions=executions))

@@ -66,3 +66,22 @@ def no_process_left_behind(request: pytest.FixtureRequest) -> Iterator[None]:
     if orphans:
         warnings.warn(f"{request.node.nodeid} left {len(orphans)} actor process(es) running {orphans}; killed them",
                       stacklevel=1)
+
+
+_DEFAULT_JOURNAL = Path(__file__).resolve().parent.parent / "var" / "state" / "journal.sqlite"
+
+
+@pytest.fixture(autouse=True)
+def no_journal_in_the_repository(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Fail a test that journals into the repository's default state directory (var/state).
+
+    A test's config must point `system.state_dir` into its tmp_path: a shared journal would carry
+    one test's groups and positions into the next test's whole-system start.
+    """
+    existed = _DEFAULT_JOURNAL.exists()
+    yield
+    if not existed and _DEFAULT_JOURNAL.exists():
+        for leftover in _DEFAULT_JOURNAL.parent.glob("journal.sqlite*"):
+            leftover.unlink(missing_ok=True)
+        pytest.fail(f"{request.node.nodeid} wrote the journal {_DEFAULT_JOURNAL}: give its config a "
+                    "system.state_dir under tmp_path", pytrace=False)

@@ -123,7 +123,7 @@ class Rig:
         self.tws, self.symbols, self.bus, self.parent = (asys.createActor(h.Recorder) for _ in range(4))
         self.sup = asys.createActor(cls)
         supervision = SupervisionConfig(order_group=budget) if budget else SupervisionConfig()
-        config = Config(system=SystemConfig(log_dir=tmp_path), supervision=supervision)
+        config = Config(system=SystemConfig(log_dir=tmp_path, state_dir=tmp_path / "state"), supervision=supervision)
         roles = (("tws", self.tws), ("symbols", self.symbols), ("bus", self.bus), ("supervisor", self.parent))
         peers = tuple(Peer(name=n, address=a) for n, a in roles)
         asys.tell(self.sup, ConfigureActor(key="groups", config=config, peers=peers, reply_to=self.parent))

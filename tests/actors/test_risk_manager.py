@@ -209,8 +209,8 @@ def test_flatten_all_halts_and_goes_to_the_symbols(asys: ActorSystem, tmp_path: 
 
 
 def test_finished_group_frees_its_open_orders(asys: ActorSystem, tmp_path: Any) -> None:
-    config = _config(tmp_path)
-    config = parse_config({"symbols": {"AAPL": {}}, "risk": {"max_open_orders": 3}})
+    config = parse_config({"system": {"log_dir": str(tmp_path / "logs"), "state_dir": str(tmp_path / "state")},
+                           "symbols": {"AAPL": {}}, "risk": {"max_open_orders": 3}})
     rig = Rig(asys, config)
     rig.send(_intent(_bracket("AAPL-1-1")), _intent(_bracket("AAPL-1-2")))
     (denied,) = rig.published(OrderDenied, 1)

@@ -162,7 +162,7 @@ def server(asys: ActorSystem) -> Iterator[SignalServer]:
 
 
 def _config(tmp_path: Path, signals: dict[str, Any]) -> Config:
-    return parse_config({"system": {"log_dir": str(tmp_path / "logs")},
+    return parse_config({"system": {"log_dir": str(tmp_path / "logs"), "state_dir": str(tmp_path / "state")},
                          "symbols": [{"symbol": "AAPL"}, {"symbol": "MSFT"}],
                          "signals": {"max_age_s": 60, **signals}})
 

@@ -150,7 +150,7 @@ def _config(tmp_path: Path, *, symbol: RestartBudget | None = None,
             core: RestartBudget | None = None) -> Config:
     defaults = SupervisionConfig()
     return Config(
-        system=SystemConfig(log_dir=tmp_path),
+        system=SystemConfig(log_dir=tmp_path, state_dir=tmp_path / "state"),
         symbols=(SymbolConfig(symbol="AAPL"), SymbolConfig(symbol="MSFT"), SymbolConfig(symbol="SPY")),
         supervision=SupervisionConfig(symbol=symbol or defaults.symbol,
                                       order_group=RestartBudget(max_restarts=2, window_s=60.0),

@@ -325,7 +325,7 @@ def test_each_symbol_log_file_holds_only_its_own_symbol(asys: ActorSystem, tmp_p
 def test_configured_with_whole_config_takes_its_symbol_table(asys: ActorSystem, tmp_path: Path) -> None:
     config = Config(symbols=(SymbolConfig(symbol="AAPL", tick_size=D("0.05")),), rules=RULES,
                     market_data=MarketDataConfig(bar_seconds=BAR_S, warmup_bars=6, quote_channel=False),
-                    system=SystemConfig(log_dir=tmp_path))
+                    system=SystemConfig(log_dir=tmp_path, state_dir=tmp_path / "state"))
     rig = Rig(asys, config)
     place = rig.cross_up()
     assert all(leg.limit_price is None or leg.limit_price % D("0.05") == 0 for leg in place.legs)
