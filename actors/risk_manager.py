@@ -35,6 +35,7 @@ from core.errors import InvalidOrder
 from journal.store import IntentRow, Journal
 from messages import (
     AdminError,
+    CancelOrderGroup,
     AdminErrorCode,
     AdminReply,
     ConfigureActor,
@@ -258,6 +259,8 @@ class RiskManager(ShellActor):
         self._commit(msg, account)
         self.log.critical("risk: trading {} -> {} ({})", before.value, mode.value, account.mode_reason)
         self._tell_symbols(self._state_change(msg, before, mode, account.mode_reason))
+        if mode is core_risk.Mode.HALTED:
+            self._cancel_entries(msg, account)
 
     def _assess(self, cause: Message, account: core_risk.Account) -> None:
         before = self.account.mode
@@ -320,6 +323,24 @@ class RiskManager(ShellActor):
         change = self._state_change(cause, before, account.mode, account.mode_reason)
         self.publish(change)
         self._tell_symbols(change)
+        if account.mode is core_risk.Mode.HALTED:
+            self._cancel_entries(cause, account)
+
+    def _cancel_entries(self, cause: Message, account: core_risk.Account) -> None:
+        """Cancel what still works of every entry the gate let through (a bracket keeps its children).
+
+        The symbols cancel their own entries too; the gate does it as well, so a halt also reaches
+        the groups of a symbol that is quarantined or restarting. Cancels are idempotent.
+        """
+        groups = self.peers.get(GROUPS)
+        entries = [w for w in account.working if w.pending != 0]
+        if groups is None or not entries:
+            return
+        self.log.warning("risk: HALTED: cancelling the working entries of {}",
+                         ", ".join(w.intent_id for w in entries))
+        for working in entries:
+            self.tell(groups, self.make(CancelOrderGroup, cause, group_id=working.intent_id,
+                                        reason=f"halt: {account.mode_reason}", entry_only=True))
 
     def _state_change(self, cause: Message, before: core_risk.Mode, mode: core_risk.Mode,
                       reason: str) -> TradingStateChanged:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from datetime import timedelta
 from decimal import Decimal
 from enum import Enum
 from pathlib import Path
 from typing import Any, Final
 
 from loguru import logger
-from thespian.actors import ActorAddress, ActorExitRequest, ThespianWatch, WatchMessage
+from thespian.actors import ActorAddress, ActorExitRequest, ThespianWatch, WakeupMessage, WatchMessage
 
 from actors import journaling, logs
 from actors import quote_channel as qc
@@ -64,6 +65,8 @@ from messages.risk import TradingState
 TWS: Final = "tws"
 GROUPS: Final = "groups"
 RISK: Final = "risk"
+MARK_EVERY_NS: Final = 500_000_000  # a held position's mark goes to the bus at most twice a second
+_MARK: Final = "publish-mark"
 _COMPILED: dict[str, core_rules.RuleSet] = {}  # rule sets compiled in this process, by version
 
 
@@ -289,6 +292,8 @@ class SymbolActor(ShellActor):
         self.journal: Journal | None = None
         self._firings: list[FiringRow] = []  # rules that fired, journaled with the next commit
         self._positions: list[tuple[Position, str]] = []  # positions after fills (with the exec id), likewise
+        self._mark_due_ns = 0  # the next quote that may publish a held position's new mark
+        self._mark_armed = False  # a wakeup will publish the latest mark
 
     def receiveMessage(self, msg: Any, sender: ActorAddress) -> Any:
         super().receiveMessage(msg, sender)
@@ -456,8 +461,30 @@ class SymbolActor(ShellActor):
             self.log.warning("{}: quote dropped: {}", state.symbol, exc)
             return
         self.state = replace(state, position=position, bars=bars, quote=quote)
+        if position.quantity != 0 and position is not state.position:
+            self._mark(msg)
         for bar in closed:
             self._on_bar(msg, bar)
+
+    def _mark(self, cause: Message | None) -> None:
+        """Publish the held position's new mark: the account's unrealized P&L (the daily loss limit)
+        follows it, at most once per MARK_EVERY_NS; the last mark of a burst goes when the time is up."""
+        now = self.now_ns()
+        if now < self._mark_due_ns:
+            if not self._mark_armed:
+                self._mark_armed = True
+                self.wakeupAfter(timedelta(seconds=(self._mark_due_ns - now) / 1e9), payload=_MARK)
+            return
+        self._mark_due_ns = now + MARK_EVERY_NS
+        state = self.state
+        if state is not None and state.position.quantity != 0:
+            self.publish(PositionChanged.of(state.position, cause=cause, ts_ns=now))
+
+    @run_once
+    def receiveMsg_WakeupMessage(self, msg: WakeupMessage, sender: ActorAddress) -> None:
+        if msg.payload == _MARK:
+            self._mark_armed = False
+            self._mark(None)
 
     def _on_bar(self, cause: Message, bar: Bar) -> None:
         state = self.state

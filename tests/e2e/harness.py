@@ -184,6 +184,12 @@ class System:
     closed: bool = False
     session: int = 0  # the admin's session: every process of the system, orphans included
     parents: dict[int, int] = field(default_factory=dict)
+    tmp_path: Path = Path(".")
+    symbols: tuple[SymbolSpec, ...] = ()
+    clock: str = "stepped"
+    config_kwargs: dict[str, Any] = field(default_factory=dict)
+    sim_owned: bool = True   # close() stops the simulator (not after a restart_system took it over)
+    killed: bool = False     # every process was SIGKILLed (kill_all): nothing to shut down
 
     # ------------------------------------------------------------ asking actors
 
@@ -248,7 +254,7 @@ class System:
 
     # ------------------------------------------------------------ orders
 
-    def place(self, group: og.OrderGroup, *, market_price: Decimal | None = None) -> OrderIntent:
+    def place(self, group: og.OrderGroup, *, market_price: Decimal | None = None, rule: str = "test") -> OrderIntent:
         """Send `group` to the risk gate as a SymbolActor does (reply_to = "symbols"); return the intent.
 
         The gate's reference price is the simulator's quote (last, else mid) unless given.
@@ -261,7 +267,7 @@ class System:
         intent = OrderIntent(intent_id=group.id, symbol=group.symbol, side=head.side, quantity=head.quantity,
                              order_type=head.order_type, limit_price=head.limit_price,
                              stop_price=head.stop_price, tif=head.tif, kind=GroupKind(group.kind.value),
-                             legs=group.legs, market_price=market_price, rule="test",
+                             legs=group.legs, market_price=market_price, rule=rule,
                              reply_to=self.address(SUPERVISOR, "symbols"))
         self.asys.tell(self.address(SUPERVISOR, "risk"), intent)
         return intent
@@ -325,6 +331,20 @@ class System:
             self.pids.update(session_pids(self.session))
         return self.pids | self.admin_pids
 
+    def kill_all(self) -> None:
+        """SIGKILL every process of the actor system at once (a crash of the whole system); the simulator stays."""
+        self.processes()
+        wait_for(lambda: self.all_dead(), 10, "every process of the actor system to die after SIGKILL")
+
+    def all_dead(self) -> bool:
+        """SIGKILL what is left of the actor system; return True once none of its processes lives."""
+        self.killed = True
+        pids = set(session_pids(self.session)) if self.session > 1 else set()
+        pids |= {pid for pid in self.pids | self.admin_pids if alive(pid)}
+        for pid in pids:
+            kill(pid)
+        return not any(alive(pid) for pid in pids)
+
     def close(self) -> None:
         """Stop the system as the launcher does (Shutdown, then the actor system) and the simulator.
 
@@ -333,6 +353,11 @@ class System:
         if self.closed:
             return
         self.closed = True
+        if self.killed:
+            wait_for(lambda: self.all_dead(), 10, "the killed system's processes to be gone")
+            if self.sim_owned:
+                self.sim.stop()
+            return
         try:
             self.status()
         except Exception:  # collecting pids is best effort: the system may be half gone
@@ -346,7 +371,8 @@ class System:
         try:
             self.asys.shutdown()
         finally:
-            self.sim.stop()
+            if self.sim_owned:
+                self.sim.stop()
             deadline = time.monotonic() + 5
             if self.session > 1:
                 ours |= set(session_pids(self.session))  # e.g. a child orphaned during the shutdown
@@ -369,6 +395,22 @@ def start_system(tmp_path: Path, symbols: tuple[SymbolSpec, ...], *, clock: str 
                  **config_kwargs: Any) -> System:
     """Start simulator, actor system and Supervisor as the launcher does; the caller must close() it."""
     os.environ.setdefault("THESPIAN_BASE_IPADDR", "127.0.0.1")  # loopback only (thespian-notes §4.4)
+    return _start(tmp_path, symbols, None, clock, config_kwargs)
+
+
+def restart_system(old: System, **overrides: Any) -> System:
+    """Start the actor system again (as `run` would after a crash) on the same simulator and state dir.
+
+    `old` must have been killed (`kill_all`); the new System owns the simulator from now on.
+    """
+    assert old.killed, "restart_system is for a system whose processes were all killed"
+    old.sim_owned = False
+    kwargs = {**old.config_kwargs, **overrides}
+    return _start(old.tmp_path, old.symbols, old.sim, old.clock, kwargs)
+
+
+def _start(tmp_path: Path, symbols: tuple[SymbolSpec, ...], sim: SimulatorThread | None, clock: str,
+           config_kwargs: dict[str, Any]) -> System:
     log_dir, state_dir = tmp_path / "logs", tmp_path / "state"
     log_dir.mkdir(parents=True, exist_ok=True)
     state_dir.mkdir(parents=True, exist_ok=True)
@@ -379,22 +421,27 @@ def start_system(tmp_path: Path, symbols: tuple[SymbolSpec, ...], *, clock: str 
     asys = ActorSystem("multiprocTCPBase", {"Admin Port": admin_port, "Process Startup Method": "fork"},
                        transientUnique=True)
     admin_pids = {pid for pid in descendants(os.getpid()) if pid not in before}
-    sim: SimulatorThread | None = None
+    owned = sim is None
     try:
-        sim = SimulatorThread(SimulatorConfig(clock=clock, symbols=symbols, seed=7)).start()
+        if sim is None:
+            sim = SimulatorThread(SimulatorConfig(clock=clock, symbols=symbols, seed=7)).start()
+        actor_classes = tuple(config_kwargs.pop("actor_classes", ()))
         config = make_config(admin_port=admin_port, broker_port=sim.port,
                              symbols=[s.symbol for s in symbols], log_dir=log_dir, state_dir=state_dir,
                              **config_kwargs)
+        config_kwargs["actor_classes"] = actor_classes
         supervisor = asys.createActor("actors.supervisor.Supervisor", globalName=SUPERVISOR)
         system = System(asys=asys, sim=sim, supervisor=supervisor, config=config, admin_port=admin_port,
-                        log_dir=log_dir, admin_pids=admin_pids, session=session_of(listener_pid(admin_port)))
+                        log_dir=log_dir, admin_pids=admin_pids, session=session_of(listener_pid(admin_port)),
+                        tmp_path=tmp_path, symbols=symbols, clock=clock, config_kwargs=config_kwargs,
+                        sim_owned=owned)
     except BaseException:
         asys.shutdown()
-        if sim is not None:
+        if sim is not None and owned:
             sim.stop()
         raise
     try:
-        start = StartSystem(config=config)
+        start = StartSystem(config=config, actor_classes=actor_classes)
         ready = system.ask(supervisor, start, ActorReady, timeout=30)
         system.pids.add(ready.pid)
         # Every symbol runs and the connection is up before a test places anything.

@@ -185,18 +185,13 @@ def _ladder_loss(system: System, mode: str) -> Decimal:
     return D(match.group(1))
 
 
-MARKS_BUG = ("product bug: a symbol actor marks its position on each quote without publishing "
-             "PositionChanged (actors/symbol.py _on_quote assigns self.state; _commit compares against "
-             "that already-marked state), so the risk gate sees unrealized P&L only at fills")
-
-
 def _step_to(system: System, price: str) -> None:
     system.step_until(lambda: system.quote("AAPL").last == D(price), step_s=5.0, max_steps=60,
                       what=f"AAPL's price to reach {price}")
 
 
 @pytest.mark.parametrize("seen_at", [
-    pytest.param("marks", marks=pytest.mark.xfail(reason=MARKS_BUG, strict=True, raises=AssertionError)),
+    "marks",
     "fills",
 ])
 def test_daily_loss_moves_trading_to_reduce_only_then_halted_as_the_price_falls(
