@@ -109,6 +109,32 @@ def _cmd_reload_rules(args: argparse.Namespace) -> int:
     return 1
 
 
+def _cmd_why(args: argparse.Namespace) -> int:
+    from journal.store import Journal, JournalError
+    from journal.why import NotInJournal, render_why, why
+
+    path = args.journal
+    if path is None:
+        config = _load(args.config)
+        if config is None:
+            return 2
+        path = config.journal_path
+    if not Path(path).exists():
+        print(f"no journal at {path}: the system has not run with this configuration yet "
+              f"(or give --journal PATH)", file=sys.stderr)
+        return 2
+    try:
+        with Journal.open(path, readonly=True) as journal:
+            print(render_why(why(journal, args.order)))
+    except NotInJournal as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    except JournalError as exc:
+        print(f"cannot read the journal: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="bootstrap.py",
@@ -127,6 +153,14 @@ def build_parser() -> argparse.ArgumentParser:
                                                  "the running system (a bad file changes nothing)")
     reload.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="path to config.toml")
     reload.set_defaults(func=_cmd_reload_rules)
+
+    explain = sub.add_parser("why", help="say why an order was sent: signal -> rule -> intent -> risk decision "
+                                         "-> orders -> fills, from the journal")
+    explain.add_argument("order", help="an order ref (AAPL-1-3:entry), a group / intent id (AAPL-1-3) or a "
+                                       "broker order id")
+    explain.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="path to config.toml")
+    explain.add_argument("--journal", type=Path, help="the journal file (default: the config's)")
+    explain.set_defaults(func=_cmd_why)
 
     sim = sub.add_parser("simulator", help="run the TWS simulator standalone, for any TWS API client")
     sim.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="path to config.toml")

@@ -120,6 +120,19 @@ def start_simulator(config: Config, config_path: Path, timeout: float = 20.0) ->
     raise LaunchError(f"the simulator did not listen on 127.0.0.1:{port} within {timeout:.0f} s")
 
 
+def check_journal(config: Config) -> None:
+    """Raise LaunchError if the journal is foreign, corrupt or newer than this program (it is left untouched).
+
+    A missing journal is created here, so every actor process opens one that exists.
+    """
+    from journal.store import Journal, JournalError
+
+    try:
+        Journal.open(config.journal_path.absolute(), synchronous=config.journal.synchronous.value).close()
+    except JournalError as exc:
+        raise LaunchError(f"the journal cannot be used: {exc}") from None
+
+
 def run(config: Config, config_path: Path, *, stop_event: threading.Event | None = None,
         start_timeout: float = 60.0) -> int:
     """Run the whole system until SIGINT/SIGTERM (or `stop_event`); stop it in reverse start order."""
@@ -131,6 +144,7 @@ def run(config: Config, config_path: Path, *, stop_event: threading.Event | None
     check_admin_port(config)
     state_dir = Path(config.system.state_dir)
     state_dir.mkdir(parents=True, exist_ok=True)
+    check_journal(config)
     Path(config.system.log_dir).mkdir(parents=True, exist_ok=True)
     os.environ["THESPIAN_BASE_IPADDR"] = config.system.bind_address
     os.environ["IBACTORS_LOG_DIR"] = str(Path(config.system.log_dir).resolve())

@@ -116,8 +116,10 @@ class RiskManager(ShellActor):
         self.zone = config.system.zone
         self.journal = journaling.journal(journaling.settings_of(config))
         state = msg.state
-        if state is None and self.journal is not None:
-            state = self.journal.get_state(STATE_KEY)  # the whole system restarted: the journal has it
+        if self.journal is not None:
+            # Written before the supervisor's copy is sent: never older than it, and after a restart of
+            # the whole system the only one.
+            state = self.journal.get_state(STATE_KEY) or state
         if isinstance(state, RiskState):
             self.account = state.account
             self._saved = self._journaled = durable_part(self.account)

@@ -15,6 +15,7 @@ from thespian.actors import ActorAddress, ActorExitRequest, ThespianWatch, Wakeu
 from actors import journaling, logs
 from actors import quote_channel as qc
 from actors.base import ShellActor, run_once
+from actors.order_group import group_key
 from core import bars as core_bars
 from core import order_group as og
 from core import rules as core_rules
@@ -319,10 +320,13 @@ class SymbolActor(ShellActor):
         self.journal = journaling.journal(settings.journal)
         state = msg.state
         recovered = False
-        if state is None and self.journal is not None:
-            # Nothing kept by the supervisor: the whole system restarted, the journal has the state.
-            state = self.journal.get_state(state_key(name))
-            recovered = state is not None
+        if self.journal is not None:
+            # The journal is written before the supervisor's copy is sent, so it is never older; with
+            # nothing kept by the supervisor, the whole system restarted.
+            journaled = self.journal.get_state(state_key(name))
+            if journaled is not None:
+                recovered = state is None
+                state = journaled
         if state is None:
             state = new_symbol_state(settings)
         elif not isinstance(state, SymbolState) or state.symbol != name:
@@ -382,13 +386,18 @@ class SymbolActor(ShellActor):
             return state
         for working in state.working:
             intent = journal.intent(working.group_id)
-            if intent is not None and intent.decision == "APPROVED" and intent.resolution != "ABANDONED":
+            if intent is None:
+                why = "its intent never reached the risk manager"
+            elif intent.decision == "DENIED":
+                why = f"its intent was denied ({intent.limit_name})"
+            elif intent.resolution == "ABANDONED":
+                why = f"its intent was abandoned: {intent.resolution_reason}"
+            elif journal.get_state(group_key(working.group_id)) is None:
+                # The group's record goes with its approval and leaves once it finished and said so.
+                why = "its group finished before the restart"
+            else:
                 continue
-            why = ("never reached the risk manager" if intent is None else
-                   f"denied ({intent.limit_name})" if intent.decision == "DENIED" else
-                   f"abandoned: {intent.resolution_reason}")
-            self.log.warning("{}: working group {} dropped on restart: its intent was {}", state.symbol,
-                             working.group_id, why)
+            self.log.warning("{}: working group {} dropped on restart: {}", state.symbol, working.group_id, why)
             state = without_group(state, working)
         return state
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import time
+from dataclasses import replace
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -13,6 +14,8 @@ import pytest
 from thespian.actors import ActorAddress, ActorSystem
 
 from actors import quote_channel as qc
+from actors.journaling import JournalSettings
+from actors.order_group import group_key
 from actors.symbol import SymbolActor, SymbolSettings, SymbolState
 from core import order_group as og
 from core.config import (
@@ -29,6 +32,7 @@ from core.indicators import atr_batch
 from core.orders import OrderStatus
 from core.position import PositionState
 from core.types import Bar, Execution, OrderType, Quote, Side, TimeInForce
+from journal.store import ExecRow, IntentRow, Journal
 from messages import (
     ActorFailed,
     CancelOrderGroup,
@@ -267,6 +271,54 @@ def test_restore_from_snapshot_keeps_position_and_group_counter(asys: ActorSyste
     second.feed(OrderGroupFinished(group_id="AAPL-1-1", symbol="AAPL", outcome=GroupOutcome.FILLED))
     (close,) = second.sent(second.risk, OrderIntent, 1)
     assert close.intent_id == "AAPL-2-2" and close.legs[0].quantity == 10
+
+
+def _journaled(tmp_path: Path) -> SymbolSettings:
+    return replace(_settings(tmp_path), journal=JournalSettings(path=str(tmp_path / "journal.sqlite")))
+
+
+def test_whole_restart_takes_the_journaled_state_and_applies_journaled_fills_it_missed_once(
+        asys: ActorSystem, tmp_path: Path) -> None:
+    settings = _journaled(tmp_path)
+    first = Rig(asys, settings)
+    first.cross_up()
+    first.feed(_fill("e1.01", "AAPL-1-1:entry", Side.BUY, 10, "108"))
+    assert first.last_state().position.quantity == 10
+    # Two more fills reached the journal (the connection writes them before routing) but never the
+    # actor, which died with the whole system.
+    with Journal.open(tmp_path / "journal.sqlite") as journal:
+        for exec_id in ("e1.02", "e1.03"):
+            journal.record_execution(ExecRow(exec_id=exec_id, ref="AAPL-1-1:entry", order_id=1, symbol="AAPL",
+                                             side=Side.BUY, quantity=D(5), price=D("108.5"), ts_ns=T0))
+        journal.record_intent(IntentRow(intent_id="AAPL-1-1", ts_ns=T0, symbol="AAPL", side=Side.BUY,
+                                        quantity=D(20), order_type=OrderType.MKT, decision="APPROVED",
+                                        resolution="SENT"))
+        journal.put_state(group_key("AAPL-1-1"), "a running group")
+    for incarnation in (1, 2):  # a start of the whole system (the supervisor kept nothing), twice
+        again = Rig(asys, settings, incarnation=incarnation)
+        positions = asys.ask(again.child, GetPositions(), ASK)
+        assert positions.positions[0].quantity == D(20)  # 10 + the two journaled fills, counted once
+        assert again.last_state().working[0].group_id == "AAPL-1-1"  # still working: its group runs
+
+
+@pytest.mark.parametrize(("decision", "resolution"), [("APPROVED", "ABANDONED"), ("DENIED", ""), (None, None),
+                                                     ("APPROVED", "SENT")])  # SENT, its group record gone
+def test_whole_restart_drops_a_working_group_that_never_reached_the_broker_or_finished(
+        asys: ActorSystem, tmp_path: Path, decision: str | None, resolution: str | None) -> None:
+    settings = _journaled(tmp_path)
+    first = Rig(asys, settings)
+    first.cross_up()
+    assert first.last_state().working[0].group_id == "AAPL-1-1"
+    if decision is not None:
+        with Journal.open(tmp_path / "journal.sqlite") as journal:
+            journal.record_intent(IntentRow(intent_id="AAPL-1-1", ts_ns=T0, symbol="AAPL", side=Side.BUY,
+                                            quantity=D(20), order_type=OrderType.MKT, decision=decision,
+                                            resolution=resolution or ""))
+    again = Rig(asys, settings)
+    state = asys.ask(again.child, GetPositions(), ASK).positions[0]
+    assert state.state is PositionState.FLAT and state.quantity == 0  # the entry it expected is gone
+    text = (tmp_path / "symbols" / "AAPL.log").read_text(encoding="utf-8")
+    assert "working group AAPL-1-1 dropped on restart" in text
 
 
 @pytest.mark.parametrize("bad", [

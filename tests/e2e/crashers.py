@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from typing import Final
 
 from actors.processes import session_pids
@@ -23,13 +24,18 @@ CRASH_AFTER_SEND: Final = "crash-after-send"        # a group id prefix: killed 
 
 def kill_whole_system() -> None:
     """SIGKILL every process of this actor system's session, this one last (kill -9 of the whole system)."""
-    me = os.getpid()
-    for pid in session_pids(os.getsid(0)):
-        if pid != me:
+    me, session = os.getpid(), os.getsid(0)
+    # Again until none is left: a process forked while we kill (a spare being created) is caught too.
+    for _ in range(100):
+        others = [pid for pid in session_pids(session) if pid != me]
+        if not others:
+            break
+        for pid in others:
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+        time.sleep(0.01)
     os.kill(me, signal.SIGKILL)
 
 

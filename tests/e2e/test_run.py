@@ -97,6 +97,18 @@ def test_run_on_the_shipped_config_trades_on_the_simulator_and_ctrl_c_leaves_no_
         assert "system: stopped" in text
         assert not state.exists()
         _wait(lambda: not _processes_mentioning(marker), 15, "every process of the system to exit")
+
+        # The journal says why each order was sent: the rule that fired on the signal, the intent,
+        # the risk decision, the orders and the fills.
+        ref = sorted(status["orders_per_ref"])[0]
+        why = subprocess.run([sys.executable, str(ROOT / "bootstrap.py"), "why", ref, "--config", marker],
+                             cwd=workdir, capture_output=True, text=True, timeout=60)
+        assert why.returncode == 0, why.stderr
+        for text in (ref, "APPROVED", "SENT", "rule"):
+            assert text in why.stdout, why.stdout
+        unknown = subprocess.run([sys.executable, str(ROOT / "bootstrap.py"), "why", "NOPE-1-1", "--config",
+                                  marker], cwd=workdir, capture_output=True, text=True, timeout=60)
+        assert unknown.returncode == 1 and "NOPE-1-1" in unknown.stderr, unknown.stderr
     finally:
         if launcher.poll() is None:
             os.killpg(launcher.pid, signal.SIGKILL)
@@ -173,3 +185,17 @@ def test_run_stops_even_when_an_actor_process_is_frozen_and_leaves_no_process(wo
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+
+
+@pytest.mark.timeout(60)
+def test_run_refuses_a_foreign_journal_and_never_writes_to_it(workdir: Path) -> None:
+    journal = workdir / "var" / "state" / "journal.sqlite"
+    journal.parent.mkdir(parents=True)
+    foreign = b"these are somebody's notes, not a journal\n" * 200
+    journal.write_bytes(foreign)
+    run = subprocess.run([sys.executable, str(ROOT / "bootstrap.py"), "run", "--config", str(workdir / "config.toml")],
+                         cwd=workdir, capture_output=True, text=True, timeout=50)
+    assert run.returncode == 3, run.stdout + run.stderr
+    assert "journal" in run.stderr and str(journal) in run.stderr, run.stderr
+    assert journal.read_bytes() == foreign  # never overwritten
+    assert not (journal.parent / "system.json").exists()
