@@ -7,11 +7,13 @@ TCP base here; its ibapi edge is also checked without a socket where that is pur
 from __future__ import annotations
 
 import inspect
+import pickle
 import re
 import socket
 import struct
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -23,6 +25,7 @@ from ibapi.client import EClient
 from thespian.actors import ActorAddress, ActorExitRequest, ActorSystem
 
 from actors import quote_channel as qc
+from actors.journaling import JournalSettings
 from actors import tws_edge as edge
 from actors.tws_connection import (
     Route,
@@ -40,6 +43,7 @@ from core.config import loads_config
 from core.connection import ConnectionConfig
 from core.orders import OrderStatus, new_order
 from core.types import OrderType, Side, TimeInForce
+from journal.store import IntentRow, Journal, OrderRow
 from messages import (
     ActorStatusSnapshot,
     BrokerError,
@@ -784,3 +788,67 @@ def test_unowned_order_keeps_its_events_until_its_group_claims_it_then_replays_t
     asys.tell(rig.tws, SubmitOrder(order=order, group_id="g9", unowned=True))
     rig.of(claimer, OrderSubmitted, 2)
     assert sim.call(lambda: sim.sim.orders_per_ref["g9.entry"]) == 1
+
+
+# ---------------------------------------------------------------- the journal
+
+
+def _journal_settings(tmp_path: Path) -> JournalSettings:
+    return JournalSettings(path=str(tmp_path / "state" / "journal.sqlite"))
+
+
+def test_journal_floors_the_order_id_and_each_first_placement_raises_it_before_it_leaves(
+        asys: ActorSystem, sim: SimulatorThread, tmp_path: Path) -> None:
+    with Journal.open(_journal_settings(tmp_path).path) as journal:
+        journal.raise_order_id_hwm(700)
+        journal.record_intent(IntentRow(intent_id="g10", ts_ns=1, symbol="SPY", side=Side.BUY,
+                                        quantity=Decimal(1), order_type=OrderType.LMT, decision="APPROVED"))
+    rig = Rig(asys, sim, tmp_path, journal=_journal_settings(tmp_path))
+    rig.wait_state(C.READY)
+    order = new_order(ref="g10.entry", symbol="SPY", side=Side.BUY, quantity=1, order_type=OrderType.LMT,
+                      limit_price=rig.quote("SPY").bid - 20)
+    rig.submit(order, group="g10")
+    (submitted,) = rig.of(rig.owner, OrderSubmitted, 1)
+    assert submitted.broker_id == 701  # above the journaled mark, though the simulator's next id is 1
+    with Journal.open(_journal_settings(tmp_path).path, readonly=True) as journal:
+        assert journal.order_id_hwm() == 701
+        row = journal.order("g10.entry")
+        assert row is not None and row.broker_id == 701 and row.route is not None
+        intent = journal.intent("g10")
+        assert intent is not None and intent.resolution == "SENT" and "701" in intent.resolution_reason
+
+
+def test_started_again_from_the_journal_it_resumes_open_orders_and_never_sends_them_twice(
+        asys: ActorSystem, sim: SimulatorThread, tmp_path: Path) -> None:
+    settings = _journal_settings(tmp_path)
+    rig = Rig(asys, sim, tmp_path, journal=settings)
+    rig.wait_state(C.READY)
+    resting = new_order(ref="g11.entry", symbol="AAPL", side=Side.BUY, quantity=10, order_type=OrderType.LMT,
+                        limit_price=rig.quote("AAPL").bid - Decimal("0.30"))
+    rig.submit(resting, group="g11")
+    (submitted,) = rig.of(rig.owner, OrderSubmitted, 1)
+    eventually(lambda: rig.of(rig.owner, OrderAccepted), 5, "accepted")
+    # A route the journal holds with an id the broker never saw, and one never given an id.
+    with Journal.open(settings.path) as journal:
+        for ref, broker_id in (("g12.entry", 900), ("g13.entry", 0)):
+            order = new_order(ref=ref, symbol="MSFT", side=Side.BUY, quantity=1, order_type=OrderType.LMT,
+                              limit_price=Decimal(1))
+            route = Route(ref=ref, group_id=ref.split(".")[0], order=order, broker_id=broker_id)
+            journal.upsert_order(OrderRow.of(replace(order, broker_id=broker_id), group_id=route.group_id,
+                                             route=pickle.dumps(route)))
+    asys.tell(rig.parent, ActorExitRequest())  # the whole system stops: nobody keeps a snapshot
+    eventually(lambda: sim.snapshot()["clients"] == [], 10, "the first connection gone")
+
+    again = Rig(asys, sim, tmp_path, journal=settings)  # no state: only the journal
+    again.wait_state(C.READY)
+    claimer = asys.createActor(h.Recorder)
+    asys.tell(again.tws, ClaimOrders(group_id="g11", refs=("g11.entry",), reply_to=claimer))
+    (replayed,) = rig.of(claimer, OrderSubmitted, 1)
+    assert replayed.broker_id == submitted.broker_id
+    for group in ("g12", "g13"):
+        lost = asys.createActor(h.Recorder)
+        asys.tell(again.tws, ClaimOrders(group_id=group, refs=(f"{group}.entry",), reply_to=lost))
+        (rejected,) = rig.of(lost, OrderRejected, 1)
+        assert "not sent again" in rejected.reason or "abandoned" in rejected.reason, rejected.reason
+    again.step_until(lambda: rig.of(claimer, ExecutionReported), what="the resting order's fill")
+    assert sim.snapshot()["orders_per_ref"] == {"g11.entry": 1}  # nothing re-sent, nothing invented
