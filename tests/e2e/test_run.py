@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -199,3 +200,84 @@ def test_run_refuses_a_foreign_journal_and_never_writes_to_it(workdir: Path) -> 
     assert "journal" in run.stderr and str(journal) in run.stderr, run.stderr
     assert journal.read_bytes() == foreign  # never overwritten
     assert not (journal.parent / "system.json").exists()
+
+
+def _journal_positions(path: Path) -> dict[str, Decimal]:
+    """Return each symbol's position as its actor last journaled it (read while the system runs)."""
+    from actors.symbol import SymbolState
+    from journal.store import Journal
+
+    with Journal.open(path, readonly=True) as journal:
+        return {key.split(":", 1)[1]: state.position.quantity for key, state in journal.states("symbol:")
+                if isinstance(state, SymbolState)}
+
+
+@pytest.mark.timeout(300)
+def test_kill_9_of_the_whole_running_system_then_run_again_loses_no_fill_and_sends_nothing_twice(
+        workdir: Path) -> None:
+    # The broker is a standalone simulator (it keeps running, and filling, while the system is dead).
+    sim_port, control = _free_port(), _free_port()
+    sim_config = workdir / "simulator.toml"
+    sim_config.write_text((workdir / "config.toml").read_text())
+    simulator = subprocess.Popen([sys.executable, str(ROOT / "bootstrap.py"), "simulator", "--config",
+                                  str(sim_config), "--port", str(sim_port), "--control-port", str(control)],
+                                 cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                 start_new_session=True)
+    config = workdir / "config.toml"
+    text, n = re.subn(r'(?m)^kind = "simulator"', 'kind = "tws"', config.read_text())
+    text, m = re.subn(r"(?m)^port = 7497", f"port = {sim_port}", text)
+    assert n == m == 1
+    config.write_text(text)
+    marker = str(config)
+    journal = workdir / "var" / "state" / "journal.sqlite"
+
+    def run() -> subprocess.Popen[bytes]:
+        return subprocess.Popen([sys.executable, str(ROOT / "bootstrap.py"), "run", "--config", marker],
+                                cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                start_new_session=True)
+
+    def status() -> dict:
+        return send(control, {"cmd": "status"})["status"]
+
+    launcher = None
+    try:
+        _wait(lambda: _connects(control), 30, "the simulator's control port")
+        launcher = run()
+        _wait(lambda: status()["executions"] > 0, 180, "a first fill at the simulator")
+        for pid in _processes_mentioning(marker):  # kill -9 of the whole system, all at once
+            os.kill(pid, signal.SIGKILL)
+        _wait(lambda: not _processes_mentioning(marker), 15, "every process of the system to die")
+        launcher.wait(10)
+        before = status()
+
+        launcher = run()  # `run` again, on the same state directory
+        _wait(lambda: status()["clients"] == [1], 60, "the restarted system to reconnect")
+        sim_positions = lambda: {s: Decimal(q) for s, q in status()["positions"].items() if Decimal(q) != 0}
+        _wait(lambda: {s: q for s, q in _journal_positions(journal).items() if q != 0} == sim_positions(), 60,
+              "every symbol's journaled position to equal the simulator's")
+        after = status()
+        print(f"at the kill: {before['executions']} fill(s), {len(before['orders_per_ref'])} order(s); "
+              f"after the restart: {after['executions']} fill(s), {len(after['orders_per_ref'])} order(s); "
+              f"positions {sim_positions()}")
+        assert all(count == 1 for count in after["orders_per_ref"].values()), after["orders_per_ref"]
+        assert set(before["orders_per_ref"]) <= set(after["orders_per_ref"])
+        os.killpg(launcher.pid, signal.SIGINT)
+        assert launcher.wait(60) == 0
+    finally:
+        for proc in (launcher, simulator):
+            if proc is not None and proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(10)
+        for pid in _processes_mentioning(marker):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+def _connects(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+    except OSError:
+        return False
