@@ -75,7 +75,7 @@ class RiskState:
 def durable_part(account: core_risk.Account) -> tuple[object, ...]:
     """Return what a restart must keep: all but the marks and P&L that the next PositionChanged brings."""
     return (account.mode, account.mode_reason, account.halted_by_loss, account.day, account.day_start_pnl,
-            account.working, account.sent_ns, tuple((h.symbol, h.quantity) for h in account.holdings))
+            account.working, account.sent, tuple((h.symbol, h.quantity) for h in account.holdings))
 
 
 def proposal_of(intent: OrderIntent) -> core_risk.Proposal:

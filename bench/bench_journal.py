@@ -496,7 +496,7 @@ def account_state(now: int) -> Any:
     holdings = tuple(core_risk.Holding(symbol=s, quantity=Decimal(100), mark=Decimal("101.25"),
                                        net_pnl=Decimal("-12.50")) for s in ("AAPL", "MSFT", "NVDA", "AMZN", "META"))
     account = core_risk.Account(day="2025-06-02", day_start_pnl=Decimal("-3.75"), holdings=holdings,
-                                working=working, sent_ns=tuple(now - i * 900_000_000 for i in range(60)))
+                                working=working, sent=tuple((now // 1_000_000_000 - i, 1) for i in range(59, -1, -1)))
     return RiskState(account=account)
 
 

@@ -14,6 +14,7 @@ from core.errors import InvalidRiskInput
 from core.types import ZERO, OrderType, Side
 
 WINDOW_NS: Final = 60_000_000_000  # the order-rate window: max_orders_per_minute counts (now - 60 s, now]
+_SECOND: Final = 1_000_000_000     # the window's bucket
 _HUNDRED: Final = Decimal(100)
 _DAY: Final = re.compile(r"\d{4}-\d{2}-\d{2}")
 
@@ -91,7 +92,9 @@ class Account:
     day_start_pnl: Decimal = ZERO
     holdings: tuple[Holding, ...] = ()
     working: tuple[Working, ...] = ()
-    sent_ns: tuple[int, ...] = ()  # one entry per approved leg, pruned to the rate window
+    # The order-rate window in one-second buckets, oldest first: (second = ns // 1e9, legs approved in
+    # it). Its size is bounded by the window (61 entries), not by the order rate.
+    sent: tuple[tuple[int, int], ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -241,8 +244,14 @@ def _exposures(account: Account, p: Proposal, price: Decimal, s: Decimal) -> tup
     return gross, net
 
 
+def _in_window(second: int, now_ns: int) -> bool:
+    # A bucket counts while any part of its second is inside (now - 60 s, now]: a leg counts for 60
+    # to 61 s, never less (the limit errs on the strict side).
+    return (second + 1) * _SECOND > now_ns - WINDOW_NS and second * _SECOND <= now_ns
+
+
 def _recent(account: Account, now_ns: int) -> int:
-    return sum(1 for t in account.sent_ns if now_ns - WINDOW_NS < t <= now_ns)
+    return sum(legs for second, legs in account.sent if _in_window(second, now_ns))
 
 
 def check(limits: RiskConfig, account: Account, p: Proposal, now_ns: int) -> Verdict:
@@ -340,8 +349,19 @@ def decide(limits: RiskConfig, account: Account, p: Proposal, now_ns: int) -> tu
         return account, verdict
     pending = ZERO if verdict.reducing else p.quantity * p.side.sign
     working = Working(intent_id=p.intent_id, symbol=p.symbol, legs=p.legs, pending=pending)
-    sent = tuple(t for t in account.sent_ns if t > now_ns - WINDOW_NS) + (now_ns,) * p.legs
-    return replace(account, working=(*account.working, working), sent_ns=sent), verdict
+    return replace(account, working=(*account.working, working), sent=_count(account.sent, now_ns, p.legs)), verdict
+
+
+def _count(sent: tuple[tuple[int, int], ...], now_ns: int, legs: int) -> tuple[tuple[int, int], ...]:
+    """Return the window's buckets with `legs` more approved now and the buckets out of the window dropped."""
+    second = now_ns // _SECOND
+    kept = [(s, n) for s, n in sent if (s + 1) * _SECOND > now_ns - WINDOW_NS]
+    if kept and kept[-1][0] == second:
+        kept[-1] = (second, kept[-1][1] + legs)
+    else:
+        kept.append((second, legs))
+        kept.sort()
+    return tuple(kept)
 
 
 def group_finished(account: Account, intent_id: str) -> Account:

@@ -63,9 +63,17 @@ def _work(intent_id: str, pending: Any = 0, *, symbol: str = "AAPL", legs: int =
     return Working(intent_id=intent_id, symbol=symbol, legs=legs, pending=D(str(pending)))
 
 
+def _sent(times: tuple[int, ...] | list[int]) -> tuple[tuple[int, int], ...]:
+    """Return the rate window's buckets holding one leg approved at each of `times` (ns)."""
+    counts: dict[int, int] = {}
+    for t in times:
+        counts[t // S] = counts.get(t // S, 0) + 1
+    return tuple(sorted(counts.items()))
+
+
 def _acct(*holdings: Holding, working: tuple[Working, ...] = (), sent_ns: tuple[int, ...] = (),
           mode: Mode = Mode.ACTIVE, reason: str = "") -> Account:
-    return Account(mode=mode, mode_reason=reason, holdings=holdings, working=working, sent_ns=sent_ns)
+    return Account(mode=mode, mode_reason=reason, holdings=holdings, working=working, sent=_sent(sent_ns))
 
 
 def _open(legs: int) -> tuple[Working, ...]:
@@ -146,8 +154,10 @@ EDGES: list[tuple[str, RiskConfig, Account, Proposal, Limit | None, tuple[str, .
     ("rate at", LIMITS, _acct(sent_ns=(NOW - 59 * S,) * 57), _p(legs=3), None, ()),
     ("rate past", LIMITS, _acct(sent_ns=(NOW - 59 * S,) * 57 + (NOW,)), _p(legs=3),
      Limit.ORDER_RATE, ("61 > max_orders_per_minute 60 (by 1)",)),
-    ("rate ignores a send exactly 60 s ago", LIMITS,
-     _acct(sent_ns=(NOW - 59 * S,) * 57 + (NOW - WINDOW_NS,)), _p(legs=3), None, ()),
+    ("rate counts a send exactly 60 s ago (one-second buckets err on the strict side)", LIMITS,
+     _acct(sent_ns=(NOW - 59 * S,) * 57 + (NOW - WINDOW_NS,)), _p(legs=3), Limit.ORDER_RATE, ()),
+    ("rate forgets a send from the second before the window", LIMITS,
+     _acct(sent_ns=(NOW - 59 * S,) * 57 + (NOW - WINDOW_NS - 1,)), _p(legs=3), None, ()),
     ("market price missing for a market order", LIMITS, _acct(),
      _p(order_type="MKT", limit=None, market=None), Limit.MARKET_PRICE, ("no market price for AAPL",)),
     ("market price missing for a stop order", LIMITS, _acct(),
@@ -375,11 +385,24 @@ def test_day_pnl_sums_holdings_from_the_days_start() -> None:
 
 
 def test_decide_records_an_approved_entry_as_working_and_its_legs_as_sent() -> None:
-    account = _acct(sent_ns=(NOW - WINDOW_NS, NOW - WINDOW_NS + 1))
+    account = _acct(sent_ns=(NOW - WINDOW_NS - 1, NOW - WINDOW_NS + 1))
     after, verdict = decide(LIMITS, account, _p("SELL", 30, legs=3, intent_id="g-7"), NOW)
     assert verdict.approved
     assert after.working == (_work("g-7", -30, legs=3),)
-    assert after.sent_ns == (NOW - WINDOW_NS + 1, NOW, NOW, NOW)  # the one exactly 60 s old is pruned
+    # The second before the window is dropped; the legs approved now share one bucket.
+    assert after.sent == (((NOW - WINDOW_NS + 1) // S, 1), (NOW // S, 3))
+    again, _ = decide(LIMITS, after, _p("SELL", 1, intent_id="g-8"), NOW + 1)
+    assert again.sent == (((NOW - WINDOW_NS + 1) // S, 1), (NOW // S, 4))
+
+
+def test_the_rate_window_stays_small_however_many_orders_pass() -> None:
+    limits = replace(LIMITS, max_orders_per_minute=1_000_000, max_open_orders=1_000_000)
+    account = Account()
+    for i in range(3000):  # 50 intents a second for a minute
+        account, verdict = decide(limits, account, _p(quantity=1, legs=3, intent_id=f"g-{i}"), NOW + i * S // 50)
+        assert verdict.approved
+        account = group_finished(account, f"g-{i}")
+    assert len(account.sent) <= 61 and sum(n for _, n in account.sent) == 9000
 
 
 def test_decide_records_a_reducing_intent_with_nothing_pending() -> None:
@@ -400,7 +423,7 @@ def test_decided_intents_fill_the_order_rate_window_until_it_slides() -> None:
         account, verdict = decide(limits, account, _p(quantity=1, intent_id=f"g-{i}"), NOW + i * S)
         assert verdict.approved
     assert decide(limits, account, _p(quantity=1, intent_id="g-3"), NOW + 59 * S)[1].limit is Limit.ORDER_RATE
-    assert decide(limits, account, _p(quantity=1, intent_id="g-3"), NOW + WINDOW_NS)[1].approved
+    assert decide(limits, account, _p(quantity=1, intent_id="g-3"), NOW + WINDOW_NS + S)[1].approved
 
 
 def test_group_finished_drops_the_intent_and_ignores_an_unknown_id() -> None:
@@ -449,7 +472,7 @@ _working = st.lists(st.builds(Working, intent_id=st.sampled_from(["g-1", "g-2", 
                               legs=st.integers(1, 3), pending=st.decimals(-800, 800, places=0)),
                     max_size=4, unique_by=lambda w: w.intent_id)
 _accounts = st.builds(lambda mode, holdings, working, sent: Account(
-    mode=mode, holdings=tuple(holdings), working=tuple(working), sent_ns=tuple(sent)),
+    mode=mode, holdings=tuple(holdings), working=tuple(working), sent=_sent(sent)),
     st.sampled_from(Mode), _holdings, _working, st.lists(st.integers(NOW - 2 * WINDOW_NS, NOW), max_size=70))
 _limits = st.builds(lambda qty, pos, gross, orders: replace(
     LIMITS, max_order_quantity=qty, max_order_notional=D(10**6), max_position_per_symbol=pos,
