@@ -47,6 +47,7 @@ from __future__ import annotations
 import pickle
 import socket
 from collections import OrderedDict, deque
+from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from decimal import Decimal
@@ -700,11 +701,16 @@ class TwsConnection(ShellActor):
             return 0
         now = self.now_ns()
         self.pacer, released = pacing.ready(self.pacer, now)
-        for paced in released:
-            if self.wire is None:  # a release closed the socket; the rest waits for the next one
-                self._requeue_after_loss(paced)
-                continue
-            self._release(paced.item, now)
+        if not released:
+            return 0
+        # One journal transaction for everything released together (a bracket's legs), committed
+        # before _settle writes their frames to the socket.
+        with self.journal.batch() if self.journal is not None else nullcontext():
+            for paced in released:
+                if self.wire is None:  # a release closed the socket; the rest waits for the next one
+                    self._requeue_after_loss(paced)
+                    continue
+                self._release(paced.item, now)
         return len(released)
 
     def _requeue_after_loss(self, paced: pacing.Paced) -> None:
@@ -1146,7 +1152,9 @@ class TwsConnection(ShellActor):
         leave, resolves its intent as SENT, in the same transaction, before its PLACE_ORDER is written.
         """
         journal, order = self.journal, route.order
-        if journal is None or order is None:
+        if journal is None or order is None or (not route.broker_id and route.rejection is None):
+            # Not given an id yet: it cannot be at the broker, and the intent and the group's record
+            # already say what was asked. Its row is written when its PLACE_ORDER is about to leave.
             return
         now = self.now_ns()
         last = route.last_status

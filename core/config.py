@@ -767,7 +767,7 @@ class RiskConfig:
     """Pre-trade limits every order intent must pass; money in account currency."""
 
     max_order_quantity: Decimal = setting(Decimal(500), gt=0)
-    max_order_notional: Decimal = setting(Decimal(50_000), gt=0)
+    max_order_notional: Decimal = setting(Decimal(60_000), gt=0)
     price_collar_pct: Decimal = setting(Decimal(5), gt=0, le=100)
     max_position_per_symbol: Decimal = setting(Decimal(1_000), gt=0)
     max_gross_exposure: Decimal = setting(Decimal(250_000), gt=0)

@@ -74,7 +74,7 @@ def test_shipped_config_loads_with_expected_defaults() -> None:
     assert config.supervision.core.max_restarts == 2
     assert config.supervision.symbol.max_restarts == 5
     assert config.market_data.bar_seconds == 5
-    assert config.risk.max_order_notional == D(50000)
+    assert config.risk.max_order_notional == D(60000)
     assert config.risk.daily_loss_limit == D(5000)
     assert config.risk.reduce_only_at_pct == D(80)
     assert config.journal.synchronous is Synchronous.FULL

@@ -51,11 +51,26 @@ class CrashAfterJournalRisk(RiskManager):
 
 
 class CrashAfterSendTws(TwsConnection):
-    """Kills the system right after the PLACE_ORDER of an entry whose group id starts CRASH_AFTER_SEND left."""
+    """Kills the system right after the PLACE_ORDER of an entry whose group id starts CRASH_AFTER_SEND left.
+
+    "Left" as in production: its journal transaction committed (at the end of the pacer's release),
+    then every byte handed to the kernel; then nothing more is read or written.
+    """
+
+    crash_due = False
 
     def _release_place(self, ref: str) -> None:
         super()._release_place(ref)
         if ref.startswith(CRASH_AFTER_SEND) and ref.endswith(":entry") and self.routes[ref].broker_id:
-            self._flush_writes()
-            if not self.out_buf:  # every byte is with the kernel: the broker gets it, we never hear back
-                kill_whole_system()
+            self.crash_due = True
+
+    def _pump(self) -> int:
+        released = super()._pump()
+        if self.crash_due:
+            deadline = time.monotonic() + 5
+            while self.out_buf and self.sock is not None and time.monotonic() < deadline:
+                self._flush_writes()
+                if self.out_buf:
+                    time.sleep(0.001)
+            kill_whole_system()
+        return released
