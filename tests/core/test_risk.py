@@ -36,8 +36,9 @@ from messages.risk import TradingState
 D = Decimal
 S = 1_000_000_000
 NOW = 1_000 * S
-LIMITS = RiskConfig()  # 500 qty, 50k notional, 5% collar, 1000 position, 250k gross, 150k net,
-#                        50 open orders, 60/min, 5000 daily loss, reduce-only at 80%
+# 500 qty, 50k notional, 5% collar, 1000 position, 250k gross, 150k net, 50 open orders, 60/min,
+# 5000 daily loss, reduce-only at 80% (the defaults, but the notional: the tables are written for 50k)
+LIMITS = RiskConfig(max_order_notional=D(50_000))
 WIDE = RiskConfig(max_order_quantity=D(10**6), max_order_notional=D(10**9),
                   max_position_per_symbol=D(10**6), max_gross_exposure=D(10**12),
                   max_net_exposure=D(10**12), max_open_orders=1000, max_orders_per_minute=1000)
