@@ -135,6 +135,16 @@ def _cmd_why(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_report(args: argparse.Namespace) -> int:
+    from reports.report import run
+
+    config = _load(args.config)
+    if config is None:
+        return 2
+    return run(journal_path=args.journal or config.journal_path, zone=config.system.zone, since=args.since,
+               out=args.out, capital=args.capital)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="bootstrap.py",
@@ -161,6 +171,15 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="path to config.toml")
     explain.add_argument("--journal", type=Path, help="the journal file (default: the config's)")
     explain.set_defaults(func=_cmd_why)
+
+    report = sub.add_parser("report", help="performance report from the journal: round trips, metrics, an "
+                                           "equity chart and one self-contained HTML page")
+    report.add_argument("--since", metavar="YYYY-MM-DD", help="only trades opened on or after this exchange day")
+    report.add_argument("--out", type=Path, help="output directory (default: var/reports/<UTC date-time>)")
+    report.add_argument("--capital", metavar="N", help="starting capital for returns and equity (default 100000)")
+    report.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="path to config.toml")
+    report.add_argument("--journal", type=Path, help="the journal file (default: the config's)")
+    report.set_defaults(func=_cmd_report)
 
     sim = sub.add_parser("simulator", help="run the TWS simulator standalone, for any TWS API client")
     sim.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="path to config.toml")

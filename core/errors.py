@@ -67,3 +67,7 @@ class ExprError(CoreError, ValueError):
 
 class InvalidRiskInput(CoreError):
     """A value given to the risk gate's account is unusable (a non-finite quantity, a malformed day)."""
+
+
+class InvalidAnalyticsInput(CoreError):
+    """A value given to the performance analytics is unusable (a non-positive capital, a bad mark)."""
