@@ -86,18 +86,16 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_reload_rules(args: argparse.Namespace) -> int:
-    import os
-
-    from actors.launcher import LaunchError, admin_ask
+    from actors.launcher import LaunchError, admin_ask, admin_token
     from messages import AdminError, AdminReply, ReloadRules
 
     # The running system would refuse an invalid file too: say so here without bothering it.
     config = _load(args.config, then="The running rules stay as they are.")
     if config is None:
         return 2
-    token = os.environ.get("IBACTORS_ADMIN_TOKEN", "")
     try:
-        reply = admin_ask(config, ReloadRules(path=str(Path(args.config).resolve()), token=token))
+        reply = admin_ask(config, ReloadRules(path=str(Path(args.config).resolve()),
+                                              token=admin_token(config)))
     except LaunchError as exc:
         print(exc, file=sys.stderr)
         return 1
@@ -107,6 +105,126 @@ def _cmd_reload_rules(args: argparse.Namespace) -> int:
     text = reply.text if isinstance(reply, AdminError) else repr(reply)
     print(f"reload refused: {text}", file=sys.stderr)
     return 1
+
+
+def format_table(columns: tuple[str, ...], rows: tuple[tuple[str, ...], ...]) -> str:
+    """Return `rows` as aligned text under a header (numbers right-aligned)."""
+    def numeric(text: str) -> bool:
+        return bool(text) and text.replace(",", "").replace(".", "", 1).lstrip("-+").isdigit()
+    widths = [max([len(c)] + [len(r[i]) if i < len(r) else 0 for r in rows]) for i, c in enumerate(columns)]
+    right = [bool(rows) and all(numeric(r[i]) or not r[i] for r in rows if i < len(r)) for i in range(len(columns))]
+    def line(cells: tuple[str, ...]) -> str:
+        return "  ".join((cell.rjust(w) if r else cell.ljust(w)) for cell, w, r in zip(cells, widths, right)).rstrip()
+    return "\n".join([line(columns), line(tuple("-" * w for w in widths))] + [line(r) for r in rows])
+
+
+def _admin(args: argparse.Namespace, build: object) -> int:
+    """Send the admin command `build(token)` to the running system and print its answer."""
+    import json
+
+    from actors.launcher import LaunchError, admin_ask, admin_token
+    from messages import AdminError, AdminReply, AdminTable, StatusSnapshot
+
+    config = _load(args.config)
+    if config is None:
+        return 2
+    try:
+        reply = admin_ask(config, build(admin_token(config)))  # type: ignore[operator]
+    except LaunchError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    as_json = getattr(args, "json", False)
+    if isinstance(reply, AdminError):
+        if as_json:
+            print(json.dumps({"ok": False, "code": reply.code.value, "error": reply.text}))
+        print(f"{reply.command or 'command'} refused ({reply.code.value}): {reply.text}", file=sys.stderr)
+        return 1
+    if isinstance(reply, AdminReply):
+        print(json.dumps({"ok": reply.ok, "text": reply.text}) if as_json else reply.text)
+        return 0 if reply.ok else 1
+    if isinstance(reply, AdminTable):
+        if as_json:
+            print(json.dumps({"title": reply.title, "text": reply.text,
+                              "rows": [dict(zip(reply.columns, row)) for row in reply.rows]}, indent=2))
+        else:
+            print(f"{reply.title}: {reply.text}")
+            print(format_table(reply.columns, reply.rows))
+        return 0
+    if isinstance(reply, StatusSnapshot):
+        columns = ("actor", "supervisor", "incarnation", "restarts", "state", "pid")
+        rows = tuple((c.key, c.supervisor, str(c.incarnation), f"{c.restarts}/{c.max_restarts}",
+                      "quarantined" if c.quarantined else "running" if c.running else "down", str(c.pid or ""))
+                     for c in reply.children)
+        if as_json:
+            print(json.dumps({"trading_state": reply.trading_state.value,
+                              "connection_state": reply.connection_state.value,
+                              "quarantined": list(reply.quarantined), "text": reply.text,
+                              "actors": [dict(zip(columns, row)) for row in rows]}, indent=2))
+        else:
+            print(reply.text)
+            print(format_table(columns, rows))
+        return 0
+    print(f"unexpected answer: {reply!r}", file=sys.stderr)
+    return 1
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    from messages import GetStatus
+    return _admin(args, lambda token: GetStatus(token=token))
+
+
+def _cmd_query(args: argparse.Namespace) -> int:
+    from messages import AdminQuery, QueryKind
+    return _admin(args, lambda token: AdminQuery(what=QueryKind(args.command), symbol=args.symbol or "",
+                                                 limit=args.limit, token=token))
+
+
+def _cmd_halt(args: argparse.Namespace) -> int:
+    from messages import Halt
+    return _admin(args, lambda token: Halt(reason=args.reason, reduce_only=args.reduce_only, token=token))
+
+
+def _cmd_resume(args: argparse.Namespace) -> int:
+    from messages import Resume
+    return _admin(args, lambda token: Resume(reason=args.reason, token=token))
+
+
+def _cmd_flatten(args: argparse.Namespace) -> int:
+    from messages import Flatten
+    if bool(args.symbol) == bool(args.all):
+        print("say which: `flatten SYMBOL` for one symbol, or `flatten --all` for every one", file=sys.stderr)
+        return 2
+    return _admin(args, lambda token: Flatten(symbol=args.symbol or "", reason=args.reason, token=token))
+
+
+def _cmd_cancel_all(args: argparse.Namespace) -> int:
+    from messages import CancelAll
+    return _admin(args, lambda token: CancelAll(symbol=args.symbol or "", reason=args.reason, token=token))
+
+
+def _cmd_restart(args: argparse.Namespace) -> int:
+    from messages import RestartActor
+    return _admin(args, lambda token: RestartActor(key=args.actor, token=token))
+
+
+def _cmd_log_level(args: argparse.Namespace) -> int:
+    from messages import LogLevel, SetLogLevel
+    words = args.words
+    if len(words) not in (1, 2):
+        print("usage: log-level [ACTOR_OR_SYMBOL] LEVEL", file=sys.stderr)
+        return 2
+    try:
+        level = LogLevel(words[-1].upper())
+    except ValueError:
+        print(f"unknown level {words[-1]!r}: one of {', '.join(l.value for l in LogLevel)}", file=sys.stderr)
+        return 2
+    key = words[0] if len(words) == 2 else ""
+    return _admin(args, lambda token: SetLogLevel(level=level, key=key, token=token))
+
+
+def _cmd_shutdown(args: argparse.Namespace) -> int:
+    from messages import Shutdown
+    return _admin(args, lambda token: Shutdown(reason=args.reason, token=token))
 
 
 def _cmd_why(args: argparse.Namespace) -> int:
@@ -163,6 +281,40 @@ def build_parser() -> argparse.ArgumentParser:
                                                  "the running system (a bad file changes nothing)")
     reload.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="path to config.toml")
     reload.set_defaults(func=_cmd_reload_rules)
+
+    def admin(name: str, func: object, help_: str) -> argparse.ArgumentParser:
+        command = sub.add_parser(name, help=help_)
+        command.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="path to config.toml")
+        command.add_argument("--json", action="store_true", help="print JSON instead of text")
+        command.set_defaults(func=func)
+        return command
+
+    admin("status", _cmd_status, "every actor with its incarnation and restarts, the connection, trading state")
+    for name, what in (("positions", "positions with cost, mark, P&L and stops"),
+                       ("orders", "working orders"), ("pnl", "realized and unrealized P&L and commissions"),
+                       ("signals", "the latest signals, with rejections"),
+                       ("rules", "the running rules: version, fires today")):
+        query = admin(name, _cmd_query, what)
+        query.add_argument("symbol", nargs="?", help="only this symbol")
+        query.add_argument("--limit", type=int, default=50, help="rows of history (signals)")
+    halt = admin("halt", _cmd_halt, "stop new orders: no rule runs, working entries cancelled, stops stay")
+    halt.add_argument("--reduce-only", action="store_true", help="only orders that reduce a position")
+    halt.add_argument("--reason", default="", help="why (journaled)")
+    resume = admin("resume", _cmd_resume, "return to ACTIVE trading")
+    resume.add_argument("--reason", default="", help="why (journaled)")
+    flatten = admin("flatten", _cmd_flatten, "cancel entries and close positions at market (--all also halts)")
+    flatten.add_argument("symbol", nargs="?", help="the symbol to flatten")
+    flatten.add_argument("--all", action="store_true", help="every symbol")
+    flatten.add_argument("--reason", default="", help="why (journaled)")
+    cancel = admin("cancel-all", _cmd_cancel_all, "cancel every working order (of SYMBOL), stops included")
+    cancel.add_argument("symbol", nargs="?", help="only this symbol's orders")
+    cancel.add_argument("--reason", default="", help="why (journaled)")
+    restart = admin("restart", _cmd_restart, "restart an actor (a symbol, a core actor, a group); lifts a quarantine")
+    restart.add_argument("actor", help="the actor's key, e.g. AAPL or tws")
+    level = admin("log-level", _cmd_log_level, "set the log level of every actor, or of one")
+    level.add_argument("words", nargs="+", metavar="[ACTOR] LEVEL", help="e.g. `DEBUG` or `AAPL DEBUG`")
+    stop = admin("shutdown", _cmd_shutdown, "stop the running system cleanly")
+    stop.add_argument("--reason", default="", help="why (journaled)")
 
     explain = sub.add_parser("why", help="say why an order was sent: signal -> rule -> intent -> risk decision "
                                          "-> orders -> fills, from the journal")

@@ -31,6 +31,7 @@ from messages import (
     Message,
     PeerMoved,
     Publish,
+    SetLogLevel,
 )
 
 BUS: Final = "bus"  # the peer name publish() sends to
@@ -155,6 +156,13 @@ class ShellActor(ActorTypeDispatcher):
     def status_detail(self) -> str:
         """Return a one-line summary of this actor's state for GetActorStatus ("" = nothing to say)."""
         return ""
+
+    def receiveMsg_SetLogLevel(self, msg: SetLogLevel, sender: ActorAddress) -> None:
+        # Not run_once: changing the level must not take the actor down; the process's sinks change.
+        if msg.key in ("", self.key):
+            count = logs.set_level(msg.level.value)
+            self.log.log(msg.level.value if msg.level.value != "TRACE" else "INFO",
+                         "{}: log level {} ({} sink(s))", self.key, msg.level.value, count)
 
     def receiveUnrecognizedMessage(self, msg: object, sender: ActorAddress) -> None:
         if isinstance(msg, PoisonMessage):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -120,6 +121,39 @@ def start_simulator(config: Config, config_path: Path, timeout: float = 20.0) ->
     raise LaunchError(f"the simulator did not listen on 127.0.0.1:{port} within {timeout:.0f} s")
 
 
+def admin_token(config: Config, *, create: bool = False) -> str:
+    """Return the admin token: IBACTORS_ADMIN_TOKEN, else the state directory's admin.token ("" if none).
+
+    With `create` (the launcher) a missing file is made with a new random token, readable by its
+    owner only. A token file others may read is refused: anyone who reads it can halt or flatten.
+    """
+    from actors.supervisor import ADMIN_TOKEN_ENV, ADMIN_TOKEN_FILE
+
+    token = os.environ.get(ADMIN_TOKEN_ENV, "")
+    if token:
+        return token
+    path = Path(config.system.state_dir) / ADMIN_TOKEN_FILE
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        if not create:
+            return ""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        token = secrets.token_urlsafe(32)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(token + "\n")
+        return token
+    if mode & 0o077:
+        raise LaunchError(f"{path} (the admin token) can be read by other users (mode {mode & 0o777:o}); "
+                          f"run `chmod 600 {path}`")
+    try:
+        return path.read_text().strip()
+    except PermissionError:
+        raise LaunchError(f"cannot read {path} (the admin token): run this as the user who started the "
+                          f"system, or set {ADMIN_TOKEN_ENV}") from None
+
+
 def check_journal(config: Config) -> None:
     """Raise LaunchError if the journal is foreign, corrupt or newer than this program (it is left untouched).
 
@@ -145,6 +179,7 @@ def run(config: Config, config_path: Path, *, stop_event: threading.Event | None
     state_dir = Path(config.system.state_dir)
     state_dir.mkdir(parents=True, exist_ok=True)
     check_journal(config)
+    token = admin_token(config, create=True)
     Path(config.system.log_dir).mkdir(parents=True, exist_ok=True)
     os.environ["THESPIAN_BASE_IPADDR"] = config.system.bind_address
     os.environ["IBACTORS_LOG_DIR"] = str(Path(config.system.log_dir).resolve())
@@ -167,7 +202,7 @@ def run(config: Config, config_path: Path, *, stop_event: threading.Event | None
         status = asys.ask(supervisor, GetActorStatus(), start_timeout)
         if isinstance(status, ActorStatusSnapshot):
             session = session_of(status.pid)
-        reply = asys.ask(supervisor, StartSystem(config=config), start_timeout)
+        reply = asys.ask(supervisor, StartSystem(config=config, admin_token=token), start_timeout)
         if isinstance(reply, AdminError):
             raise LaunchError(f"the system could not start: {reply.text}")
         if not isinstance(reply, ActorReady):
@@ -181,13 +216,20 @@ def run(config: Config, config_path: Path, *, stop_event: threading.Event | None
         symbols = ", ".join(config.symbol_names)
         print(f"system: running on admin port {config.system.admin_port} — trading {symbols}; "
               f"logs in {config.system.log_dir}/ — Ctrl-C stops it", flush=True)
+        checked = time.monotonic()
         while not stop.wait(0.5):
             if sim is not None and sim.process.poll() is not None:
                 print("simulator: exited unexpectedly; stopping the system", file=sys.stderr, flush=True)
                 break
+            if time.monotonic() - checked >= 2.0:
+                checked = time.monotonic()
+                # `bootstrap.py shutdown` stops the Supervisor: then this launcher's work is done too.
+                if not isinstance(asys.ask(supervisor, GetActorStatus(), 5), ActorStatusSnapshot):
+                    print("system: the supervisor has stopped (a shutdown command)", flush=True)
+                    break
         print("system: stopping", flush=True)
         try:
-            asys.ask(supervisor, Shutdown(reason="operator stop"), 15)
+            asys.ask(supervisor, Shutdown(reason="operator stop", token=token), 15)
         except Exception as exc:  # shutting down regardless
             print(f"system: supervisor did not confirm the stop ({exc}); shutting down anyway", file=sys.stderr)
         return 0

@@ -26,8 +26,9 @@ LOG_FORMAT: Final = ("{time:YYYY-MM-DD HH:mm:ss.SSS} | {level: <8} | {process} |
 ENV_DIR: Final = "IBACTORS_LOG_DIR"
 ENV_LEVEL: Final = "IBACTORS_LOG_LEVEL"
 
-# log file -> (loguru handler id, users) in this process
+# log file -> (loguru handler id, users) in this process, and each file's filter
 _sinks: dict[str, tuple[int, int]] = {}
+_filters: dict[str, Callable[[Any], bool] | None] = {}
 _owner_pid = 0
 
 
@@ -56,6 +57,20 @@ def _add_sink(path: Path, level: str, filter_: Callable[[Any], bool] | None = No
     path.parent.mkdir(parents=True, exist_ok=True)
     handler = logger.add(path, level=level, format=LOG_FORMAT, filter=filter_, enqueue=False, encoding="utf-8")
     _sinks[key] = (handler, 1)
+    _filters[key] = filter_
+
+
+def set_level(level: str) -> int:
+    """Give every sink of this process the minimum level `level` (an operator's log-level); return how many."""
+    for key, (handler, users) in list(_sinks.items()):
+        try:
+            logger.remove(handler)
+        except ValueError:
+            pass
+        replaced = logger.add(Path(key), level=level, format=LOG_FORMAT, filter=_filters.get(key), enqueue=False,
+                              encoding="utf-8")
+        _sinks[key] = (replaced, users)
+    return len(_sinks)
 
 
 def log_settings(log_dir: str | Path | None = None, level: str | None = None) -> tuple[Path, str] | None:

@@ -41,6 +41,8 @@ from core.supervision import ExitReason, RestartHistory, Verdict, decide_exit
 from journal.store import Journal
 from messages import (
     ActorQuarantined,
+    AdminReply,
+    CancelAll,
     CancelOrderGroup,
     ConfigureActor,
     GroupOutcome,
@@ -176,6 +178,26 @@ class OrderGroupSupervisor(SupervisorActor):
             self.log.info("groups: cancel of {} ignored: the group already finished", msg.group_id)
         elif not self.tell_child(msg.group_id, msg):
             self.log.warning("groups: cannot cancel {}: no such running group", msg.group_id)
+
+    @run_once
+    def receiveMsg_CancelAll(self, msg: CancelAll, sender: ActorAddress) -> None:
+        # The operator's cancel-all: every working order of every group (of `symbol`), protective
+        # stops included — the positions they protected stay as they are.
+        cancelled = []
+        for key, child in self.children.items():
+            config = child.spec.config
+            place = config.place if isinstance(config, GroupConfig) else config
+            if child.address is None or not isinstance(place, PlaceOrderGroup):
+                continue
+            if msg.symbol in ("", place.symbol):
+                self.tell(child.address, self.make(CancelOrderGroup, msg, group_id=key,
+                                                   reason=f"operator cancel-all{f': {msg.reason}' if msg.reason else ''}"))
+                cancelled.append(key)
+        what = f" of {msg.symbol}" if msg.symbol else ""
+        self.log.warning("groups: cancel-all{}: cancelling {} group(s){}", what, len(cancelled),
+                         f": {', '.join(cancelled)}" if cancelled else "")
+        self.tell(sender, self.make(AdminReply, msg, text=f"cancelling {len(cancelled)} working group(s){what}"
+                                    + (f": {', '.join(cancelled)}" if cancelled else "")))
 
     @run_once
     def receiveMsg_MoveStop(self, msg: MoveStop, sender: ActorAddress) -> None:

@@ -46,6 +46,7 @@ from messages import (
     Peer,
     PeerMoved,
     RestartActor,
+    SetLogLevel,
     Snapshot,
 )
 
@@ -225,6 +226,13 @@ class SupervisorActor(ShellActor):
     def create_child(self, spec: ChildSpec, incarnation: int) -> ActorAddress:
         """Return the new process for incarnation `incarnation` of `spec` (default: create it now)."""
         return self.createActor(spec.actor_class)
+
+    def receiveMsg_SetLogLevel(self, msg: SetLogLevel, sender: ActorAddress) -> None:
+        # Every process of the subtree changes its own sinks: pass it on to each child.
+        super().receiveMsg_SetLogLevel(msg, sender)
+        for child in self.children.values():
+            if child.address is not None:
+                self.tell(child.address, msg)
 
     # ------------------------------------------------------------ set-up
 

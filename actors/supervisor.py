@@ -13,20 +13,29 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from decimal import Decimal
+from zoneinfo import ZoneInfo
 from dataclasses import fields as dataclass_fields
 from datetime import timedelta
 from typing import ClassVar, Final
 
 from thespian.actors import ActorAddress, ActorExitRequest
 
-from actors import journaling
+from actors import admin_tables, journaling
 from actors.base import configure_logs, run_once
 from actors.supervision import ChildSpec, ExitReason, Restart, SupervisorActor
 from core.config import Config
 from journal.recovery import abandon_unsent
 from journal.store import Journal, JournalError
+from messages.validation import admin_problems
 from messages import (
     ActorReady,
+    AdminQuery,
+    AdminTable,
+    CancelAll,
+    PositionChanged,
+    RulesLoaded,
+    SetLogLevel,
     ActorStatusSnapshot,
     AdminCommand,
     AdminError,
@@ -53,6 +62,8 @@ from messages.connection import ConnectionState
 from messages.risk import TradingState
 
 SUPERVISOR: Final = "supervisor"  # the root's globalName, key and peer name
+ADMIN_TOKEN_FILE: Final = "admin.token"        # in the state directory, owner-only (the launcher writes it)
+ADMIN_TOKEN_ENV: Final = "IBACTORS_ADMIN_TOKEN"
 
 # The core children in start order, with their default classes; stopped in reverse order.
 CORE_CHILDREN: Final[tuple[tuple[str, str], ...]] = (
@@ -102,6 +113,9 @@ class Supervisor(SupervisorActor):
         self.started_ns = 0
         self.admin_token = ""
         self.journal: Journal | None = None
+        self.marks: dict[str, Decimal] = {}
+        self.rules: tuple[str, tuple[str, ...]] = ("", ())
+        self.zone = ZoneInfo("America/New_York")
         self._start_requests: list[tuple[ActorAddress, StartSystem]] = []
         self._stop_requests: list[tuple[ActorAddress, Shutdown]] = []
         self._gathers: list[_Gather] = []
@@ -135,6 +149,7 @@ class Supervisor(SupervisorActor):
             self._refuse(sender, msg, AdminErrorCode.FAILED, f"cannot open the journal: {exc}")
             return
         self._recover(msg)
+        self.zone = msg.config.system.zone
         self.config = msg.config
         self.budget = msg.config.supervision.core
         self.admin_token = msg.admin_token
@@ -189,7 +204,7 @@ class Supervisor(SupervisorActor):
     def on_child_ready(self, key: str, address: ActorAddress, incarnation: int) -> None:
         self.peers[key] = address  # so publish() reaches the current bus
         if key == "bus":
-            for name in ("TradingStateChanged", "ConnectionStateChanged"):
+            for name in ("TradingStateChanged", "ConnectionStateChanged", "PositionChanged", "RulesLoaded"):
                 self.tell(address, self.make(Subscribe, self.start_cause, type_name=name,
                                              reply_to=self.myAddress))
 
@@ -214,13 +229,81 @@ class Supervisor(SupervisorActor):
     def receiveMsg_ConnectionStateChanged(self, msg: ConnectionStateChanged, sender: ActorAddress) -> None:
         self.connection_state = msg.state
 
+    def receiveMsg_PositionChanged(self, msg: PositionChanged, sender: ActorAddress) -> None:
+        if msg.last_price is not None:
+            self.marks[msg.symbol] = msg.last_price  # for the operator's positions and P&L tables
+
+    def receiveMsg_RulesLoaded(self, msg: RulesLoaded, sender: ActorAddress) -> None:
+        self.rules = (msg.version, msg.rule_names)
+
     # ------------------------------------------------------------ admin
 
     def _authorized(self, msg: AdminCommand, sender: ActorAddress) -> bool:
+        """Return True if `msg` is well formed and, when it changes state, carries the admin token."""
+        problems = admin_problems(msg)
+        if problems:
+            self._refuse(sender, msg, AdminErrorCode.MALFORMED, "; ".join(problems))
+            return False
         if not msg.changes_state or not self.admin_token or msg.token == self.admin_token:
             return True
-        self._refuse(sender, msg, AdminErrorCode.UNAUTHORIZED, "missing or wrong admin token")
+        self._refuse(sender, msg, AdminErrorCode.UNAUTHORIZED,
+                     "missing or wrong admin token (the running system's is in its state directory's "
+                     f"{ADMIN_TOKEN_FILE}, or in the {ADMIN_TOKEN_ENV} environment variable it was started with)")
         return False
+
+    def receiveUnrecognizedMessage(self, msg: object, sender: ActorAddress) -> None:
+        if self._child_at(sender) is not None or self.peers_include(sender):
+            super().receiveUnrecognizedMessage(msg, sender)
+            return
+        # Someone outside the tree (an operator's tool) sent something that is no admin command.
+        what = type(msg).__name__
+        self.log.warning("supervisor: refused a {} from outside the system: not an admin command", what)
+        if self.journal is not None:
+            self.journal.record_event("admin", ts_ns=self.now_ns(), actor=self.key,
+                                      text=f"{what}: refused (MALFORMED): not an admin command")
+        self.tell(sender, self.make(AdminError, msg if isinstance(msg, Message) else None,
+                                    code=AdminErrorCode.MALFORMED, command=what,
+                                    text=f"{what} is not an admin command; nothing was changed"))
+
+    def peers_include(self, address: ActorAddress) -> bool:
+        return any(address == peer for peer in self.peers.values())
+
+    @run_once
+    def receiveMsg_AdminQuery(self, msg: AdminQuery, sender: ActorAddress) -> None:
+        if not self._authorized(msg, sender):
+            return
+        if self.journal is None:
+            self._refuse(sender, msg, AdminErrorCode.REFUSED, "the system has not started")
+            return
+        try:
+            answer = admin_tables.table(msg.what, self.journal, marks=self.marks, zone=self.zone,
+                                        now_ns=self.now_ns(), rules_version=self.rules[0],
+                                        rule_names=self.rules[1], symbol=msg.symbol, limit=msg.limit)
+        except JournalError as exc:
+            self._refuse(sender, msg, AdminErrorCode.FAILED, f"cannot read the journal: {exc}")
+            return
+        self._journal_admin(msg, f"answered: {answer.text}")
+        self.tell(sender, self.make(AdminTable, msg, title=answer.title, columns=answer.columns, rows=answer.rows,
+                                    text=answer.text))
+
+    def receiveMsg_SetLogLevel(self, msg: SetLogLevel, sender: ActorAddress) -> None:
+        if self._child_at(sender) is not None:
+            return  # only an operator's command comes here
+        if not self._authorized(msg, sender):
+            return
+        known = set(self.children) | set(self.config.symbol_names if isinstance(self.config, Config) else ())
+        if msg.key and msg.key not in known | {self.key}:
+            self._refuse(sender, msg, AdminErrorCode.UNKNOWN_TARGET,
+                         f"no actor or symbol {msg.key!r} (have {', '.join(sorted(known))})")
+            return
+        super().receiveMsg_SetLogLevel(msg, sender)
+        text = f"log level {msg.level.value} for {msg.key or 'every actor'}"
+        self._journal_admin(msg, text)
+        self.tell(sender, self.make(AdminReply, msg, text=text))
+
+    @run_once
+    def receiveMsg_CancelAll(self, msg: CancelAll, sender: ActorAddress) -> None:
+        self._relay(msg, sender, "groups", "the order groups supervisor")
 
     def _refuse(self, to: ActorAddress, msg: Message, code: AdminErrorCode, text: str) -> None:
         self.log.warning("supervisor: refused {}: {}", type(msg).__name__, text)
@@ -230,12 +313,16 @@ class Supervisor(SupervisorActor):
 
     @run_once
     def receiveMsg_GetStatus(self, msg: GetStatus, sender: ActorAddress) -> None:
+        if not self._authorized(msg, sender):
+            return
+        self._journal_admin(msg, "answered")
         self._gather(sender, msg, GetChildren)
 
     @run_once
     def receiveMsg_RestartActor(self, msg: RestartActor, sender: ActorAddress) -> None:
         if not self._authorized(msg, sender):
             return
+        self._journal_admin(msg, f"restart of {msg.key} requested")
         if msg.key in self.children:
             super().receiveMsg_RestartActor(msg, sender)
         else:

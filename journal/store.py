@@ -687,9 +687,17 @@ class Journal:
         row = self._query("SELECT * FROM signals WHERE signal_id = ?", (signal_id,)).fetchone()
         return None if row is None else _signal(row)
 
-    def firings(self, *, intent_id: str = "", symbol: str = "") -> list[FiringRow]:
-        """Return the rule firings matching the filters, in seq order."""
-        where, params = _where((("intent_id = ?", intent_id), ("symbol = ?", symbol)))
+    def recent_signals(self, *, symbol: str = "", limit: int = 50) -> list[SignalRow]:
+        """Return the latest `limit` signals (accepted and rejected), newest first."""
+        where, params = _where((("symbol = ?", symbol),))
+        rows = self._query(f"SELECT * FROM signals{where} ORDER BY ts_ns DESC, rowid DESC LIMIT ?",
+                           (*params, max(limit, 0))).fetchall()
+        return [_signal(r) for r in rows]
+
+    def firings(self, *, intent_id: str = "", symbol: str = "", since_ns: int = 0) -> list[FiringRow]:
+        """Return the rule firings matching the filters (at or after `since_ns`), in seq order."""
+        where, params = _where((("intent_id = ?", intent_id), ("symbol = ?", symbol),
+                                ("ts_ns >= ?", since_ns)))
         rows = self._query(f"SELECT * FROM firings{where} ORDER BY seq", params).fetchall()
         return [_firing(r) for r in rows]
 

@@ -27,6 +27,7 @@ class AdminErrorCode(str, Enum):
     UNKNOWN_TARGET = "UNKNOWN_TARGET"  # no actor, symbol or group by that name
     REFUSED = "REFUSED"                # valid, but not now (e.g. resume while the connection is down)
     FAILED = "FAILED"                  # tried and failed; `text` says why
+    MALFORMED = "MALFORMED"            # not an admin command, or one whose fields have the wrong types
 
 
 # ---------------------------------------------------------------- commands
@@ -108,7 +109,36 @@ class Flatten(AdminCommand):
     reason: str = ""
 
 
+class QueryKind(str, Enum):
+    POSITIONS = "positions"
+    ORDERS = "orders"
+    PNL = "pnl"
+    SIGNALS = "signals"
+    RULES = "rules"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AdminQuery(AdminCommand):
+    """Ask for one of the operator's tables (of `symbol` only, if given; at most `limit` rows of history)."""
+
+    changes_state: ClassVar[bool] = False
+
+    what: QueryKind
+    symbol: str = ""
+    limit: int = 50
+
+
 # ---------------------------------------------------------------- replies
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AdminTable(Message):
+    """The answer to an AdminQuery: a titled table of strings (`columns` name each row's cells) and a summary."""
+
+    title: str
+    columns: tuple[str, ...] = ()
+    rows: tuple[tuple[str, ...], ...] = ()
+    text: str = ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

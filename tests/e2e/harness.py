@@ -190,6 +190,7 @@ class System:
     config_kwargs: dict[str, Any] = field(default_factory=dict)
     sim_owned: bool = True   # close() stops the simulator (not after a restart_system took it over)
     killed: bool = False     # every process was SIGKILLed (kill_all): nothing to shut down
+    core_pids: dict[str, int] = field(default_factory=dict)  # core actor key -> pid, from status
 
     # ------------------------------------------------------------ asking actors
 
@@ -208,6 +209,7 @@ class System:
         """Return the root Supervisor's status (every supervised actor, sub-supervisors' children too)."""
         snapshot = self.ask(self.supervisor, GetStatus(), StatusSnapshot)
         self.pids.update(c.pid for c in snapshot.children if c.pid)
+        self.core_pids.update({c.key: c.pid for c in snapshot.children if c.pid and c.supervisor == SUPERVISOR})
         return snapshot
 
     def child(self, supervisor: str, key: str) -> ChildStatus | None:
@@ -229,6 +231,10 @@ class System:
         address = self.running(supervisor, key).address
         assert address is not None
         return address
+
+    def address_pid(self, key: str) -> int:
+        """Return the pid of the core actor `key` as last seen by status (0 if never seen)."""
+        return self.core_pids.get(key, 0)
 
     def detail(self, supervisor: str, key: str) -> str:
         """Return what the running actor `key` says about its state (GetActorStatus detail)."""

@@ -66,10 +66,11 @@ def systems(request: pytest.FixtureRequest, tmp_path: Path,
 
 
 def _died_by_itself(system: System) -> None:
-    """Wait until the crasher killed every process of the system."""
+    """Wait until the crasher killed the system; SIGKILL any process that escaped it (e.g. one being forked)."""
     system.processes()
-    wait_for(lambda: not any(alive(pid) for pid in system.processes()), 15, "the whole actor system to die")
-    system.killed = True
+    wait_for(lambda: not alive(system.address_pid("tws")) and not alive(system.address_pid("risk")), 15,
+             "the crasher to kill the actor system")
+    system.kill_all()
 
 
 def _journal(system: System) -> Journal:
