@@ -151,18 +151,38 @@ def _admin(args: argparse.Namespace, build: object) -> int:
             print(format_table(reply.columns, reply.rows))
         return 0
     if isinstance(reply, StatusSnapshot):
+        from actors.launcher import _attach, collect_statuses
+        from actors.metrics import merge, quantile_ms
+
         columns = ("actor", "supervisor", "incarnation", "restarts", "state", "pid")
         rows = tuple((c.key, c.supervisor, str(c.incarnation), f"{c.restarts}/{c.max_restarts}",
                       "quarantined" if c.quarantined else "running" if c.running else "down", str(c.pid or ""))
                      for c in reply.children)
+        counters, histograms, gauges = merge(collect_statuses(*_attach(config), reply))  # type: ignore[arg-type]
+        latency = {name: {"count": h.count, "p50_ms": quantile_ms(h, 0.5), "p99_ms": quantile_ms(h, 0.99),
+                          "mean_ms": round(h.sum_us / h.count / 1000, 3) if h.count else None}
+                   for name, h in sorted(histograms.items())}
         if as_json:
             print(json.dumps({"trading_state": reply.trading_state.value,
                               "connection_state": reply.connection_state.value,
                               "quarantined": list(reply.quarantined), "text": reply.text,
-                              "actors": [dict(zip(columns, row)) for row in rows]}, indent=2))
+                              "actors": [dict(zip(columns, row)) for row in rows],
+                              "counters": counters, "latency": latency, "gauges": gauges}, indent=2))
         else:
             print(reply.text)
             print(format_table(columns, rows))
+            if counters:
+                print()
+                print(format_table(("counter", "value"), tuple((k, str(v)) for k, v in sorted(counters.items()))))
+            if latency:
+                print()
+                print(format_table(("latency", "count", "p50 ms (<=)", "p99 ms (<=)", "mean ms"),
+                                   tuple((k, str(v["count"]), f"{v['p50_ms']:g}" if v["p50_ms"] is not None else "",
+                                          f"{v['p99_ms']:g}" if v["p99_ms"] is not None else "",
+                                          str(v["mean_ms"] or "")) for k, v in latency.items())))
+            if gauges:
+                print()
+                print(format_table(("now", "value"), tuple((k, str(v)) for k, v in sorted(gauges.items()))))
         return 0
     print(f"unexpected answer: {reply!r}", file=sys.stderr)
     return 1

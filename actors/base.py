@@ -21,6 +21,7 @@ from thespian.actors import (
 
 from actors import logs
 from actors.clock import Clock, current_clock
+from actors.metrics import Metrics
 from actors.processes import set_parent_death_signal
 from messages import (
     ActorFailed,
@@ -107,6 +108,7 @@ class ShellActor(ActorTypeDispatcher):
         self.configured: bool = False
         self.failed: bool = False
         self.log = logger.bind(actor=self.key)
+        self.metrics = Metrics()
         self._failed_ids: deque[str] = deque(maxlen=_FAILED_IDS_KEPT)
         if logs.runs_alone():
             # Like an OTP link: an actor dies with its parent's process, from its first moment in
@@ -147,15 +149,22 @@ class ShellActor(ActorTypeDispatcher):
 
     def receiveMsg_GetActorStatus(self, msg: GetActorStatus, sender: ActorAddress) -> None:
         # Not run_once: a failed actor still says so while it exits.
+        counters, histograms = self.metrics.snapshot()
+        gauges = tuple(sorted(self.gauges().items()))
         self.tell(sender, self.make(
             ActorStatusSnapshot, msg, key=self.key, actor_class=_class_path(type(self)),
             incarnation=self.incarnation, configured=self.configured, failed=self.failed,
-            detail=self.status_detail(), pid=os.getpid(),
+            detail=self.status_detail(), pid=os.getpid(), counters=counters, histograms=histograms,
+            gauges=gauges,
         ))
 
     def status_detail(self) -> str:
         """Return a one-line summary of this actor's state for GetActorStatus ("" = nothing to say)."""
         return ""
+
+    def gauges(self) -> dict[str, int]:
+        """Return this actor's figures of the moment for monitoring (name -> integer value)."""
+        return {}
 
     def receiveMsg_SetLogLevel(self, msg: SetLogLevel, sender: ActorAddress) -> None:
         # Not run_once: changing the level must not take the actor down; the process's sinks change.

@@ -186,6 +186,7 @@ def run(config: Config, config_path: Path, *, stop_event: threading.Event | None
     os.environ["IBACTORS_LOG_LEVEL"] = str(config.system.log_level)
 
     stop = stop_event or threading.Event()
+    metrics: MetricsServer | None = None
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     sim: Simulator | None = None
     asys = None
@@ -216,8 +217,14 @@ def run(config: Config, config_path: Path, *, stop_event: threading.Event | None
         symbols = ", ".join(config.symbol_names)
         print(f"system: running on admin port {config.system.admin_port} — trading {symbols}; "
               f"logs in {config.system.log_dir}/ — Ctrl-C stops it", flush=True)
+        if config.monitoring.prometheus_port:
+            metrics = MetricsServer(config).start()
+            print(f"metrics: http://{config.system.bind_address}:{config.monitoring.prometheus_port}/metrics",
+                  flush=True)
         checked = time.monotonic()
-        while not stop.wait(0.5):
+        while not stop.wait(0.1 if metrics is not None else 0.5):
+            if metrics is not None:
+                metrics.serve(asys, supervisor)
             if sim is not None and sim.process.poll() is not None:
                 print("simulator: exited unexpectedly; stopping the system", file=sys.stderr, flush=True)
                 break
@@ -241,6 +248,8 @@ def run(config: Config, config_path: Path, *, stop_event: threading.Event | None
             if left:
                 print(f"system: killed {left} actor process(es) that had not exited", file=sys.stderr,
                       flush=True)
+        if metrics is not None:
+            metrics.stop()
         if sim is not None:
             sim.stop()
         try:
@@ -259,6 +268,16 @@ def admin_ask(config: Config, message: object, timeout: float = 15.0) -> object:
     Raises LaunchError when no system answers there. The attached handle is never shut down
     (that would stop the running system); it goes with this process.
     """
+    asys, supervisor = _attach(config)
+    reply = asys.ask(supervisor, message, timeout)
+    if reply is None:
+        raise LaunchError(f"the system on {config.system.bind_address}:{config.system.admin_port} did not "
+                          f"answer within {timeout:.0f} s")
+    return reply
+
+
+def _attach(config: Config) -> tuple[object, object]:
+    """Return a handle on the running actor system and its Supervisor's address (LaunchError if none runs)."""
     from thespian.actors import ActorSystem
 
     host, port = config.system.bind_address, config.system.admin_port
@@ -267,11 +286,98 @@ def admin_ask(config: Config, message: object, timeout: float = 15.0) -> object:
                           f"`python bootstrap.py run`")
     os.environ.setdefault("THESPIAN_BASE_IPADDR", config.system.bind_address)
     asys = ActorSystem("multiprocTCPBase", {"Admin Port": port}, logDefs=_thespian_log_defs(config))
-    supervisor = asys.createActor("actors.supervisor.Supervisor", globalName="supervisor")
-    reply = asys.ask(supervisor, message, timeout)
-    if reply is None:
-        raise LaunchError(f"the system on {host}:{port} did not answer within {timeout:.0f} s")
-    return reply
+    return asys, asys.createActor("actors.supervisor.Supervisor", globalName="supervisor")
+
+
+def collect_statuses(asys: object, supervisor: object, status: object, timeout: float = 3.0) -> list[object]:
+    """Ask the Supervisor and every running actor `status` lists for its ActorStatusSnapshot (figures included)."""
+    from messages import ActorStatusSnapshot, GetActorStatus
+
+    found = []
+    targets = [supervisor] + [c.address for c in getattr(status, "children", ()) if c.address is not None and c.running]
+    for address in targets:
+        reply = asys.ask(address, GetActorStatus(), timeout)  # type: ignore[attr-defined]
+        if isinstance(reply, ActorStatusSnapshot):
+            found.append(reply)
+    return found
+
+
+def metrics_text(asys: object, supervisor: object) -> str:
+    """Return the running system's figures in Prometheus text format (asking every actor)."""
+    from actors.metrics import merge, prometheus_text
+    from messages import GetStatus, StatusSnapshot
+
+    status = asys.ask(supervisor, GetStatus(), 5.0)  # type: ignore[attr-defined]
+    if not isinstance(status, StatusSnapshot):
+        raise LaunchError("the system did not answer its status")
+    counters, histograms, gauges = merge(collect_statuses(asys, supervisor, status))  # type: ignore[arg-type]
+    gauges["actors_running"] = sum(c.running for c in status.children)
+    gauges["restarts"] = sum(c.restarts for c in status.children)
+    gauges["quarantined"] = len(status.quarantined)
+    gauges["trading_halted"] = int(status.trading_state.value == "HALTED")
+    return prometheus_text(counters, histograms, gauges={k: float(v) for k, v in gauges.items()})
+
+
+class MetricsServer:
+    """The Prometheus text endpoint (GET /metrics) on the bind address, served with the launcher's own handle.
+
+    The HTTP thread only queues a scrape; the launcher's loop (which owns the actor system handle:
+    thespian's is not for two threads) answers it with `serve`.
+    """
+
+    def __init__(self, config: Config) -> None:
+        import http.server
+        import queue
+
+        self.pending: queue.Queue[tuple[threading.Event, list[str]]] = queue.Queue()
+        pending = self.pending
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 (the stdlib's name)
+                if self.path.split("?")[0] != "/metrics":
+                    self.send_error(404, "only /metrics is served")
+                    return
+                done, answer = threading.Event(), []
+                pending.put((done, answer))
+                if not done.wait(15) or not answer or answer[0].startswith("!"):
+                    self.send_error(503, f"the system did not answer{f': {answer[0][1:]}' if answer else ''}")
+                    return
+                body = answer[0].encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+                pass
+
+        self.server = http.server.ThreadingHTTPServer((config.system.bind_address,
+                                                       config.monitoring.prometheus_port), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, name="metrics", daemon=True)
+
+    def serve(self, asys: object, supervisor: object) -> None:
+        """Answer the scrapes waiting (call from the thread that owns `asys`)."""
+        import queue
+
+        while True:
+            try:
+                done, answer = self.pending.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                answer.append(metrics_text(asys, supervisor))
+            except Exception as exc:  # reported to the scraper as a 503
+                answer.append(f"!{exc}")
+            done.set()
+
+    def start(self) -> MetricsServer:
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
 
 
 def _thespian_log_defs(config: Config) -> dict[str, object]:

@@ -168,6 +168,7 @@ class RiskManager(ShellActor):
         if not verdict.approved:
             self._commit(msg, account)
             self.denied += 1
+            self.metrics.inc(f"intents_denied_{verdict.limit.value if verdict.limit is not None else 'unknown'}")
             limit = verdict.limit.value if verdict.limit is not None else "unknown"
             self.log.warning("risk: DENIED {} {} {} {} {} (rule {}, signal {}): {}: {}", msg.intent_id,
                              msg.symbol, msg.side.value, msg.quantity, msg.order_type.value, msg.rule or "-",
@@ -179,6 +180,7 @@ class RiskManager(ShellActor):
         assert place is not None and approved is not None
         self._commit(msg, account)
         self.approved += 1
+        self.metrics.inc("intents_approved")
         self.log.info("risk: approved {} {} {} {} {}{}", msg.intent_id, msg.symbol, msg.side.value,
                       msg.quantity, msg.order_type.value, " (reducing)" if verdict.reducing else "")
         for submit in submits:
@@ -232,7 +234,9 @@ class RiskManager(ShellActor):
             return place, []
         return replace(place, started=started), [
             self.make(SubmitOrder, intent, order=c.order, group_id=group.id, transmit=c.transmit,
-                      protective=is_protective(c.order), unowned=True) for c in submits]
+                      protective=is_protective(c.order), unowned=True, trigger=intent.trigger,
+                      trigger_ts_ns=intent.trigger_ts_ns)
+            for c in submits]
 
     # ------------------------------------------------------------ the account
 

@@ -244,6 +244,7 @@ class SignalSource(ShellActor):
         for result in results:
             if isinstance(result, PredictionSignal):
                 self.accepted += 1
+                self.metrics.inc("signals_accepted")
                 self.tell_peer(STRATEGY, result)
                 self.log.info("signal {} {} {} {} accepted", result.source_id, result.symbol,
                               result.direction.value, result.confidence)
@@ -279,6 +280,7 @@ class SignalSource(ShellActor):
     def _reject(self, rejection: Rejection) -> None:
         code = rejection.reason.value
         self.rejected[code] += 1
+        self.metrics.inc(f"signals_rejected_{code}")
         text = self._mask(rejection.text)
         self.log.warning("signal {} rejected ({}): {}", rejection.source_id or "-", code, text)
         self.publish(self.make(SignalRejected, None, reason=text, code=code, source=rejection.source or self.kind.value,

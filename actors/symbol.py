@@ -237,6 +237,15 @@ def market_price(state: SymbolState) -> Decimal | None:
     return state.position.last_price
 
 
+def trigger_of(cause: Message) -> dict[str, Any]:
+    """Return the OrderIntent fields naming what triggered a decision and when it arrived."""
+    if isinstance(cause, QuoteUpdate):
+        return {"trigger": "tick", "trigger_ts_ns": cause.quote.ts_ns or cause.ts_ns}
+    if isinstance(cause, PredictionSignal):
+        return {"trigger": "signal", "trigger_ts_ns": cause.ts_ns}
+    return {}
+
+
 def group_of_ref(ref: str) -> str:
     """Return the group id of a leg's durable ref ("AAPL-1-3:entry" → "AAPL-1-3")."""
     return ref.rsplit(":", 1)[0]
@@ -458,6 +467,7 @@ class SymbolActor(ShellActor):
         if state is None:
             return
         self._trace(msg)
+        self.metrics.inc("quotes_processed")
         quote = msg.quote
         if quote.symbol != state.symbol:
             self.log.warning("{}: quote for {} ignored", state.symbol, quote.symbol)
@@ -655,7 +665,8 @@ class SymbolActor(ShellActor):
             stop_price=entry.stop_price, tif=entry.tif, stop_loss=entry.stop_loss,
             take_profit=entry.take_profit, rule=firing.rule, rules_version=self.rules.version,
             signal_id=signal_id, kind=kind, legs=group.legs, market_price=market_price(state),
-            reply_to=self.parent)
+            reply_to=self.parent, **trigger_of(cause))
+        self.metrics.inc("intents")
         self.log.info("{}: intent {} {} {} {} {}{} (rule {} {}, signal {})", state.symbol, gid,
                       entry.side.value, entry.quantity, entry.order_type.value, kind.value.lower(),
                       f" stop {entry.stop_loss} target {entry.take_profit}" if entry.is_bracket else "",
@@ -705,7 +716,9 @@ class SymbolActor(ShellActor):
         intent = self.make(OrderIntent, cause, intent_id=gid, symbol=state.symbol, side=leg.side,
                            quantity=leg.quantity, order_type=leg.order_type, rule=rule, rules_version=version,
                            signal_id=signal_id, reduce_only=True, operator=operator, kind=GroupKind.SINGLE,
-                           legs=group.legs, market_price=market_price(state), reply_to=self.parent)
+                           legs=group.legs, market_price=market_price(state),
+                           reply_to=self.parent, **trigger_of(cause))
+        self.metrics.inc("intents")
         outbox.append((RISK, intent))
         return replace(state, position=position, group_counter=n, exit_pending="", exit_cause=(),
                        exit_operator=False, working=state.working + (WorkingGroup(group_id=gid, role=role),))

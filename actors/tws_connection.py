@@ -181,6 +181,8 @@ class Route:
     executions: tuple[Execution, ...] = ()
     cause_id: str = ""  # the SubmitOrder (or ClaimOrders): every event about the order follows it
     corr_id: str = ""
+    trigger: str = ""       # what decided the order ("tick", "signal"): its latency is "<trigger>_to_order"
+    trigger_ts_ns: int = 0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -710,6 +712,7 @@ class TwsConnection(ShellActor):
                 if self.wire is None:  # a release closed the socket; the rest waits for the next one
                     self._requeue_after_loss(paced)
                     continue
+                self.metrics.observe("pacing_delay", paced.waited_ns)
                 self._release(paced.item, now)
         return len(released)
 
@@ -950,11 +953,12 @@ class TwsConnection(ShellActor):
             priority = parent.priority
         route = Route(ref=order.ref, group_id=msg.group_id, owner=owner, order=order, transmit=msg.transmit,
                       protective=msg.protective, priority=priority, cause_id=msg.msg_id,
-                      corr_id=msg.correlation_id)
+                      corr_id=msg.correlation_id, trigger=msg.trigger, trigger_ts_ns=msg.trigger_ts_ns)
         if known is not None:  # claimed before we knew it: keep what the broker told us
             route = replace(known, group_id=msg.group_id or known.group_id, owner=owner, order=order,
                             transmit=msg.transmit, protective=msg.protective, priority=priority,
-                            cause_id=msg.msg_id, corr_id=msg.correlation_id)
+                            cause_id=msg.msg_id, corr_id=msg.correlation_id, trigger=msg.trigger,
+                            trigger_ts_ns=msg.trigger_ts_ns)
         self._set(route)
         self.log.info("{}: order {} {} {} {} {} transmit={} ({})", self.key, order.ref, order.side.value,
                       order.quantity, order.symbol, order.order_type.value, msg.transmit,
@@ -1126,6 +1130,9 @@ class TwsConnection(ShellActor):
         log.info("{}: {} {} (id {}, parent {}, transmit {})", self.key,
                  "placed" if first else "re-placed", ref, route.broker_id, parent_id, request.transmit)
         if first:
+            self.metrics.inc("orders_sent")
+            if route.trigger and route.trigger_ts_ns:
+                self.metrics.observe(f"{route.trigger}_to_order", self.now_ns() - route.trigger_ts_ns)
             self._to_owner(route, self._about(route, OrderSubmitted, ref=ref, group_id=route.group_id,
                                               broker_id=route.broker_id))
         self._on_wire_events(events)
@@ -1308,6 +1315,7 @@ class TwsConnection(ShellActor):
 
     def _take_execution(self, route: Route, execution: Execution, now: int) -> None:
         self.exec_seen.add(execution.exec_id)
+        self.metrics.inc("fills")
         if self.journal is not None:
             # Durable before any position can move with it; a repeat of a journaled fill is not a new one.
             self.journal.record_execution(ExecRow.of(replace(execution, order_ref=route.ref)))
@@ -1460,11 +1468,18 @@ class TwsConnection(ShellActor):
         if self.books:
             self.log.info("{}: re-subscribed {}", self.key, ", ".join(sorted(self.books)))
 
+    def gauges(self) -> dict[str, int]:
+        now = self.now_ns()
+        ages = {f"quote_age_ms_{symbol}": (now - book.ts_ns) // 1_000_000
+                for symbol, book in self.books.items() if book.ts_ns}
+        return {**ages, "routes": len(self.routes), "held_orders": len(self.held)}
+
     def _on_tick(self, ev: edge.TickSeen, now: int) -> None:
         symbol = self.req_symbol.get(ev.req_id)
         if symbol is None:
             return
         book = self.books[symbol]
+        self.metrics.inc("ticks_in")
         book.fields[ev.field] = ev.value
         book.ts_ns = book.watch_from_ns = now
         if book.stale:

@@ -42,6 +42,7 @@ from messages.lifecycle import (
     ActorReady,
     ActorRestarted,
     ActorStatusSnapshot,
+    HistogramData,
     ChildrenSnapshot,
     ChildStatus,
     ConfigureActor,

@@ -100,8 +100,19 @@ class GetActorStatus(Message):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class HistogramData:
+    """A latency histogram: `counts[i]` observations at or under `bounds_us[i]`, the last bucket unbounded."""
+
+    name: str
+    bounds_us: tuple[int, ...] = ()
+    counts: tuple[int, ...] = ()
+    count: int = 0
+    sum_us: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ActorStatusSnapshot(Message):
-    """The answer to GetActorStatus."""
+    """The answer to GetActorStatus; `counters` and `histograms` are the actor's monitoring figures."""
 
     key: str
     actor_class: str = ""
@@ -110,6 +121,9 @@ class ActorStatusSnapshot(Message):
     failed: bool = False
     detail: str = ""
     pid: int = 0  # the actor's process (0 = not known)
+    counters: tuple[tuple[str, int], ...] = ()
+    histograms: tuple[HistogramData, ...] = ()
+    gauges: tuple[tuple[str, int], ...] = ()  # values now, e.g. each symbol's quote age in ms
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

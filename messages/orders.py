@@ -59,6 +59,8 @@ class OrderIntent(Message):
     reduce_only: bool = False
     operator: bool = False
     market_price: Decimal | None = None
+    trigger: str = ""      # what made the decision: "tick" (a quote closed a bar), "signal", "" (other)
+    trigger_ts_ns: int = 0  # when that quote or signal arrived (the decision's latency counts from it)
     kind: GroupKind = GroupKind.SINGLE
     legs: tuple[Order, ...] = ()
     reply_to: ActorAddress | None = None
@@ -133,6 +135,8 @@ class SubmitOrder(Message):
     protective: bool = False
     reply_to: ActorAddress | None = None
     unowned: bool = False
+    trigger: str = ""       # as OrderIntent.trigger: the PLACE_ORDER's latency is "<trigger>_to_order"
+    trigger_ts_ns: int = 0
 
     @property
     def parent_ref(self) -> str:
