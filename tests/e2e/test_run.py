@@ -281,3 +281,56 @@ def _connects(port: int) -> bool:
             return True
     except OSError:
         return False
+
+
+@pytest.mark.timeout(240)
+def test_status_shows_the_figures_and_prometheus_serves_them_on_loopback(workdir: Path) -> None:
+    import urllib.request
+
+    port = _free_port()
+    config = workdir / "config.toml"
+    text, n = re.subn(r"(?m)^prometheus_port = 0", f"prometheus_port = {port}", config.read_text())
+    assert n == 1
+    config.write_text(text)
+    marker = str(config)
+    launcher = subprocess.Popen([sys.executable, str(ROOT / "bootstrap.py"), "run", "--config", marker],
+                                cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                start_new_session=True)
+    try:
+        state = workdir / "var" / "state" / "system.json"
+        info = _wait(lambda: state.exists() and json.loads(state.read_text() or "{}"), 60, "the system to start")
+        _wait(lambda: send(info["simulator_control_port"], {"cmd": "status"})["status"]["executions"] > 0, 120,
+              "a first fill")
+
+        def scrape() -> str:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=20) as response:
+                assert response.status == 200
+                assert response.headers["Content-Type"].startswith("text/plain")
+                return response.read().decode()
+
+        metrics = _wait(lambda: (lambda t: t if "ibactors_fills_total" in t else None)(scrape()), 30,
+                        "fills in /metrics")
+        for line in ("# TYPE ibactors_ticks_in_total counter", "# TYPE ibactors_orders_sent_total counter",
+                     "# TYPE ibactors_signal_to_order_seconds histogram",
+                     'ibactors_signal_to_order_seconds_bucket{le="+Inf"}', "# TYPE ibactors_restarts gauge"):
+            assert line in metrics, metrics
+        running = re.search(r"(?m)^ibactors_actors_running (\d+)", metrics)
+        assert running and int(running.group(1)) >= 10, metrics  # 10 core and symbol actors, and groups
+        status = subprocess.run([sys.executable, str(ROOT / "bootstrap.py"), "status", "--json", "--config", marker],
+                                cwd=workdir, capture_output=True, text=True, timeout=60)
+        assert status.returncode == 0, status.stderr
+        figures = json.loads(status.stdout)
+        assert figures["counters"]["fills"] >= 1 and figures["counters"]["ticks_in"] > 0
+        assert figures["latency"]["signal_to_order"]["count"] >= 1
+        assert any(name.startswith("quote_age_ms_") for name in figures["gauges"])
+        os.killpg(launcher.pid, signal.SIGINT)
+        assert launcher.wait(60) == 0
+    finally:
+        if launcher.poll() is None:
+            os.killpg(launcher.pid, signal.SIGKILL)
+            launcher.wait(10)
+        for pid in _processes_mentioning(marker):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
