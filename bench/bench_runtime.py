@@ -514,8 +514,8 @@ def read_records(directory: Path) -> Records:
 STAGES: Final = (
     ("quote sent -> tws handles the tick (wire)", "sent", "tick"),
     ("tws tick -> symbol actor has the QuoteUpdate", "tick", "quote"),
-    ("symbol: bar, rules, snapshot -> entry SubmitOrder sent", "quote", "place"),
-    ("entry SubmitOrder -> tws", "place", "tws"),
+    ("symbol: bar, rules, journal, snapshot -> intent sent", "quote", "place"),
+    ("intent -> risk (check, journal) -> entry SubmitOrder at tws", "place", "tws"),
     ("tws: id, pacer, write -> PLACE_ORDER at simulator", "tws", "arrived"),
     ("(off the path) entry sent -> its group actor configured", "place", "group_up"),
 )

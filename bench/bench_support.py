@@ -4,7 +4,7 @@ Each subclass adds a wall-clock stamp and calls the project's own handler, so wh
 is the unmodified behaviour plus a few microseconds per stamped message:
 
 * TimedSymbolActor records (received, quote.ts_ns, coalesced, handler CPU) for every quote it handles
-  and stamps each bracket entry SubmitOrder it sends (with the quote that triggered it).
+  and stamps each bracket intent it sends to the risk gate (with the quote that triggered it).
 * TimedSymbolSupervisor starts TimedSymbolActors (CHILD_CLASS) and records its Snapshot handler's CPU.
 * TimedOrderGroupSupervisor / TimedOrderGroupActor / TimedTwsConnection stamp the entry order on
   its way: PlaceOrderGroup received, group actor configured, entry SubmitOrder sent, received by tws.
@@ -29,7 +29,7 @@ from actors.symbol import SymbolActor
 from actors.symbol_supervisor import SymbolSupervisor
 from actors.tws_connection import TwsConnection
 from core import order_group as og
-from messages import ConfigureActor, PlaceOrderGroup, QuoteUpdate, Snapshot, SubmitOrder
+from messages import ConfigureActor, OrderIntent, PlaceOrderGroup, QuoteUpdate, Snapshot, SubmitOrder
 from simulator.server import Simulator
 from simulator.wire import PlaceOrder, decode_request
 
@@ -85,10 +85,9 @@ class TimedSymbolActor(SymbolActor):
                    time.thread_time_ns() - cpu)
 
     def tell_peer(self, name: str, msg: object) -> None:
-        # The symbol submits a bracket's legs itself; the entry leg's send is the decision's end.
-        if (isinstance(msg, SubmitOrder) and msg.order.ref.endswith(ENTRY_SUFFIX)
-                and self._trigger is not None):
-            stamp("place", msg.group_id, *self._trigger)
+        # The symbol's decision ends with its intent leaving for the risk gate (which submits the legs).
+        if isinstance(msg, OrderIntent) and msg.is_bracket and self._trigger is not None:
+            stamp("place", msg.intent_id, *self._trigger)
         super().tell_peer(name, msg)
 
 
