@@ -244,6 +244,13 @@ class Supervisor(SupervisorActor):
         if problems:
             self._refuse(sender, msg, AdminErrorCode.MALFORMED, "; ".join(problems))
             return False
+        symbol = getattr(msg, "symbol", "")
+        traded = self.config.symbol_names if isinstance(self.config, Config) else ()
+        if symbol and traded and symbol not in traded:
+            # A typo must not read as done ("flatten APPL" would close nothing and say it did).
+            self._refuse(sender, msg, AdminErrorCode.UNKNOWN_TARGET,
+                         f"{symbol!r} is not a traded symbol (have {', '.join(traded)})")
+            return False
         if not msg.changes_state or not self.admin_token or msg.token == self.admin_token:
             return True
         self._refuse(sender, msg, AdminErrorCode.UNAUTHORIZED,
