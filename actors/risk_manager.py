@@ -51,6 +51,7 @@ from messages import (
     Resume,
     Snapshot,
     SubmitOrder,
+    SubmitOrders,
     Subscribe,
     ToSymbol,
     TradingStateChanged,
@@ -183,8 +184,9 @@ class RiskManager(ShellActor):
         self.metrics.inc("intents_approved")
         self.log.info("risk: approved {} {} {} {} {}{}", msg.intent_id, msg.symbol, msg.side.value,
                       msg.quantity, msg.order_type.value, " (reducing)" if verdict.reducing else "")
-        for submit in submits:
-            self.tell_peer(TWS, submit)
+        if submits:
+            # One message for every leg: one transmit to the busy connection, not one per leg.
+            self.tell_peer(TWS, self.make(SubmitOrders, msg, orders=tuple(submits)))
         self.tell_peer(GROUPS, place)
         self.publish(approved)  # after the orders: the bus is for listeners, not on the way
 

@@ -190,6 +190,7 @@ class SupervisorActor(ShellActor):
         self._stop_token = 0
         self.stopping_all = False
         self.exiting = False
+        self._log_levels: dict[str, SetLogLevel] = {}  # the operator's log levels by actor key ("" = all)
 
     # ------------------------------------------------------------ hooks
 
@@ -228,8 +229,12 @@ class SupervisorActor(ShellActor):
         return self.createActor(spec.actor_class)
 
     def receiveMsg_SetLogLevel(self, msg: SetLogLevel, sender: ActorAddress) -> None:
-        # Every process of the subtree changes its own sinks: pass it on to each child.
+        # Every process of the subtree changes its own sinks: pass it on to each child. Kept, so a
+        # restarted child (a new process, at the configured level) gets it again.
         super().receiveMsg_SetLogLevel(msg, sender)
+        if not msg.key:
+            self._log_levels.clear()
+        self._log_levels[msg.key] = msg
         for child in self.children.values():
             if child.address is not None:
                 self.tell(child.address, msg)
@@ -375,6 +380,9 @@ class SupervisorActor(ShellActor):
         for other in self.children.values():
             if other is not child and other.address is not None and child.spec.key in other.spec.peers:
                 self.tell(other.address, moved)
+        for level in self._log_levels.values():
+            if level.key in ("", child.spec.key) or child.spec.supervises:
+                self.tell(child.address, level)
         self.on_child_ready(child.spec.key, child.address, child.incarnation)
         self._snapshot_upward(child.spec.key)
         if self._starting == child.spec.key:

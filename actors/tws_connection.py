@@ -93,6 +93,7 @@ from messages import (
     QuoteUpdate,
     Snapshot,
     SubmitOrder,
+    SubmitOrders,
     SubscribeMarketData,
     SymbolActorStarted,
     TradingStateChanged,
@@ -966,6 +967,10 @@ class TwsConnection(ShellActor):
         if not route.broker_id:
             self._queue_place(order.ref)
         self._settle()
+
+    def receiveMsg_SubmitOrders(self, msg: SubmitOrders, sender: ActorAddress) -> None:
+        for submit in msg.orders:
+            self.receiveMsg_SubmitOrder(submit, sender)
 
     @run_once
     def receiveMsg_ModifyOrder(self, msg: ModifyOrder, sender: ActorAddress) -> None:

@@ -77,7 +77,8 @@ SHUTDOWN_WAIT_S: Final = 20
 _T = TypeVar("_T")
 
 TIMED_SYMBOLS: Final = ("symbols", "bench.bench_support.TimedSymbolSupervisor")
-TIMED_ORDER_PATH: Final = (("tws", "bench.bench_support.TimedTwsConnection"), TIMED_SYMBOLS,
+TIMED_ORDER_PATH: Final = (("tws", "bench.bench_support.TimedTwsConnection"),
+                            ("risk", "bench.bench_support.TimedRiskManager"), TIMED_SYMBOLS,
                            ("groups", "bench.bench_support.TimedOrderGroupSupervisor"))
 
 
@@ -211,6 +212,7 @@ class Strategy:
     target_atr: str
     trading: int
     stagger: bool = True  # quotes spread over each 250 ms (a real feed); False: every symbol at once
+    journal_sync: str = "FULL"  # the journal's synchronous setting ("FULL" or "NORMAL")
 
 
 def make_config(symbols: Sequence[str], work: Path, strategy: Strategy) -> Any:
@@ -232,6 +234,7 @@ def make_config(symbols: Sequence[str], work: Path, strategy: Strategy) -> Any:
                                       target_atr=strategy.target_atr),
         "signals": {"demo": {"interval_s": 3600.0}},  # bars decide here, not signals
         "risk": BENCH_RISK,
+        "journal": {"synchronous": strategy.journal_sync},
     }, source="<bench_runtime>")
 
 
@@ -515,7 +518,9 @@ STAGES: Final = (
     ("quote sent -> tws handles the tick (wire)", "sent", "tick"),
     ("tws tick -> symbol actor has the QuoteUpdate", "tick", "quote"),
     ("symbol: bar, rules, journal, snapshot -> intent sent", "quote", "place"),
-    ("intent -> risk (check, journal) -> entry SubmitOrder at tws", "place", "tws"),
+    ("intent sent -> risk has it", "place", "risk_in"),
+    ("risk: check, journal -> legs sent", "risk_in", "risk_out"),
+    ("legs sent by risk -> entry SubmitOrder at tws", "risk_out", "tws"),
     ("tws: id, pacer, write -> PLACE_ORDER at simulator", "tws", "arrived"),
     ("(off the path) entry sent -> its group actor configured", "place", "group_up"),
 )
@@ -803,6 +808,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stop-atr", default="1", help="stop_atr of the latency run's rules")
     parser.add_argument("--target-atr", default="1", help="target_atr of the latency run's rules")
     parser.add_argument("--keep", action="store_true", help="keep each run's logs and stamps (the path is printed)")
+    parser.add_argument("--journal-sync", choices=("FULL", "NORMAL"), default="FULL",
+                        help="journal.synchronous of the measured system (default FULL, as shipped)")
     parser.add_argument("--phases", choices=("both", "staggered", "lockstep"), default="both",
                         help="quote timing of the latency run: spread over each 250 ms like a real feed "
                              "(staggered), all symbols at the same instants (lockstep, the worst case), or both")
@@ -813,7 +820,7 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(sig, _kill_on_signal)
     began = time.monotonic()
     trading = Strategy(volatility=args.volatility, stop_atr=args.stop_atr, target_atr=args.target_atr,
-                       trading=min(args.trading, args.symbols))
+                       trading=min(args.trading, args.symbols), journal_sync=args.journal_sync)
     quiet = replace(trading, trading=0)
     print(f"actor runtime benchmark: multiprocTCPBase, simulator in its own process (speed 1, 4 quotes/s per "
           f"symbol), {args.repeat} run(s) each, {os.cpu_count()} CPUs\n", flush=True)

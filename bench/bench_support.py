@@ -25,6 +25,7 @@ from thespian.actors import ActorAddress
 
 from actors.order_group import OrderGroupActor
 from actors.order_group_supervisor import OrderGroupSupervisor
+from actors.risk_manager import RiskManager
 from actors.symbol import SymbolActor
 from actors.symbol_supervisor import SymbolSupervisor
 from actors.tws_connection import TwsConnection
@@ -89,6 +90,17 @@ class TimedSymbolActor(SymbolActor):
         if isinstance(msg, OrderIntent) and msg.is_bracket and self._trigger is not None:
             stamp("place", msg.intent_id, *self._trigger)
         super().tell_peer(name, msg)
+
+
+class TimedRiskManager(RiskManager):
+    """A RiskManager that stamps each bracket intent's arrival and the moment its legs left for tws."""
+
+    def receiveMsg_OrderIntent(self, msg: OrderIntent, sender: ActorAddress) -> None:
+        if msg.is_bracket:
+            stamp("risk_in", msg.intent_id)
+        super().receiveMsg_OrderIntent(msg, sender)
+        if msg.is_bracket:
+            stamp("risk_out", msg.intent_id)
 
 
 class TimedSymbolSupervisor(SymbolSupervisor):

@@ -413,6 +413,10 @@ class Journal:
                 _enable_wal(conn, path)
                 if version < SCHEMA_VERSION:
                     _migrate(conn, path)
+            # From now on a busy file is waited for by `_retrying` in short steps: SQLite's own busy
+            # handler sleeps 25-100 ms at a time, which many writing processes turn into that much
+            # latency on the order path when the lock they wait for is free again within a millisecond.
+            _execute(conn, path, "PRAGMA busy_timeout = 0")
         except BaseException:
             conn.close()
             raise
@@ -464,7 +468,7 @@ class Journal:
     def _transaction(self) -> Iterator[None]:
         # IMMEDIATE takes the write lock up front: a deferred transaction that reads first gets
         # SQLITE_BUSY without waiting when another process commits in between (WAL snapshot rule).
-        self._exec("BEGIN IMMEDIATE")
+        self._retrying("BEGIN IMMEDIATE")
         self._depth = 1
         try:
             yield
@@ -494,7 +498,23 @@ class Journal:
         return _execute(self._conn, self.path, sql, params)
 
     def _query(self, sql: str, params: Iterable[object] = ()) -> sqlite3.Cursor:
-        return _execute(self._conn, self.path, sql, params)
+        if self._depth:
+            return _execute(self._conn, self.path, sql, params)
+        return self._retrying(sql, params)
+
+    def _retrying(self, sql: str, params: Iterable[object] = ()) -> sqlite3.Cursor:
+        """Run `sql`, waiting for a busy journal (another process writing) in steps of 50 us to 2 ms."""
+        values = tuple(params)
+        deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+        delay = 0.00005
+        while True:
+            try:
+                return self._conn.execute(sql, values)
+            except sqlite3.OperationalError as exc:
+                if not _is_busy(exc) or time.monotonic() >= deadline:
+                    return _execute(self._conn, self.path, sql, values)  # raises it as a JournalError
+            time.sleep(delay)
+            delay = min(delay * 2, 0.002)
 
     def _insert(self, table: str, cols: tuple[str, ...], values: Iterable[object],
                 conflict: str = "") -> sqlite3.Cursor:
@@ -736,6 +756,14 @@ class Journal:
 def _check_choice(name: str, value: str, allowed: frozenset[str], intent_id: str) -> None:
     if value not in allowed:
         raise JournalError(f"intent {intent_id}: {name} {value!r} is not one of {sorted(allowed)}")
+
+
+def _is_busy(exc: sqlite3.OperationalError) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+    text = str(exc)
+    return "locked" in text or "busy" in text
 
 
 def _execute(conn: sqlite3.Connection, path: Path, sql: str,

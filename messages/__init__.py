@@ -93,6 +93,7 @@ from messages.orders import (
     OrderSubmitted,
     PlaceOrderGroup,
     SubmitOrder,
+    SubmitOrders,
 )
 from messages.positions import (
     BrokerPositionReported,
@@ -125,6 +126,7 @@ __all__ = [
     "CancelOrderGroup",
     "ModifyOrder",
     "SubmitOrder",
+    "SubmitOrders",
     "GetOrders",
     "OrderEvent",
     "OrderSubmitted",

@@ -36,6 +36,7 @@ from messages import (
     Publish,
     Resume,
     SubmitOrder,
+    SubmitOrders,
     ToSymbol,
     TradingStateChanged,
 )
@@ -123,6 +124,13 @@ class Rig:
         assert isinstance(answer, h.Records), answer
         return [m for m in answer.messages if isinstance(m, cls)]
 
+    def submits(self, count: int) -> list[SubmitOrder]:
+        """Return the legs risk handed to the connection (in SubmitOrders batches), once there are `count`."""
+        batches = self.sent(self.tws, SubmitOrders, 1)
+        legs = [leg for batch in batches for leg in batch.orders]
+        assert len(legs) >= count, legs
+        return legs
+
     def published(self, cls: type, count: int = 0) -> list[Any]:
         """Return the published `cls` messages once there are at least `count` of them."""
         deadline = time.monotonic() + 10
@@ -141,7 +149,8 @@ def test_approved_bracket_goes_to_the_connection_and_its_group_with_the_approval
     rig = Rig(asys, _config(tmp_path))
     group = _bracket("AAPL-1-1")
     rig.send(_intent(group))
-    submits = rig.sent(rig.tws, SubmitOrder, 3)
+    submits = rig.submits(3)
+    assert len(rig.sent(rig.tws, SubmitOrders)) == 1  # every leg in one message: one transmit to tws
     assert [m.order.ref for m in submits] == [leg.ref for leg in group.legs]  # entry first
     assert [m.transmit for m in submits] == [False, False, True]  # the last leg transmits the bracket
     assert all(m.unowned and m.group_id == "AAPL-1-1" for m in submits)
@@ -158,7 +167,7 @@ def test_denied_intent_reaches_neither_broker_nor_groups_and_says_which_limit_by
     rig = Rig(asys, _config(tmp_path))
     rig.send(_intent(_bracket("AAPL-1-1", quantity=800)), _intent(_bracket("AAPL-1-2", quantity=100)))
     # The second (allowed) intent is the barrier: everything about the first happened before it.
-    assert {m.group_id for m in rig.sent(rig.tws, SubmitOrder, 3)} == {"AAPL-1-2"}
+    assert {m.group_id for m in rig.submits(3)} == {"AAPL-1-2"}
     assert [p.group_id for p in rig.sent(rig.groups, PlaceOrderGroup, 1)] == ["AAPL-1-2"]
     (denied,) = rig.published(OrderDenied, 1)
     assert denied.limit == "max_order_quantity" and "800" in denied.detail and "by 300" in denied.detail

@@ -465,6 +465,15 @@ def test_log_level_of_a_symbol_writes_its_debug_lines_and_an_unknown_actor_is_re
     # Two bars later MSFT has closed the first one too: it must have logged it below DEBUG.
     _wait(lambda: len([line for line in debug_lines(aapl) if " bar " in line]) >= 2, 20, "AAPL's bars at DEBUG")
     assert not debug_lines(msft), debug_lines(msft)[:3]
+    # A restarted AAPL (a new process) keeps the operator's level: its own bars come at DEBUG too.
+    before = {m.group(1) for line in debug_lines(aapl) if (m := re.search(r"\| (AAPL#\d+) \|", line))}
+    system.ok("restart", "AAPL")
+    offsets[aapl] = aapl.stat().st_size
+
+    def new_bars() -> list[str]:
+        return [line for line in debug_lines(aapl) if " bar " in line
+                and (m := re.search(r"\| (AAPL#\d+) \|", line)) and m.group(1) not in before]
+    _wait(lambda: len(new_bars()) >= 2, 30, "the restarted AAPL's bars at DEBUG")
 
     unknown = system.cli("log-level", "NOPE", "DEBUG")
     assert unknown.returncode == 1 and "UNKNOWN_TARGET" in unknown.stderr, unknown

@@ -601,3 +601,37 @@ def test_processes_opening_a_new_journal_at_once_create_it_once(tmp_path: Path, 
     with Journal.open(path) as j:
         assert sorted(e.ts_ns for e in j.events(kind="opened")) == [0, 1, 2, 3]
         assert j.schema_version() == SCHEMA_VERSION
+
+
+def test_a_writer_waits_for_a_busy_journal_itself_not_through_sqlite_sleeping_busy_handler(tmp_path: Path) -> None:
+    import threading
+    import time
+
+    path = tmp_path / "journal.sqlite"
+    holder = Journal.open(path)
+    Journal.open(path).close()  # created and migrated before the waiter's thread opens it
+    done: list[float] = []
+    kinds: list[str] = []
+
+    def write() -> None:
+        with Journal.open(path) as waiter:  # its own connection, in its own thread
+            ready.set()
+            waiter.record_event("waited", ts_ns=2)
+            done.append(time.monotonic())
+            kinds.extend(e.kind for e in waiter.events())
+
+    ready = threading.Event()
+
+    with holder.batch():
+        holder.record_event("held", ts_ns=1)
+        thread = threading.Thread(target=write)
+        thread.start()
+        assert ready.wait(10)
+        time.sleep(0.06)  # held this long on purpose: the waiter must wait for it
+        assert not done
+    thread.join(10)
+    assert done and kinds == ["held", "waited"]
+    # SQLite's own busy handler (busy_timeout) sleeps 25-100 ms at a time once a wait grows: it is
+    # off, and the journal waits in steps of at most 2 ms (bench_journal and bench_runtime measure it).
+    assert holder._conn.execute("PRAGMA busy_timeout").fetchone()[0] == 0
+    holder.close()
