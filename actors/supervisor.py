@@ -440,6 +440,8 @@ class Supervisor(SupervisorActor):
         if gather is not None:
             # One sub-supervisor knew the key: that is the answer.
             self._gathers.remove(gather)
+            if isinstance(gather.request, AdminCommand):
+                self._journal_admin(gather.request, msg.text)
             self.tell(gather.asker, self.make(AdminReply, gather.request, ok=msg.ok, text=msg.text))
 
     def receiveMsg_AdminError(self, msg: AdminError, sender: ActorAddress) -> None:

@@ -393,8 +393,11 @@ def test_restart_of_a_symbol_gives_it_a_new_incarnation_with_its_position_unchan
                    15, "AAPL's journaled position to settle")
     incarnation = int(system.actor("AAPL")["incarnation"])
 
+    events = system.journal_admin_events()
     out = system.ok("restart", "AAPL")
     assert "restarting AAPL" in out, out
+    journaled = [e.text for e in system.journal_admin_events(events[-1].seq if events else 0)]
+    assert any(t.startswith("RestartActor: ") and "restarting AAPL" in t for t in journaled), journaled
     _wait(lambda: (a := system.actor("AAPL"))["incarnation"] == str(incarnation + 1) and a["state"] == "running",
           20, "AAPL's next incarnation to run")
     assert system.position_row("AAPL") == before
