@@ -46,6 +46,7 @@ from messages import (
     OrderDenied,
     OrderGroupFinished,
     OrderIntent,
+    PeerMoved,
     PlaceOrderGroup,
     PositionChanged,
     Resume,
@@ -137,6 +138,14 @@ class RiskManager(ShellActor):
                 self.tell(bus, self.make(Subscribe, msg, type_name=name, reply_to=self.myAddress))
         if self.account.mode is not core_risk.Mode.ACTIVE:
             # A restarted gate repeats its mode, so symbols started meanwhile know it too.
+            self._tell_symbols(self._state_change(msg, self.account.mode, self.account.mode,
+                                                  self.account.mode_reason))
+
+    @run_once
+    def receiveMsg_PeerMoved(self, msg: PeerMoved, sender: ActorAddress) -> None:
+        super().receiveMsg_PeerMoved(msg, sender)
+        if msg.name == SYMBOLS and self.account.mode is not core_risk.Mode.ACTIVE:
+            # A restarted symbols supervisor has forgotten the mode: its symbols must not run rules.
             self._tell_symbols(self._state_change(msg, self.account.mode, self.account.mode,
                                                   self.account.mode_reason))
 

@@ -31,6 +31,7 @@ from messages import (
     OrderGroupFinished,
     OrderIntent,
     Peer,
+    PeerMoved,
     PlaceOrderGroup,
     PositionChanged,
     Publish,
@@ -227,6 +228,17 @@ def test_finished_group_frees_its_open_orders(asys: ActorSystem, tmp_path: Any) 
     rig.send(OrderGroupFinished(group_id="AAPL-1-1", symbol="AAPL", outcome=GroupOutcome.CANCELLED),
              _intent(_bracket("AAPL-1-3")))
     assert [p.group_id for p in rig.sent(rig.groups, PlaceOrderGroup, 2)] == ["AAPL-1-1", "AAPL-1-3"]
+
+
+def test_a_restarted_symbols_supervisor_hears_the_mode_again(asys: ActorSystem, tmp_path: Any) -> None:
+    rig = Rig(asys, _config(tmp_path))
+    rig.ask(Halt(reason="before the symbols restart"))
+    rig.sent(rig.symbols, TradingStateChanged, 1)
+    fresh = asys.createActor(h.Recorder)
+    rig.send(PeerMoved(name="symbols", address=fresh))
+    answer = asys.ask(fresh, h.AwaitRecords(type_name="TradingStateChanged", count=1), ASK)
+    (told,) = [m for m in answer.messages if isinstance(m, TradingStateChanged)]
+    assert told.state is TradingState.HALTED and "before the symbols restart" in told.reason
 
 
 def test_restarted_gate_keeps_its_mode_and_repeats_it_to_the_symbols(asys: ActorSystem, tmp_path: Any) -> None:
