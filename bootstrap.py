@@ -123,14 +123,15 @@ def _admin(args: argparse.Namespace, build: object) -> int:
     """Send the admin command `build(token)` to the running system and print its answer."""
     import json
 
-    from actors.launcher import LaunchError, admin_ask, admin_token
+    from actors.launcher import LaunchError, admin_ask, admin_token, attach
     from messages import AdminError, AdminReply, AdminTable, StatusSnapshot
 
     config = _load(args.config)
     if config is None:
         return 2
     try:
-        reply = admin_ask(config, build(admin_token(config)))  # type: ignore[operator]
+        handle = attach(config)  # one handle: `status` asks every actor through it too
+        reply = admin_ask(config, build(admin_token(config)), handle=handle)  # type: ignore[operator]
     except LaunchError as exc:
         print(exc, file=sys.stderr)
         return 1
@@ -152,14 +153,14 @@ def _admin(args: argparse.Namespace, build: object) -> int:
             print(format_table(reply.columns, reply.rows))
         return 0
     if isinstance(reply, StatusSnapshot):
-        from actors.launcher import _attach, collect_statuses
+        from actors.launcher import collect_statuses
         from actors.metrics import merge, quantile_ms
 
         columns = ("actor", "supervisor", "incarnation", "restarts", "state", "pid")
         rows = tuple((c.key, c.supervisor, str(c.incarnation), f"{c.restarts}/{c.max_restarts}",
                       "quarantined" if c.quarantined else "running" if c.running else "down", str(c.pid or ""))
                      for c in reply.children)
-        counters, histograms, gauges = merge(collect_statuses(*_attach(config), reply))  # type: ignore[arg-type]
+        counters, histograms, gauges = merge(collect_statuses(*handle, reply))  # type: ignore[arg-type]
         latency = {name: {"count": h.count, "p50_ms": quantile_ms(h, 0.5), "p99_ms": quantile_ms(h, 0.99),
                           "mean_ms": round(h.sum_us / h.count / 1000, 3) if h.count else None}
                    for name, h in sorted(histograms.items())}

@@ -38,11 +38,6 @@ class JournalSettings:
         return cls(path=str(config.journal_path.absolute()), synchronous=config.journal.synchronous.value)
 
 
-def settings_of(config: object) -> JournalSettings | None:
-    """Return the journal settings of a Config, or None for anything else (a stand-in config in tests)."""
-    return JournalSettings.of(config) if isinstance(config, Config) else None
-
-
 def journal(settings: JournalSettings | None) -> Journal | None:
     """Return this process's connection to the journal `settings` names (None: no journal)."""
     if settings is None:

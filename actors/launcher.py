@@ -261,22 +261,23 @@ def run(config: Config, config_path: Path, *, stop_event: threading.Event | None
         print("system: stopped", flush=True)
 
 
-def admin_ask(config: Config, message: object, timeout: float = 15.0) -> object:
+def admin_ask(config: Config, message: object, timeout: float = 15.0,
+              handle: tuple[object, object] | None = None) -> object:
     """Send an admin `message` to the running system's Supervisor and return its answer.
 
     The admin port is probed first: thespian would otherwise start a new, empty system on it.
     Raises LaunchError when no system answers there. The attached handle is never shut down
     (that would stop the running system); it goes with this process.
     """
-    asys, supervisor = _attach(config)
-    reply = asys.ask(supervisor, message, timeout)
+    asys, supervisor = handle if handle is not None else attach(config)
+    reply = asys.ask(supervisor, message, timeout)  # type: ignore[attr-defined]
     if reply is None:
         raise LaunchError(f"the system on {config.system.bind_address}:{config.system.admin_port} did not "
                           f"answer within {timeout:.0f} s")
     return reply
 
 
-def _attach(config: Config) -> tuple[object, object]:
+def attach(config: Config) -> tuple[object, object]:
     """Return a handle on the running actor system and its Supervisor's address (LaunchError if none runs)."""
     from thespian.actors import ActorSystem
 

@@ -105,8 +105,6 @@ class RiskManager(ShellActor):
         self.journal: Journal | None = None
         self._saved: tuple[object, ...] | None = None      # durable part of the last Snapshot
         self._journaled: tuple[object, ...] | None = None  # durable part last written to the journal
-        self.approved = 0
-        self.denied = 0
 
     # ------------------------------------------------------------ set-up
 
@@ -116,7 +114,7 @@ class RiskManager(ShellActor):
             raise TypeError(f"RiskManager needs a core.config.Config, not {type(config).__name__}")
         self.limits = config.risk
         self.zone = config.system.zone
-        self.journal = journaling.journal(journaling.settings_of(config))
+        self.journal = journaling.journal(journaling.JournalSettings.of(config))
         state = msg.state
         if self.journal is not None:
             # Written before the supervisor's copy is sent: never older than it, and after a restart of
@@ -150,10 +148,11 @@ class RiskManager(ShellActor):
                                                   self.account.mode_reason))
 
     def status_detail(self) -> str:
-        a = self.account
+        a, counters = self.account, self.metrics.counters
+        denied = sum(n for name, n in counters.items() if name.startswith("intents_denied_"))
         return (f"trading {a.mode.value}{f' ({a.mode_reason})' if a.mode_reason else ''}; "
                 f"day P&L {core_risk.day_pnl(a)}; {len(a.working)} working group(s); "
-                f"approved {self.approved}, denied {self.denied}")
+                f"approved {counters.get('intents_approved', 0)}, denied {denied}")
 
     # ------------------------------------------------------------ the gate
 
@@ -177,9 +176,8 @@ class RiskManager(ShellActor):
             return
         if not verdict.approved:
             self._commit(msg, account)
-            self.denied += 1
-            self.metrics.inc(f"intents_denied_{verdict.limit.value if verdict.limit is not None else 'unknown'}")
             limit = verdict.limit.value if verdict.limit is not None else "unknown"
+            self.metrics.inc(f"intents_denied_{limit}")
             self.log.warning("risk: DENIED {} {} {} {} {} (rule {}, signal {}): {}: {}", msg.intent_id,
                              msg.symbol, msg.side.value, msg.quantity, msg.order_type.value, msg.rule or "-",
                              msg.signal_id or "-", limit, verdict.detail)
@@ -189,7 +187,6 @@ class RiskManager(ShellActor):
             return
         assert place is not None and approved is not None
         self._commit(msg, account)
-        self.approved += 1
         self.metrics.inc("intents_approved")
         self.log.info("risk: approved {} {} {} {} {}{}", msg.intent_id, msg.symbol, msg.side.value,
                       msg.quantity, msg.order_type.value, " (reducing)" if verdict.reducing else "")
@@ -374,9 +371,9 @@ class RiskManager(ShellActor):
         if symbols is not None:
             self.tell(symbols, self.make(ToSymbol, msg, symbol=symbol, message=msg))
 
-    def _save(self, account: core_risk.Account) -> None:
+    def _save(self, account: core_risk.Account, durable: tuple[object, ...] | None = None) -> None:
         """Journal the account when its durable part changed since it was last journaled."""
-        durable = durable_part(account)
+        durable = durable_part(account) if durable is None else durable
         if durable != self._journaled and self.journal is not None:
             self.journal.put_state(STATE_KEY, RiskState(account=account), incarnation=self.incarnation,
                                    ts_ns=self.now_ns())
@@ -384,8 +381,8 @@ class RiskManager(ShellActor):
 
     def _commit(self, cause: Message, account: core_risk.Account) -> None:
         self.account = account
-        self._save(account)
         durable = durable_part(account)
+        self._save(account, durable)
         if durable != self._saved:
             self._saved = durable
             self.tell(self.parent, self.make(Snapshot, cause, key=self.key, incarnation=self.incarnation,

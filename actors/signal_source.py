@@ -176,7 +176,7 @@ class SignalSource(ShellActor):
         self.settings = config.signals
         self.kind = config.signals.source
         self.symbols = config.symbol_names
-        self.journal = journaling.journal(journaling.settings_of(config))
+        self.journal = journaling.journal(journaling.JournalSettings.of(config))
         state = msg.state
         if state is None and self.journal is not None:
             state = self.journal.get_state(STATE_KEY)  # the whole system restarted: resume where it was

@@ -77,6 +77,7 @@ from typing import Any, Final
 from thespian.actors import Actor, ActorAddress, ActorExitRequest, ActorSystemMessage
 
 from actors.risk_manager import RiskManager
+from bench.bench_runtime import percentile
 from messages import ActorFailed, ConfigureActor, GroupOutcome, OrderGroupFinished, PlaceOrderGroup, Publish
 
 _MS: Final = 1_000_000
@@ -630,14 +631,6 @@ def _upsert(journal: Any, route: Any, now: int) -> None:
 
 
 # ---------------------------------------------------------------- statistics and the table
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    """Return the nearest-rank q-quantile (0 < q <= 1) of `values` (nan if empty)."""
-    if not values:
-        return math.nan
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
 
 
 def summary(values: Sequence[float]) -> dict[str, float]:

@@ -13,15 +13,15 @@ from typing import Final
 from zoneinfo import ZoneInfo
 
 from core.errors import InvalidAnalyticsInput, InvalidExecution
+from core.position import share
 from core.types import ZERO, Side
 
 TRADING_DAYS: Final = 252
 _HUNDRED: Final = Decimal(100)
 _NS: Final = 1_000_000_000
 # A partial close releases cost × closed / open, and a fill through zero splits its commission
-# the same way; the share is rounded to this quantum exactly as core/position.py rounds it, so
-# the trades' realized P&L adds up to the position's to the last digit.
-_QUANTUM: Final = Decimal("1e-10")
+# the same way, with core.position.share itself: the trades' realized P&L adds up to the
+# position's to the last digit.
 _NO_MARKS: Final[Mapping[str, Decimal]] = MappingProxyType({})
 
 
@@ -100,16 +100,6 @@ class Trade:
         return 1 if self.side is TradeSide.LONG else -1
 
 
-def _share(amount: Decimal, part: Decimal, whole: Decimal) -> Decimal:
-    if part == whole:
-        return amount
-    share = amount * part / whole
-    exponent = share.as_tuple().exponent
-    if isinstance(exponent, int) and exponent < -10:
-        share = share.quantize(_QUANTUM)
-    return share
-
-
 class _Open:
     """The mutable accumulator of one trade while round_trips walks the fills."""
 
@@ -184,13 +174,13 @@ def round_trips(fills: Iterable[Fill]) -> tuple[Trade, ...]:
                 t.max_qty = t.open_qty
             continue
         closed = q if q < t.open_qty else t.open_qty
-        released = _share(t.cost, closed, t.open_qty)
+        released = share(t.cost, closed, t.open_qty)
         t.gross += t.direction * (closed * fill.price - released)
         t.cost -= released
         t.open_qty -= closed
         t.exit_qty += closed
         t.exit_value += closed * fill.price
-        commission = _share(fill.commission, closed, q)
+        commission = share(fill.commission, closed, q)
         t.commissions += commission
         if t.open_qty:
             continue

@@ -193,7 +193,8 @@ def _classify(old: Decimal, new: Decimal) -> Trigger:
     return Trigger.FILL_FLIPS
 
 
-def _share(cost: Decimal, part: Decimal, whole: Decimal) -> Decimal:
+def share(cost: Decimal, part: Decimal, whole: Decimal) -> Decimal:
+    """Return the part/whole share of `cost` (all of it when part == whole), rounded past 10 decimals."""
     if part == whole:
         return cost
     share = cost * part / whole
@@ -242,7 +243,7 @@ def apply_execution(position: Position, execution: Execution) -> Position:
         cost += signed * execution.price
     else:
         closed = min(abs(signed), abs(old))
-        released = _share(cost, closed, abs(old))
+        released = share(cost, closed, abs(old))
         realized += (_direction(old) * closed * execution.price - released) * position.multiplier
         cost -= released
         if trigger is Trigger.FILL_FLIPS:

@@ -73,6 +73,35 @@ def wait_for(condition: Callable[[], _T], timeout: float, what: str, interval: f
         time.sleep(interval)
 
 
+def wait_until(condition: Callable[[], _T], timeout: float, what: str, interval: float = 0.2) -> _T:
+    """Return the first truthy value of `condition()`, polled every `interval` s (for costly checks: a
+    subprocess, a socket); fail after `timeout` seconds saying what it last returned."""
+    deadline = time.monotonic() + timeout
+    value = condition()
+    while not value:
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what} (last: {value!r})")
+        time.sleep(interval)
+        value = condition()
+    return value
+
+
+def processes_mentioning(text: str) -> list[int]:
+    """Return the live (non-zombie) pids whose command line contains `text` (a subprocess's marker)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            state = next(line for line in (entry / "status").read_text().splitlines() if line.startswith("State:"))
+        except (OSError, StopIteration):
+            continue
+        if text in cmdline and "Z" not in state.split()[1]:
+            found.append(int(entry.name))
+    return found
+
+
 def descendants(root: int) -> list[int]:
     """Return every live process below `root` (Linux /proc)."""
     children: dict[int, list[int]] = {}

@@ -6,19 +6,20 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 
+from actors.launcher import port_open
 from journal.store import Journal
 from simulator.control import send
+from tests.e2e.harness import free_port, processes_mentioning, wait_until
 from tests.simulator.ibapp import IBApp
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -30,54 +31,11 @@ RULES = ("exit_on_reversal", "enter_long", "enter_short", "trail_winners")  # th
 OBSERVER_CLIENT_ID = 77  # our own API session at the simulator, to see every client's orders
 DONE_STATUSES = frozenset({"Filled", "Cancelled", "ApiCancelled", "Inactive"})
 
-_T = TypeVar("_T")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _port_open(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            return True
-    except OSError:
-        return False
-
-
-def _processes_mentioning(text: str) -> list[int]:
-    """Return the live (non-zombie) pids whose command line contains `text`."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            state = next(line for line in (entry / "status").read_text().splitlines() if line.startswith("State:"))
-        except (OSError, StopIteration):
-            continue
-        if text in cmdline and "Z" not in state.split()[1]:
-            found.append(int(entry.name))
-    return found
-
-
-def _wait(predicate: Callable[[], _T], timeout: float, what: str) -> _T:
-    deadline = time.monotonic() + timeout
-    value = predicate()
-    while not value:
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what} (last: {value!r})")
-        time.sleep(0.2)
-        value = predicate()
-    return value
-
 
 def _write_config(directory: Path) -> Path:
     """Copy the shipped config into `directory` with a free admin port and a demo signal every second."""
     text = (ROOT / "config.toml").read_text()
-    text, n = re.subn(r"(?m)^admin_port = \d+", f"admin_port = {_free_port()}", text)
+    text, n = re.subn(r"(?m)^admin_port = \d+", f"admin_port = {free_port()}", text)
     text, m = re.subn(r"(?m)^interval_s = 5\.0", "interval_s = 1.0", text)  # [signals.demo]
     assert n == m == 1
     path = directory / "config.toml"
@@ -131,7 +89,7 @@ class _System:
                                              env={k: v for k, v in os.environ.items() if k != TOKEN_ENV},
                                              start_new_session=True)
         pidfile = self.state_dir / "system.json"
-        info = _wait(lambda: pidfile.exists() and json.loads(pidfile.read_text() or "{}"), 60, "the system to start")
+        info = wait_until(lambda: pidfile.exists() and json.loads(pidfile.read_text() or "{}"), 60, "the system to start")
         self.control = info["simulator_control_port"]
 
     def stop(self) -> None:
@@ -143,7 +101,7 @@ class _System:
             except subprocess.TimeoutExpired:
                 os.killpg(self.launcher.pid, signal.SIGKILL)
                 self.launcher.wait(10)
-        for pid in _processes_mentioning(self.marker):
+        for pid in processes_mentioning(self.marker):
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
@@ -237,7 +195,7 @@ def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[_System]:
         yield system
     finally:
         system.stop()
-        assert not _processes_mentioning(system.marker)
+        assert not processes_mentioning(system.marker)
 
 
 @pytest.fixture
@@ -260,8 +218,8 @@ def test_command_without_a_running_system_says_so_in_one_line_and_starts_no_syst
     assert done.returncode == 1, done
     lines = (done.stdout + done.stderr).strip().splitlines()
     assert len(lines) == 1 and "no system is running" in lines[0] and f":{port}" in lines[0], lines
-    assert not _port_open(port)  # thespian would have started an empty system listening there
-    assert not _processes_mentioning(str(config))
+    assert not port_open("127.0.0.1", port)  # thespian would have started an empty system listening there
+    assert not processes_mentioning(str(config))
     assert not (tmp_path / "var" / "state" / "journal.sqlite").exists()
 
 
@@ -305,7 +263,7 @@ def test_read_only_table_has_its_header_and_parsable_json_and_a_symbol_filters_i
         system: _System, command: str) -> None:
     columns = TABLES[command]
     if command == "signals":
-        _wait(lambda: system.rows("signals"), 20, "a first demo signal")
+        wait_until(lambda: system.rows("signals"), 20, "a first demo signal")
     lines = system.ok(command).splitlines()
     assert lines[0].startswith(f"{command}: ")
     assert _cells(lines[1]) == [c for c in columns if c]
@@ -342,14 +300,14 @@ def test_read_only_table_has_its_header_and_parsable_json_and_a_symbol_filters_i
 
 def test_positions_table_holds_what_the_simulator_holds(system: _System) -> None:
     system.activate()
-    _wait(system.sim_held, 60, "a position at the simulator")
-    _wait(lambda: system.held() == system.sim_held(), 20, "the positions table to equal the simulator's positions")
+    wait_until(system.sim_held, 60, "a position at the simulator")
+    wait_until(lambda: system.held() == system.sim_held(), 20, "the positions table to equal the simulator's positions")
 
 
 def test_orders_table_lists_the_simulators_open_orders(system: _System) -> None:
     system.activate()
-    _wait(system.broker_open, 60, "an open order at the simulator")
-    _wait(lambda: {r["ref"] for r in system.rows("orders")} == set(system.broker_open()), 20,
+    wait_until(system.broker_open, 60, "an open order at the simulator")
+    wait_until(lambda: {r["ref"] for r in system.rows("orders")} == set(system.broker_open()), 20,
           "the working orders to be the simulator's open orders")
 
 
@@ -383,13 +341,13 @@ def test_mutating_command_with_a_wrong_token_is_refused_and_changes_nothing(
 def test_restart_of_a_symbol_gives_it_a_new_incarnation_with_its_position_unchanged(system: _System) -> None:
     system.activate()
     # Its position must carry state to lose: AAPL has traded (realized P&L and commissions).
-    _wait(lambda: _dec(system.position_row("AAPL")["commissions"]), 90, "AAPL to trade")
+    wait_until(lambda: _dec(system.position_row("AAPL")["commissions"]), 90, "AAPL to trade")
     # Frozen: no rule runs while halted, and no protective order of AAPL is left to fill.
     system.ok("halt", "--reason", "restart test")
     system.ok("cancel-all", "AAPL")
-    _wait(lambda: "AAPL" not in system.broker_open().values(), 15, "AAPL's orders gone at the simulator")
+    wait_until(lambda: "AAPL" not in system.broker_open().values(), 15, "AAPL's orders gone at the simulator")
     sim_quantity = Decimal(system.sim()["positions"].get("AAPL", "0"))
-    before = _wait(lambda: (row := system.position_row("AAPL")) and _dec(row["quantity"]) == sim_quantity and row,
+    before = wait_until(lambda: (row := system.position_row("AAPL")) and _dec(row["quantity"]) == sim_quantity and row,
                    15, "AAPL's journaled position to settle")
     incarnation = int(system.actor("AAPL")["incarnation"])
 
@@ -398,7 +356,7 @@ def test_restart_of_a_symbol_gives_it_a_new_incarnation_with_its_position_unchan
     assert "restarting AAPL" in out, out
     journaled = [e.text for e in system.journal_admin_events(events[-1].seq if events else 0)]
     assert any(t.startswith("RestartActor: ") and "restarting AAPL" in t for t in journaled), journaled
-    _wait(lambda: (a := system.actor("AAPL"))["incarnation"] == str(incarnation + 1) and a["state"] == "running",
+    wait_until(lambda: (a := system.actor("AAPL"))["incarnation"] == str(incarnation + 1) and a["state"] == "running",
           20, "AAPL's next incarnation to run")
     assert system.position_row("AAPL") == before
     assert Decimal(system.sim()["positions"].get("AAPL", "0")) == sim_quantity
@@ -413,11 +371,11 @@ def _halted_with_protective_orders(system: _System) -> dict[str, str]:
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
         system.activate()
-        _wait(lambda: any(ref.endswith((":sl", ":tp")) for ref in system.broker_open()), 60,
+        wait_until(lambda: any(ref.endswith((":sl", ":tp")) for ref in system.broker_open()), 60,
               "a protective order at the simulator")
         system.ok("halt", "--reason", "cancel-all test")
         # The halt cancels working entries (or they fill): only protective orders stay.
-        _wait(lambda: not any(ref.endswith(":entry") for ref in system.broker_open()), 15,
+        wait_until(lambda: not any(ref.endswith(":entry") for ref in system.broker_open()), 15,
               "the halt to settle the entries")
         open_orders = system.broker_open()
         if open_orders:
@@ -435,7 +393,7 @@ def test_cancel_all_of_a_symbol_cancels_only_its_orders_at_the_simulator_and_wit
 
     out = system.ok("cancel-all", symbol)
     assert symbol in out, out
-    _wait(lambda: symbol not in system.broker_open().values(), 15, f"{symbol}'s orders gone at the simulator")
+    wait_until(lambda: symbol not in system.broker_open().values(), 15, f"{symbol}'s orders gone at the simulator")
     still_open, finished = system.broker_open(), system.broker_completed()
     cancelled_groups = 0
     for group, refs in groups.items():
@@ -449,7 +407,7 @@ def test_cancel_all_of_a_symbol_cancels_only_its_orders_at_the_simulator_and_wit
     assert cancelled_groups, groups
 
     system.ok("cancel-all")
-    _wait(lambda: not system.broker_open(), 15, "every order cancelled at the simulator")
+    wait_until(lambda: not system.broker_open(), 15, "every order cancelled at the simulator")
     system.ok("resume")
 
 
@@ -466,7 +424,7 @@ def test_log_level_of_a_symbol_writes_its_debug_lines_and_an_unknown_actor_is_re
     out = system.ok("log-level", "AAPL", "DEBUG")
     assert "DEBUG" in out and "AAPL" in out, out
     # Two bars later MSFT has closed the first one too: it must have logged it below DEBUG.
-    _wait(lambda: len([line for line in debug_lines(aapl) if " bar " in line]) >= 2, 20, "AAPL's bars at DEBUG")
+    wait_until(lambda: len([line for line in debug_lines(aapl) if " bar " in line]) >= 2, 20, "AAPL's bars at DEBUG")
     assert not debug_lines(msft), debug_lines(msft)[:3]
     # A restarted AAPL (a new process) keeps the operator's level: its own bars come at DEBUG too.
     before = {m.group(1) for line in debug_lines(aapl) if (m := re.search(r"\| (AAPL#\d+) \|", line))}
@@ -476,7 +434,7 @@ def test_log_level_of_a_symbol_writes_its_debug_lines_and_an_unknown_actor_is_re
     def new_bars() -> list[str]:
         return [line for line in debug_lines(aapl) if " bar " in line
                 and (m := re.search(r"\| (AAPL#\d+) \|", line)) and m.group(1) not in before]
-    _wait(lambda: len(new_bars()) >= 2, 30, "the restarted AAPL's bars at DEBUG")
+    wait_until(lambda: len(new_bars()) >= 2, 30, "the restarted AAPL's bars at DEBUG")
 
     unknown = system.cli("log-level", "NOPE", "DEBUG")
     assert unknown.returncode == 1 and "UNKNOWN_TARGET" in unknown.stderr, unknown
@@ -497,7 +455,7 @@ def test_halt_keeps_new_entries_from_the_simulator_until_resume(system: _System)
     assert system.trading_state() == "HALTED"
     refs = set(system.sim()["orders_per_ref"])
 
-    _wait(lambda: len({r["id"] for r in system.rows("signals") if r["outcome"] == "accepted"} - seen) >= 5, 30,
+    wait_until(lambda: len({r["id"] for r in system.rows("signals") if r["outcome"] == "accepted"} - seen) >= 5, 30,
           "5 demo signals while halted")
     assert system.trading_state() == "HALTED"
     new_groups = {ref.split(":")[0] for ref in set(system.sim()["orders_per_ref"]) - refs}
@@ -517,14 +475,14 @@ def test_flatten_all_closes_every_position_at_the_simulator_and_halts(system: _S
         bad = system.cli(*args)
         assert bad.returncode == 2 and "flatten --all" in bad.stderr, bad
     system.activate()
-    _wait(system.sim_held, 90, "a position at the simulator")
+    wait_until(system.sim_held, 90, "a position at the simulator")
 
     out = system.ok("flatten", "--all", "--reason", "flatten test")
     assert "HALTED" in out, out
-    _wait(lambda: not system.sim_held(), 20, "every position at the simulator closed")
-    _wait(lambda: not system.broker_open(), 20, "no order left working at the simulator")
+    wait_until(lambda: not system.sim_held(), 20, "every position at the simulator closed")
+    wait_until(lambda: not system.broker_open(), 20, "no order left working at the simulator")
     assert system.trading_state() == "HALTED"
-    _wait(lambda: not system.held(), 20, "the positions table to hold nothing")
+    wait_until(lambda: not system.held(), 20, "the positions table to hold nothing")
 
 
 def test_a_symbol_the_system_does_not_trade_is_refused_as_unknown_target(system: _System) -> None:
@@ -570,8 +528,8 @@ def test_shutdown_stops_the_system_and_the_run_process_exits_by_itself(system: _
     assert "stopped" in out, out
     assert system.launcher.wait(60) == 0
     assert "system: stopped" in (system.workdir / "run.out").read_text()
-    _wait(lambda: not _processes_mentioning(system.marker), 15, "every process of the system to exit")
-    assert not _port_open(port)
+    wait_until(lambda: not processes_mentioning(system.marker), 15, "every process of the system to exit")
+    assert not port_open("127.0.0.1", port)
     assert not (system.state_dir / "system.json").exists()
     assert any(e.text.startswith("Shutdown: stopping") and e.data["reason"] == "shutdown test"
                for e in system.journal_admin_events())

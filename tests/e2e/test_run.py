@@ -6,7 +6,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,47 +14,17 @@ from pathlib import Path
 
 import pytest
 
+from actors.launcher import port_open
 from simulator.control import send
+from tests.e2e.harness import free_port, processes_mentioning, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _processes_mentioning(text: str) -> list[int]:
-    """Return the live (non-zombie) pids whose command line contains `text`."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            state = next(line for line in (entry / "status").read_text().splitlines() if line.startswith("State:"))
-        except (OSError, StopIteration):
-            continue
-        if text in cmdline and "Z" not in state.split()[1]:
-            found.append(int(entry.name))
-    return found
-
-
-def _wait(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
 @pytest.fixture
 def workdir(tmp_path: Path) -> Path:
     text = (ROOT / "config.toml").read_text()
-    text, n = re.subn(r"(?m)^admin_port = \d+", f"admin_port = {_free_port()}", text)
+    text, n = re.subn(r"(?m)^admin_port = \d+", f"admin_port = {free_port()}", text)
     assert n == 1
     (tmp_path / "config.toml").write_text(text)
     return tmp_path
@@ -71,14 +40,14 @@ def test_run_on_the_shipped_config_trades_on_the_simulator_and_ctrl_c_leaves_no_
     started = time.monotonic()
     try:
         state = workdir / "var" / "state" / "system.json"
-        info = _wait(lambda: state.exists() and json.loads(state.read_text() or "{}"), 60, "the system to start")
+        info = wait_until(lambda: state.exists() and json.loads(state.read_text() or "{}"), 60, "the system to start")
         control = info["simulator_control_port"]
 
         def traded() -> dict | None:
             status = send(control, {"cmd": "status"})["status"]
             return status if status["executions"] > 0 and status["orders_per_ref"] else None
 
-        status = _wait(traded, 120, "an order to fill at the simulator")
+        status = wait_until(traded, 120, "an order to fill at the simulator")
         first_fill_s = time.monotonic() - started
         print(f"first fill {first_fill_s:.1f} s after start; simulator: {status}")
         assert all(count == 1 for count in status["orders_per_ref"].values()), status["orders_per_ref"]
@@ -97,7 +66,7 @@ def test_run_on_the_shipped_config_trades_on_the_simulator_and_ctrl_c_leaves_no_
         assert launcher.returncode == 0, text
         assert "system: stopped" in text
         assert not state.exists()
-        _wait(lambda: not _processes_mentioning(marker), 15, "every process of the system to exit")
+        wait_until(lambda: not processes_mentioning(marker), 15, "every process of the system to exit")
 
         # The journal says why each order was sent: the rule that fired on the signal, the intent,
         # the risk decision, the orders and the fills.
@@ -114,7 +83,7 @@ def test_run_on_the_shipped_config_trades_on_the_simulator_and_ctrl_c_leaves_no_
         if launcher.poll() is None:
             os.killpg(launcher.pid, signal.SIGKILL)
             launcher.wait(10)
-        for pid in _processes_mentioning(marker):
+        for pid in processes_mentioning(marker):
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
@@ -135,12 +104,12 @@ def _reload_rules_while_running(config: Path, system_log: Path) -> None:
     done = _reload(config)
     assert done.returncode == 0, done.stderr
     assert re.search(r"rules (r-\w+ -> r-\w+|unchanged \(r-\w+\))", done.stdout), done.stdout  # the watcher may be first
-    _wait(lambda: re.search(r"strategy: rules r-\w+ -> r-\w+", system_log.read_text()), 10, "the rules swapped")
+    wait_until(lambda: re.search(r"strategy: rules r-\w+ -> r-\w+", system_log.read_text()), 10, "the rules swapped")
     config.write_text(edited.replace('signal.confidence >= 0.7', 'signal.confidance >= 0.7'))
     refused = _reload(config)
     assert refused.returncode == 2 and "rules.enter_long.when" in refused.stderr, refused
     assert "running rules stay as they are" in refused.stderr
-    _wait(lambda: "refused; rules r-" in system_log.read_text(), 10, "the watcher refusing the broken file")
+    wait_until(lambda: "refused; rules r-" in system_log.read_text(), 10, "the watcher refusing the broken file")
     config.write_text(good)
 
 
@@ -162,10 +131,10 @@ def test_run_stops_even_when_an_actor_process_is_frozen_and_leaves_no_process(wo
     frozen = 0
     try:
         state = workdir / "var" / "state" / "system.json"
-        _wait(lambda: state.exists() and json.loads(state.read_text() or "{}"), 60, "the system to start")
+        wait_until(lambda: state.exists() and json.loads(state.read_text() or "{}"), 60, "the system to start")
         # The symbols supervisor is the process with the most children (one per symbol); freeze
         # one of its symbol actors: it will not answer its exit request.
-        processes = _processes_mentioning(marker)
+        processes = processes_mentioning(marker)
         parent = max(processes, key=lambda pid: len(_children(pid)))
         frozen = _children(parent)[0]
         os.kill(frozen, signal.SIGSTOP)
@@ -176,12 +145,12 @@ def test_run_stops_even_when_an_actor_process_is_frozen_and_leaves_no_process(wo
         assert launcher.returncode == 0, text
         assert "system: stopped" in text
         assert re.search(r"killed \d+ actor process\(es\) that had not exited", text), text
-        _wait(lambda: not _processes_mentioning(marker), 15, "every process of the system to exit")
+        wait_until(lambda: not processes_mentioning(marker), 15, "every process of the system to exit")
     finally:
         if launcher.poll() is None:
             os.killpg(launcher.pid, signal.SIGKILL)
             launcher.wait(10)
-        for pid in _processes_mentioning(marker) + ([frozen] if frozen else []):
+        for pid in processes_mentioning(marker) + ([frozen] if frozen else []):
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
@@ -216,7 +185,7 @@ def _journal_positions(path: Path) -> dict[str, Decimal]:
 def test_kill_9_of_the_whole_running_system_then_run_again_loses_no_fill_and_sends_nothing_twice(
         workdir: Path) -> None:
     # The broker is a standalone simulator (it keeps running, and filling, while the system is dead).
-    sim_port, control = _free_port(), _free_port()
+    sim_port, control = free_port(), free_port()
     sim_config = workdir / "simulator.toml"
     sim_config.write_text((workdir / "config.toml").read_text())
     simulator = subprocess.Popen([sys.executable, str(ROOT / "bootstrap.py"), "simulator", "--config",
@@ -241,19 +210,19 @@ def test_kill_9_of_the_whole_running_system_then_run_again_loses_no_fill_and_sen
 
     launcher = None
     try:
-        _wait(lambda: _connects(control), 30, "the simulator's control port")
+        wait_until(lambda: port_open("127.0.0.1", control), 30, "the simulator's control port")
         launcher = run()
-        _wait(lambda: status()["executions"] > 0, 180, "a first fill at the simulator")
-        for pid in _processes_mentioning(marker):  # kill -9 of the whole system, all at once
+        wait_until(lambda: status()["executions"] > 0, 180, "a first fill at the simulator")
+        for pid in processes_mentioning(marker):  # kill -9 of the whole system, all at once
             os.kill(pid, signal.SIGKILL)
-        _wait(lambda: not _processes_mentioning(marker), 15, "every process of the system to die")
+        wait_until(lambda: not processes_mentioning(marker), 15, "every process of the system to die")
         launcher.wait(10)
         before = status()
 
         launcher = run()  # `run` again, on the same state directory
-        _wait(lambda: status()["clients"] == [1], 60, "the restarted system to reconnect")
+        wait_until(lambda: status()["clients"] == [1], 60, "the restarted system to reconnect")
         sim_positions = lambda: {s: Decimal(q) for s, q in status()["positions"].items() if Decimal(q) != 0}
-        _wait(lambda: {s: q for s, q in _journal_positions(journal).items() if q != 0} == sim_positions(), 60,
+        wait_until(lambda: {s: q for s, q in _journal_positions(journal).items() if q != 0} == sim_positions(), 60,
               "every symbol's journaled position to equal the simulator's")
         after = status()
         print(f"at the kill: {before['executions']} fill(s), {len(before['orders_per_ref'])} order(s); "
@@ -268,26 +237,18 @@ def test_kill_9_of_the_whole_running_system_then_run_again_loses_no_fill_and_sen
             if proc is not None and proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(10)
-        for pid in _processes_mentioning(marker):
+        for pid in processes_mentioning(marker):
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
 
 
-def _connects(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1):
-            return True
-    except OSError:
-        return False
-
-
 @pytest.mark.timeout(240)
 def test_status_shows_the_figures_and_prometheus_serves_them_on_loopback(workdir: Path) -> None:
     import urllib.request
 
-    port = _free_port()
+    port = free_port()
     config = workdir / "config.toml"
     text, n = re.subn(r"(?m)^prometheus_port = 0", f"prometheus_port = {port}", config.read_text())
     assert n == 1
@@ -298,8 +259,8 @@ def test_status_shows_the_figures_and_prometheus_serves_them_on_loopback(workdir
                                 start_new_session=True)
     try:
         state = workdir / "var" / "state" / "system.json"
-        info = _wait(lambda: state.exists() and json.loads(state.read_text() or "{}"), 60, "the system to start")
-        _wait(lambda: send(info["simulator_control_port"], {"cmd": "status"})["status"]["executions"] > 0, 120,
+        info = wait_until(lambda: state.exists() and json.loads(state.read_text() or "{}"), 60, "the system to start")
+        wait_until(lambda: send(info["simulator_control_port"], {"cmd": "status"})["status"]["executions"] > 0, 120,
               "a first fill")
 
         def scrape() -> str:
@@ -308,7 +269,7 @@ def test_status_shows_the_figures_and_prometheus_serves_them_on_loopback(workdir
                 assert response.headers["Content-Type"].startswith("text/plain")
                 return response.read().decode()
 
-        metrics = _wait(lambda: (lambda t: t if "ibactors_fills_total" in t else None)(scrape()), 30,
+        metrics = wait_until(lambda: (lambda t: t if "ibactors_fills_total" in t else None)(scrape()), 30,
                         "fills in /metrics")
         for line in ("# TYPE ibactors_ticks_in_total counter", "# TYPE ibactors_orders_sent_total counter",
                      "# TYPE ibactors_signal_to_order_seconds histogram",
@@ -329,7 +290,7 @@ def test_status_shows_the_figures_and_prometheus_serves_them_on_loopback(workdir
         if launcher.poll() is None:
             os.killpg(launcher.pid, signal.SIGKILL)
             launcher.wait(10)
-        for pid in _processes_mentioning(marker):
+        for pid in processes_mentioning(marker):
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
