@@ -11,6 +11,14 @@ The connection actor and the supervisors hold a socket per symbol actor, so each
 The patch replaces the `selectors` name inside `thespian.system.transport.TCPTransport` only,
 and only for the thespian version it was written against; `applied()` says whether it is in
 force (a test fails when it is not, e.g. after an upgrade).
+
+A second fix: an exiting actor sends each child an ActorExitRequest whose failure callback is
+`lambda r, m: self._childInaccessible(each, m)` in a loop, so `each` is the *last* child when the
+callback runs. A child that was already gone (our supervisors ask their children to exit first,
+in reverse start order) made thespian count another, still running child as exited: the parent
+said goodbye while that child still ran, and its own parent moved on to stop the next sibling
+(seen as a symbol actor exiting after the order groups did). `ActorManager._childInaccessible`
+is replaced by one that takes the child from the failed transmit's target address.
 """
 
 from __future__ import annotations
@@ -95,8 +103,14 @@ def _selectors_shim() -> types.SimpleNamespace:
                                  EVENT_WRITE=EVENT_WRITE)
 
 
+def _child_inaccessible(self: Any, child_address: Any, exit_request_intent: Any) -> bool:
+    """Count as exited the child the failed ActorExitRequest was sent to (not the loop's last)."""
+    target = getattr(exit_request_intent, "targetAddr", None)
+    return self._handleChildExited(child_address if target is None else target)
+
+
 def apply() -> bool:
-    """Patch thespian's TCP transport if it is the pinned version; return whether the patch is in force."""
+    """Patch thespian if it is the pinned version; return whether the patches are in force."""
     try:
         version = metadata.version("thespian")
     except metadata.PackageNotFoundError:
@@ -105,13 +119,18 @@ def apply() -> bool:
         return False
     from thespian.system.transport import TCPTransport
 
+    from thespian.system.actorManager import ActorManager
+
     if not isinstance(TCPTransport.selectors, types.SimpleNamespace):
         TCPTransport.selectors = _selectors_shim()  # type: ignore[assignment]
+    ActorManager._childInaccessible = _child_inaccessible  # type: ignore[method-assign]
     return applied()
 
 
 def applied() -> bool:
-    """Return True if thespian's TCP transport uses RoundSelector."""
+    """Return True if thespian's TCP transport uses RoundSelector and exits count the right child."""
+    from thespian.system.actorManager import ActorManager
     from thespian.system.transport import TCPTransport
 
-    return getattr(TCPTransport.selectors, "DefaultSelector", None) is RoundSelector
+    return (getattr(TCPTransport.selectors, "DefaultSelector", None) is RoundSelector
+            and ActorManager._childInaccessible is _child_inaccessible)

@@ -83,3 +83,27 @@ def test_hang_up_makes_a_socket_readable_so_its_owner_sees_the_end() -> None:
     finally:
         a.close()
     assert select.POLLIN  # the platform has poll()
+
+
+def test_a_child_that_cannot_be_told_to_exit_is_the_one_counted_as_exited() -> None:
+    # thespian 4.0.1 binds the loop variable late: the failure of the exit request to one child
+    # marked the loop's last child exited, so a parent could leave while that child still ran.
+    from thespian.system import actorManager
+    from thespian.system.actorManager import ActorManager
+    from thespian.system.transport import TransmitIntent
+
+    source = open(actorManager.__file__, encoding="utf-8").read()
+    assert "lambda r,m: self._childInaccessible(each, m)" in source  # the bug this patch is for
+
+    class Parent:
+        def __init__(self) -> None:
+            self.exited: list[str] = []
+
+        def _handleChildExited(self, address: str) -> bool:
+            self.exited.append(address)
+            return True
+
+    parent = Parent()
+    failed = TransmitIntent("child-a", object())
+    assert ActorManager._childInaccessible(parent, "child-c", failed) is True
+    assert parent.exited == ["child-a"]
