@@ -187,13 +187,17 @@ class Rig:
         return self.sim.call(lambda: matching.get_order(self.sim.sim.book, broker_id))
 
     def step_until(self, predicate: Callable[[], Any], seconds: float = 1.0, max_steps: int = 600,
-                   what: str = "") -> Any:
-        for _ in range(max_steps):
+                   what: str = "", wall_s: float = 5.0) -> Any:
+        # Steps of the simulated clock take no wall time, but the connection paces on the wall
+        # clock: keep stepping until `max_steps` are done and `wall_s` have passed.
+        deadline, steps = time.monotonic() + wall_s, 0
+        while steps < max_steps or time.monotonic() < deadline:
             self.sim.step(seconds)
+            steps += 1
             value = predicate()
             if value:
                 return value
-        raise AssertionError(f"not met after {max_steps} steps of {seconds} s: {what}")
+        raise AssertionError(f"not met after {steps} steps of {seconds} s: {what}")
 
 
 def _by_ref(msgs: list[Any], ref: str) -> list[Any]:

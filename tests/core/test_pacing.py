@@ -9,6 +9,7 @@ from hypothesis import given, settings, strategies as st
 
 from core.errors import ConfigError
 from core.pacing import (
+    DATA_BURST,
     DEFAULT_BURST,
     DEFAULT_RESERVE,
     IB_LIMIT_PER_S,
@@ -65,7 +66,7 @@ def test_new_pacer_rejects_invalid_settings_with_config_error(rate: object, burs
 
 
 @pytest.mark.parametrize(("rate", "burst", "reserve"), [
-    (45, DEFAULT_BURST, DEFAULT_RESERVE), (50, DEFAULT_BURST, DEFAULT_RESERVE), (10, 5, 2),
+    (45, DEFAULT_BURST, DEFAULT_RESERVE), (50, DEFAULT_BURST, DEFAULT_RESERVE), (10, 10, 2),
     (3, 3, 0), (1, 1, 0)])
 def test_new_pacer_defaults_scale_down_with_the_rate(rate: int, burst: int, reserve: int) -> None:
     pacer = new_pacer(rate)
@@ -359,3 +360,37 @@ def test_next_release_is_exact_sending_then_succeeds_and_earlier_sends_nothing(
         pacer, sent = ready(pacer, wake)
         assert len(sent) >= 1
         now = wake
+
+
+def test_four_brackets_decided_together_leave_at_once_and_the_window_still_caps_the_second() -> None:
+    # Bar-driven rules decide in clusters; twelve legs within 250 ms must not queue behind each
+    # other, while a closed 1 s window still never holds more than the rate allows ORDER.
+    pacer, released = new_pacer(45), []
+    for bracket in range(4):
+        now = bracket * 80 * MS
+        for leg in range(3):
+            pacer = enqueue(pacer, (bracket, leg), Priority.ORDER, now)
+        pacer, sent = ready(pacer, now)
+        released += sent
+    assert [p.item for p in released] == [(b, leg) for b in range(4) for leg in range(3)]
+    assert all(p.waited_ns == 0 for p in released)
+    many = new_pacer(45)
+    for i in range(100):
+        many = enqueue(many, i, Priority.ORDER, 0)
+    times: list[int] = []
+    now = 0
+    while pending(many):
+        now = next_release_ns(many, now) or now
+        many, sent = ready(many, now)
+        times += [p.sent_ns for p in sent]
+    assert max(sum(1 for t in times if start <= t <= start + S) for start in times) <= 45 - DEFAULT_RESERVE
+
+
+@pytest.mark.parametrize(("priority", "at_once"), [(Priority.URGENT, DEFAULT_BURST), (Priority.ORDER, DEFAULT_BURST - 1),
+                                                   (Priority.DATA, DATA_BURST - 1)])
+def test_default_burst_lets_orders_leave_together_but_not_a_flood_of_data(priority: Priority, at_once: int) -> None:
+    pacer = new_pacer(45)
+    for i in range(30):
+        pacer = enqueue(pacer, i, priority, 0)
+    _, sent = ready(pacer, 0)
+    assert len(sent) == at_once
