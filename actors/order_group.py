@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from datetime import timedelta
 from decimal import Decimal
 from typing import Final
 
-from thespian.actors import ActorAddress, ActorExitRequest
+from thespian.actors import ActorAddress, ActorExitRequest, WakeupMessage
 
 from actors import journaling, logs
 from actors.base import ShellActor, configure_logs, run_once
@@ -45,6 +46,9 @@ from messages import (
 
 TWS: Final = "tws"
 SYMBOLS: Final = "symbols"
+# A change that sends nothing is journaled at most this late (a command's change: before it leaves).
+RECORD_LAZY_US: Final = 50_000
+_RECORD: Final = "group-record"
 
 
 _PROTECTIVE_TYPES: Final = frozenset({OrderType.STP, OrderType.STP_LMT, OrderType.TRAIL})
@@ -167,6 +171,8 @@ class OrderGroupActor(ShellActor):
         self.group: og.OrderGroup | None = None
         self.finished: bool = False
         self.journal: Journal | None = None
+        self.record_due = False    # the group changed since its journal record was written
+        self.record_armed = False  # a wakeup will write it
 
     # ------------------------------------------------------------ set-up
 
@@ -317,14 +323,36 @@ class OrderGroupActor(ShellActor):
             return
         self.group = group
         if group is not before:
-            # Before any order leaves: a restart must know which legs may be at the broker.
-            if self.journal is not None and self.place is not None:
-                self.journal.put_state(group_key(group.id), GroupRecord(place=self.place, group=group),
-                                       incarnation=self.incarnation, ts_ns=self.now_ns())
+            self.record_due = True
+            if any(not isinstance(c, og.GroupFinished) for c in commands):
+                # Before any order leaves: a restart must know which legs may be at the broker.
+                self._journal_record()
+            elif not self.record_armed:
+                # A change that sends nothing (a status, a fill whose sibling is already cancelled)
+                # joins the next record, or is written a moment later: a group usually finishes
+                # (and drops its record) before then.
+                self.record_armed = True
+                self.wakeupAfter(timedelta(microseconds=RECORD_LAZY_US), payload=_RECORD)
             self.tell(self.parent, self.make(Snapshot, cause, key=self.key,
                                              incarnation=self.incarnation, state=group))
         for command in commands:
             self._execute(cause, before, command)
+
+    def _journal_record(self) -> None:
+        if self.record_due and self.journal is not None and self.place is not None and self.group is not None \
+                and not self.finished and not self.failed:
+            self.journal.put_state(group_key(self.group.id), GroupRecord(place=self.place, group=self.group),
+                                   incarnation=self.incarnation, ts_ns=self.now_ns())
+        self.record_due = False
+
+    @run_once
+    def receiveMsg_WakeupMessage(self, msg: WakeupMessage, sender: ActorAddress) -> None:
+        if msg.payload == _RECORD:
+            self.record_armed = False
+            self._journal_record()
+
+    def receiveMsg_ActorExitRequest(self, msg: ActorExitRequest, sender: ActorAddress) -> None:
+        self._journal_record()  # stopped (not finished) with a change not yet written
 
     def _execute(self, cause: Message, before: og.OrderGroup, command: og.Command) -> None:
         group_id = before.id
@@ -367,6 +395,7 @@ class OrderGroupActor(ShellActor):
             # Finished and said so: a restart of the whole system does not bring it back.
             self.journal.drop_state(group_key(place.group_id))
         self.finished = True
+        self.record_due = False
         # A transient child's normal end: the supervisor stops it and does not restart it.
         self.tell(self.parent, self.make(ActorFinished, cause, key=self.key,
                                          incarnation=self.incarnation, reason=reason))

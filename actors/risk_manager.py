@@ -25,6 +25,7 @@ from zoneinfo import ZoneInfo
 
 from thespian.actors import ActorAddress
 
+from actors import direct_channel as dc
 from actors import journaling
 from actors.base import ShellActor, run_once
 from actors.order_group import GroupRecord, build_group, group_key, is_protective
@@ -39,6 +40,7 @@ from messages import (
     AdminErrorCode,
     AdminReply,
     ConfigureActor,
+    DirectChannel,
     Flatten,
     Halt,
     Message,
@@ -105,6 +107,9 @@ class RiskManager(ShellActor):
         self.journal: Journal | None = None
         self._saved: tuple[object, ...] | None = None      # durable part of the last Snapshot
         self._journaled: tuple[object, ...] | None = None  # durable part last written to the journal
+        self.tws_channel: DirectChannel | None = None      # the connection's datagram inbox, if offered
+        self.tws_channel_from: ActorAddress | None = None  # ... by the connection at this address
+        self.direct_out = dc.Outbox()
 
     # ------------------------------------------------------------ set-up
 
@@ -146,6 +151,23 @@ class RiskManager(ShellActor):
             # A restarted symbols supervisor has forgotten the mode: its symbols must not run rules.
             self._tell_symbols(self._state_change(msg, self.account.mode, self.account.mode,
                                                   self.account.mode_reason))
+
+    def receiveMsg_DirectChannel(self, msg: DirectChannel, sender: ActorAddress) -> None:
+        if "SubmitOrders" in msg.types:
+            # The latest offer wins (a restarted connection offers a new one, maybe before its
+            # PeerMoved arrives); it is used only while its sender is the connection we know.
+            self.tws_channel, self.tws_channel_from = msg, sender
+            self.log.info("risk: approved orders go to the connection by its direct channel")
+
+    def _to_tws(self, submit: SubmitOrders) -> None:
+        """Hand approved legs to the connection: by its datagram inbox when it offered one, else by thespian."""
+        channel = self.tws_channel if self.tws_channel_from == self.peers.get(TWS) else None
+        if self.direct_out.send(channel, submit, self.myAddress):
+            return
+        if self.tws_channel is not None and self.direct_out.gone:
+            self.log.info("risk: the connection's direct channel is gone; messages until it offers a new one")
+            self.tws_channel = None
+        self.tell_peer(TWS, submit)
 
     def status_detail(self) -> str:
         a, counters = self.account, self.metrics.counters
@@ -192,7 +214,7 @@ class RiskManager(ShellActor):
                       msg.quantity, msg.order_type.value, " (reducing)" if verdict.reducing else "")
         if submits:
             # One message for every leg: one transmit to the busy connection, not one per leg.
-            self.tell_peer(TWS, self.make(SubmitOrders, msg, orders=tuple(submits)))
+            self._to_tws(self.make(SubmitOrders, msg, orders=tuple(submits)))
         self.tell_peer(GROUPS, place)
         self.publish(approved)  # after the orders: the bus is for listeners, not on the way
 

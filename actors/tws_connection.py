@@ -55,6 +55,7 @@ from typing import Any, Final, TypeVar
 
 from thespian.actors import ActorAddress, ActorExitRequest, ThespianWatch, WakeupMessage, WatchMessage
 
+from actors import direct_channel as dc
 from actors import journaling, logs
 from actors import quote_channel as qc
 from actors import tws_edge as edge
@@ -76,6 +77,7 @@ from messages import (
     CommissionReported,
     ConfigureActor,
     ConnectionStateChanged,
+    DirectChannel,
     ExecutionReported,
     ExternalOrderDetected,
     GetHistoricalBars,
@@ -88,6 +90,7 @@ from messages import (
     OrderRejected,
     OrderStatusChanged,
     OrderSubmitted,
+    PeerMoved,
     QuoteChannel,
     QuoteProcessed,
     QuoteUpdate,
@@ -106,8 +109,15 @@ from messages.risk import TradingState
 _S: Final = 1_000_000_000
 _M = TypeVar("_M", bound=Message)
 _TIMER: Final = "tws-timer"
+RISK: Final = "risk"  # the peer whose approved legs may come through the direct channel
 _READ_BUDGET: Final = 4 << 20          # bytes read per WatchMessage; the watch fires again for more
 _WRITE_RETRY_NS: Final = 5_000_000     # a full socket buffer is retried this soon
+# An order's later states (accepted, statuses, fills added to its route) are journaled together,
+# at most this long after the first of them: IB sends them in bunches, each a commit (and an
+# fsync) that kept the journal's one write lock from the risk gate. They are not what recovery
+# trusts: executions are journaled before they are routed and the broker's own reports after a
+# restart settle any state lost with the last few milliseconds.
+_ROUTES_LAZY_NS: Final = 50_000_000
 _MIN_WAKE_NS: Final = 1_000_000        # never schedule a zero wakeup (thespian #58: wakeup floods)
 _CONNECT_BLOCK_S: Final = 2.0          # longest a connect may block the actor (loopback/LAN: instant)
 _UNROUTED_KEPT: Final = 1000           # executions of unknown orders kept for a late route
@@ -365,6 +375,7 @@ class TwsConnection(ShellActor):
         self.req_symbol: dict[int, str] = {}
         self.fresh_quotes: set[str] = set()
         self.quote_out: qc.Endpoint | None = None  # the socket quote datagrams leave from
+        self.direct_in: dc.Inbox | None = None     # risk's approved legs, as datagrams (multiproc only)
         self.channel_check_ns = 0                  # next look for unacknowledged datagrams
         self.history: dict[int, _History] = {}
         self.next_req_id = FIRST_REQ_ID
@@ -386,6 +397,9 @@ class TwsConnection(ShellActor):
         self.cause: Message | None = None
         self.journal: Journal | None = None
         self.journaled_hwm = 0
+        self.lazy_routes: dict[str, Route] = {}  # order rows to journal by `routes_due_ns`
+        self.holding_settle = False  # a multi-order handler settles once, at its end
+        self.routes_due_ns = 0
         self.unconfirmed: set[str] = set()  # journaled routes with an id the broker has not shown yet
 
     # ------------------------------------------------------------ thespian plumbing
@@ -397,7 +411,10 @@ class TwsConnection(ShellActor):
             return None
         # Not the quote socket: its acknowledgements are only needed before the next quote of
         # their symbol, so they are drained when quotes go out (and by the timer), not woken for.
-        return ThespianWatch([self.sock.fileno()]) if self.sock is not None else None
+        watched = [self.sock.fileno()] if self.sock is not None else []
+        if self.direct_in is not None:
+            watched.append(self.direct_in.fileno())
+        return ThespianWatch(watched) if watched else None
 
     def on_configure(self, msg: ConfigureActor) -> None:
         config = msg.config
@@ -428,11 +445,46 @@ class TwsConnection(ShellActor):
         if state is not None:
             self._restore(state)
         self.cause = msg
+        self._open_direct(msg)
         self.log.info("{}: connecting to {}:{} as client {} (next order id {})", self.key,
                       settings.connection.host, settings.connection.port, settings.connection.client_id,
                       self.conn.next_id)
         self._decide(cc.ConnectRequested(at_ns=self.now_ns()))
         self._settle()
+
+    def _open_direct(self, cause: Message) -> None:
+        """Open the datagram inbox for risk's approved legs (one process per actor, Linux) and offer it."""
+        if self.direct_in is None and logs.runs_alone() and dc.SUPPORTED:
+            try:
+                self.direct_in = dc.Inbox([SubmitOrders])
+            except OSError as exc:
+                self.log.warning("{}: no direct channel ({}); approved orders come as messages", self.key, exc)
+                return
+        self._offer_direct(cause)
+
+    def _offer_direct(self, cause: Message) -> None:
+        risk = self.peers.get(RISK)
+        if self.direct_in is not None and risk is not None:
+            channel = self.direct_in.channel()
+            self.tell(risk, self.make(DirectChannel, cause, name=channel.name, token=channel.token,
+                                      types=channel.types))
+
+    @run_once
+    def receiveMsg_PeerMoved(self, msg: PeerMoved, sender: ActorAddress) -> None:
+        super().receiveMsg_PeerMoved(msg, sender)
+        if msg.name == RISK:
+            self._offer_direct(msg)  # a restarted risk manager knows no channel
+
+    def _read_direct(self) -> None:
+        assert self.direct_in is not None
+        deliveries, problems = self.direct_in.drain()
+        for problem in problems:
+            self.metrics.inc("direct_refused")
+            self.log.warning("{}: direct channel: {}", self.key, problem)
+        for delivery in deliveries:
+            self.metrics.inc("direct_in")
+            # The very handler a thespian message would reach (SubmitOrders is the only type taken).
+            self.receiveMessage(delivery.message, delivery.sender)
 
     def _configure_logging(self, settings: TwsSettings) -> None:
         # The process's shared system.log sink (actors.logs); a Config had adopt() add it already.
@@ -491,6 +543,7 @@ class TwsConnection(ShellActor):
                       len(self.routes), len(self.held), len(self.books))
 
     def receiveMsg_ActorExitRequest(self, msg: ActorExitRequest, sender: ActorAddress) -> None:
+        self._flush_lazy_routes(force=True)
         if self.conn is not None and self.sock is not None:
             self.conn, _ = cc.decide(self.conn, cc.DisconnectRequested(at_ns=self.now_ns(),
                                                                         reason="stopping"))
@@ -498,9 +551,14 @@ class TwsConnection(ShellActor):
         if self.quote_out is not None:
             self.quote_out.close()
             self.quote_out = None
+        if self.direct_in is not None:
+            self.direct_in.close()
+            self.direct_in = None
 
     @run_once
     def receiveMsg_WatchMessage(self, msg: WatchMessage, sender: ActorAddress) -> None:
+        if self.direct_in is not None and self.direct_in.fileno() in msg.ready:
+            self._read_direct()  # first: approved orders wait behind nothing
         if self.sock is not None and self.sock.fileno() in msg.ready:
             self._read_socket()
         self._settle()
@@ -749,6 +807,8 @@ class TwsConnection(ShellActor):
 
     def _settle(self) -> None:
         """Carry out what the handler started: decisions, pacer releases, writes, quotes, snapshot, timer."""
+        if self.holding_settle:
+            return  # the handler that holds it settles once at its end
         for _ in range(16):
             self._drain_events()
             if self._usable() and self.parked:
@@ -760,6 +820,7 @@ class TwsConnection(ShellActor):
             if not released and not self.events:
                 break
         self._flush_quotes()
+        self._flush_lazy_routes()
         self._snapshot()
         self._arm()
 
@@ -775,6 +836,8 @@ class TwsConnection(ShellActor):
         if self.out_buf and self.sock is not None:
             times.append(now + _WRITE_RETRY_NS)
         times.append(self._next_stale_ns())
+        if self.lazy_routes:
+            times.append(self.routes_due_ns)
         if self.quote_out is not None:
             times.append(self.channel_check_ns)
         present = [t for t in times if t is not None]
@@ -969,8 +1032,16 @@ class TwsConnection(ShellActor):
         self._settle()
 
     def receiveMsg_SubmitOrders(self, msg: SubmitOrders, sender: ActorAddress) -> None:
-        for submit in msg.orders:
-            self.receiveMsg_SubmitOrder(submit, sender)
+        # Every leg queued first, then one settle: the legs leave in one pacer release, journaled
+        # in one transaction (one commit, not one per leg, before their frames are written).
+        self.holding_settle = True
+        try:
+            for submit in msg.orders:
+                self.receiveMsg_SubmitOrder(submit, sender)
+        finally:
+            self.holding_settle = False
+        if not self.failed:
+            self._settle()
 
     @run_once
     def receiveMsg_ModifyOrder(self, msg: ModifyOrder, sender: ActorAddress) -> None:
@@ -1168,6 +1239,39 @@ class TwsConnection(ShellActor):
             # Not given an id yet: it cannot be at the broker, and the intent and the group's record
             # already say what was asked. Its row is written when its PLACE_ORDER is about to leave.
             return
+        if not route.broker_id or route.broker_id <= self.journaled_hwm:
+            # Not a first placement: journaled with the next batch (see _ROUTES_LAZY_NS).
+            self.lazy_routes[route.ref] = route
+            if not self.routes_due_ns:
+                self.routes_due_ns = self.now_ns() + _ROUTES_LAZY_NS
+            return
+        with journal.batch():
+            self.lazy_routes.pop(route.ref, None)
+            self._journal_lazy_routes(journal)
+            journal.upsert_order(self._order_row(route))
+            if route.broker_id > self.journaled_hwm:
+                now = self.now_ns()
+                self.journaled_hwm = journal.raise_order_id_hwm(route.broker_id)
+                intent = journal.intent(route.group_id) if route.group_id else None
+                if intent is not None and not intent.resolution:
+                    journal.resolve_intent(route.group_id, resolution="SENT", ts_ns=now,
+                                           reason=f"{route.ref} placed as order {route.broker_id}")
+
+    def _journal_lazy_routes(self, journal: Journal) -> None:
+        """Write the order rows waiting for the next batch (inside one)."""
+        routes, self.lazy_routes, self.routes_due_ns = self.lazy_routes, {}, 0
+        for route in routes.values():
+            journal.upsert_order(self._order_row(route))
+
+    def _flush_lazy_routes(self, force: bool = False) -> None:
+        if self.journal is None or not self.lazy_routes or not (force or self.now_ns() >= self.routes_due_ns):
+            return
+        with self.journal.batch():
+            self._journal_lazy_routes(self.journal)
+
+    def _order_row(self, route: Route) -> OrderRow:
+        order = route.order
+        assert order is not None
         now = self.now_ns()
         last = route.last_status
         if last is not None:
@@ -1177,18 +1281,10 @@ class TwsConnection(ShellActor):
                       else OrderStatus.PENDING_SUBMIT if route.broker_id else OrderStatus.CREATED)
             filled = sum((e.quantity for e in route.executions), ZERO)
             avg = ZERO
-        row = OrderRow.of(replace(order, broker_id=route.broker_id, status=status, filled=filled,
-                                  avg_fill_price=avg),
-                          group_id=route.group_id, ts_ns=now,
-                          route=pickle.dumps(replace(route, owner=None), protocol=pickle.HIGHEST_PROTOCOL))
-        with journal.batch():
-            journal.upsert_order(row)
-            if route.broker_id and route.broker_id > self.journaled_hwm:
-                self.journaled_hwm = journal.raise_order_id_hwm(route.broker_id)
-                intent = journal.intent(route.group_id) if route.group_id else None
-                if intent is not None and not intent.resolution:
-                    journal.resolve_intent(route.group_id, resolution="SENT", ts_ns=now,
-                                           reason=f"{route.ref} placed as order {route.broker_id}")
+        return OrderRow.of(replace(order, broker_id=route.broker_id, status=status, filled=filled,
+                                   avg_fill_price=avg),
+                           group_id=route.group_id, ts_ns=now,
+                           route=pickle.dumps(replace(route, owner=None), protocol=pickle.HIGHEST_PROTOCOL))
 
     def _about(self, route: Route, cls: type[_M], **fields: Any) -> _M:
         """Return a `cls` message about `route`, in the correlation chain of the message that made it."""
@@ -1323,7 +1419,9 @@ class TwsConnection(ShellActor):
         self.metrics.inc("fills")
         if self.journal is not None:
             # Durable before any position can move with it; a repeat of a journaled fill is not a new one.
-            self.journal.record_execution(ExecRow.of(replace(execution, order_ref=route.ref)))
+            with self.journal.batch():
+                self.journal.record_execution(ExecRow.of(replace(execution, order_ref=route.ref)))
+                self._journal_lazy_routes(self.journal)
         commission = self.early_commissions.pop(execution.exec_id, None)
         if commission is not None:
             self._deliver_execution(route.ref, execution, commission)
@@ -1335,8 +1433,10 @@ class TwsConnection(ShellActor):
         if commission is not None:
             execution = replace(execution, commission=commission)
             if self.journal is not None:
-                self.journal.record_commission(execution.exec_id, commission=commission, realized_pnl=None,
-                                               ts_ns=self.now_ns())
+                with self.journal.batch():
+                    self.journal.record_commission(execution.exec_id, commission=commission,
+                                                   realized_pnl=None, ts_ns=self.now_ns())
+                    self._journal_lazy_routes(self.journal)
         route = self.routes[ref]
         self._set(replace(route, executions=route.executions + (execution,)))
         self.exec_route[execution.exec_id] = ref

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from messages.base import Message
@@ -158,6 +158,20 @@ class PeerMoved(Message):
 
     name: str
     address: ActorAddress
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DirectChannel(Message):
+    """An actor offers a faster carrier for some of the messages sent to it (actors/direct_channel.py).
+
+    `name` is its local datagram socket, `token` a secret that every datagram must carry (never
+    shown: only this message carries it), `types` the message type names the channel takes. A
+    sender uses the latest offer and falls back to thespian whenever a datagram cannot go.
+    """
+
+    name: str
+    token: str = field(repr=False)
+    types: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -13,10 +13,12 @@ from typing import Any
 import pytest
 from thespian.actors import ActorAddress, ActorSystem
 
-from actors.order_group import OrderGroupActor, build_group, modification, outcome
+from actors.journaling import JournalSettings
+from actors.order_group import GroupConfig, GroupRecord, OrderGroupActor, build_group, group_key, modification, outcome
 from core import order_group as og
 from core.orders import OrderStatus, new_order
 from core.types import Execution, OrderType, Side, TimeInForce
+from journal.store import Journal
 from messages import (
     ActorFinished,
     CancelOrder,
@@ -91,7 +93,8 @@ class Rig:
     """A group actor under a stand-in supervisor, with recording tws, symbols and bus actors."""
 
     def __init__(self, asys: ActorSystem, place: PlaceOrderGroup, *, state: object = None,
-                 restart: bool = False, tws: ActorAddress | None = None) -> None:
+                 restart: bool = False, tws: ActorAddress | None = None,
+                 journal: JournalSettings | None = None) -> None:
         self.asys = asys
         self.tws = tws or asys.createActor(h.Recorder)
         self.symbols = asys.createActor(h.Recorder)
@@ -99,7 +102,8 @@ class Rig:
         self.parent = asys.createActor(h.StandInSupervisor)
         peers = tuple(Peer(name=n, address=a) for n, a in
                       (("tws", self.tws), ("symbols", self.symbols), ("bus", self.bus)))
-        info = asys.ask(self.parent, h.StartChild(actor_class=_ACTOR, key=place.group_id, config=place,
+        config = place if journal is None else GroupConfig(place=place, journal=journal)
+        info = asys.ask(self.parent, h.StartChild(actor_class=_ACTOR, key=place.group_id, config=config,
                                                   state=state, peers=peers, restart=restart), ASK)
         assert isinstance(info, h.ChildInfo)
         self.child: ActorAddress = info.address
@@ -313,3 +317,32 @@ def test_group_killed_with_sigkill_is_restarted_from_snapshot_and_only_claims(tc
     rig.feed(CancelOrderGroup(group_id=GID, reason="barrier"))
     assert [c.ref for c in rig.sent(rig.tws, CancelOrder, 3)] == [ENTRY, SL, TP]
     assert len(rig.sent(rig.tws, SubmitOrder)) == 3
+
+
+def test_journal_holds_the_record_before_legs_leave_a_quiet_change_soon_after_and_drops_it_at_the_end(
+        asys: ActorSystem, tmp_path: Any) -> None:
+    settings = JournalSettings(path=str(tmp_path / "journal.sqlite"))
+
+    def record() -> GroupRecord | None:
+        with Journal.open(settings.path, readonly=True) as journal:
+            found = journal.get_state(group_key(GID))
+        assert found is None or isinstance(found, GroupRecord)
+        return found
+
+    rig = Rig(asys, _bracket(), journal=settings)
+    rig.sent(rig.tws, SubmitOrder, 3)
+    first = record()
+    assert first is not None and [leg.status for leg in first.group.legs] == [OrderStatus.PENDING_SUBMIT] * 3
+    rig.accept_all()  # statuses: nothing leaves, so the record follows within RECORD_LAZY_US
+    deadline = time.monotonic() + 10
+    while True:
+        rig.records(rig.parent)  # lets the (in-process) actor system run its timers
+        current = record()
+        assert current is not None
+        if [leg.broker_id for leg in current.group.legs] == [101, 102, 103]:
+            break
+        assert time.monotonic() < deadline, "the accepted legs never reached the journal"
+    rig.feed(_fill(ENTRY, "e1.01", 10), _fill(TP, "t1.01", 10), _status(SL, OrderStatus.CANCELLED, 0, 10))
+    rig.sent(rig.symbols, ToSymbol, 1)
+    assert [m for m in rig.sent(rig.parent, ActorFinished)]
+    assert record() is None  # finished and said so: nothing to resume after a restart

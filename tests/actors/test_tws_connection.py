@@ -822,6 +822,36 @@ def test_journal_floors_the_order_id_and_each_first_placement_raises_it_before_i
         assert intent is not None and intent.resolution == "SENT" and "701" in intent.resolution_reason
 
 
+def test_later_order_states_reach_the_journal_in_one_batch_shortly_after_and_at_exit(
+        asys: ActorSystem, sim: SimulatorThread, tmp_path: Path) -> None:
+    settings = _journal_settings(tmp_path)
+    rig = Rig(asys, sim, tmp_path, journal=settings)
+    rig.wait_state(C.READY)
+    order = new_order(ref="g14.entry", symbol="SPY", side=Side.BUY, quantity=2, order_type=OrderType.MKT)
+    rig.submit(order, group="g14")
+    rig.step_until(lambda: rig.of(rig.owner, ExecutionReported), seconds=0.25, what="the fill")
+
+    def row_status() -> OrderStatus | None:
+        with Journal.open(settings.path, readonly=True) as journal:
+            row = journal.order("g14.entry")
+        return None if row is None else row.status
+
+    # The fill itself is journaled before it is routed; the order's row follows within the batch delay.
+    with Journal.open(settings.path, readonly=True) as journal:
+        assert [e.exec_id for e in journal.executions(refs=("g14.entry",))]
+    eventually(lambda: row_status() is OrderStatus.FILLED, 5, "the FILLED row")
+    # A state changed just before the actor stops is journaled on its way out.
+    resting = new_order(ref="g15.entry", symbol="SPY", side=Side.BUY, quantity=1, order_type=OrderType.LMT,
+                        limit_price=rig.quote("SPY").bid - 20)
+    rig.submit(resting, group="g15")
+    eventually(lambda: rig.of(rig.owner, OrderAccepted), 5, "accepted")
+    asys.tell(rig.tws, ActorExitRequest())
+    eventually(lambda: sim.snapshot()["clients"] == [], 10, "the connection gone")
+    with Journal.open(settings.path, readonly=True) as journal:
+        row = journal.order("g15.entry")
+    assert row is not None and row.status is OrderStatus.SUBMITTED
+
+
 def test_started_again_from_the_journal_it_resumes_open_orders_and_never_sends_them_twice(
         asys: ActorSystem, sim: SimulatorThread, tmp_path: Path) -> None:
     settings = _journal_settings(tmp_path)
