@@ -172,6 +172,7 @@ class OrderGroupActor(ShellActor):
         self.finished: bool = False
         self.journal: Journal | None = None
         self.record_due = False    # the group changed since its journal record was written
+        self.cancel_asked = ""     # why every leg was asked to be cancelled (CancelOrderGroup), if it was
         self.record_armed = False  # a wakeup will write it
 
     # ------------------------------------------------------------ set-up
@@ -296,6 +297,8 @@ class OrderGroupActor(ShellActor):
             self.log.warning("{}: CancelOrderGroup for {} ignored", self.key, msg.group_id)
             return
         reason = msg.reason or "cancel requested"
+        if not msg.entry_only:
+            self.cancel_asked = reason
         event = og.CancelEntry(reason=reason) if msg.entry_only else og.CancelGroup(reason=reason)
         self._decide(msg, event, tolerant=True)
 
@@ -378,7 +381,12 @@ class OrderGroupActor(ShellActor):
     def _finish(self, cause: Message, finished: og.GroupFinished) -> None:
         assert self.group is not None
         result, filled = outcome(self.group)
-        if finished.unprotected != 0:
+        if finished.unprotected != 0 and self.cancel_asked and finished.unprotected > 0:
+            # Asked to cancel every leg (a symbol's exit closes the position next; an operator's
+            # cancel-all leaves it open on purpose): expected, not an alarm.
+            self.log.info("{}: cancelled as asked ({}); {} entry fill(s) no exit of this group covers now",
+                          finished.group_id, self.cancel_asked, finished.unprotected)
+        elif finished.unprotected != 0:
             self.log.error("{}: finished with {} entry fill(s) no exit covers", finished.group_id,
                            finished.unprotected)
         self._announce(cause, result, filled, finished.reason)

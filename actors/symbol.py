@@ -12,6 +12,7 @@ from typing import Any, Final
 from loguru import logger
 from thespian.actors import ActorAddress, ActorExitRequest, ThespianWatch, WakeupMessage, WatchMessage
 
+from actors import direct_channel as dc
 from actors import journaling, logs
 from actors import quote_channel as qc
 from actors.base import ShellActor, run_once
@@ -37,6 +38,7 @@ from journal.store import FiringRow, Journal
 from messages import (
     CancelOrderGroup,
     ConfigureActor,
+    DirectChannel,
     ExecutionReported,
     Flatten,
     GetHistoricalBars,
@@ -304,6 +306,8 @@ class SymbolActor(ShellActor):
         self._positions: list[tuple[Position, str]] = []  # positions after fills (with the exec id), likewise
         self._mark_due_ns = 0  # the next quote that may publish a held position's new mark
         self._mark_armed = False  # a wakeup will publish the latest mark
+        self.risk_channel: DirectChannel | None = None  # the risk manager's intent inbox, from the supervisor
+        self.direct_out = dc.Outbox()
 
     def receiveMessage(self, msg: Any, sender: ActorAddress) -> Any:
         super().receiveMessage(msg, sender)
@@ -741,12 +745,26 @@ class SymbolActor(ShellActor):
             self.tell(self.parent, self.make(Snapshot, cause, key=self.key,
                                              incarnation=self.incarnation, state=for_snapshot(state)))
         for peer, message in outbox:
+            if peer == RISK and isinstance(message, OrderIntent) and self._intent_direct(message):
+                continue
             self.tell_peer(peer, message)
         # After the orders: the bus is for listeners, not on the way to the broker.
         if before is not None and state.position != before.position and (
                 state.position.quantity != 0 or durable_part(before) != durable):
             # A flat position's mark moving is no news; a held one's is (unrealized P&L).
             self.publish(PositionChanged.of(state.position, cause=cause, ts_ns=self.now_ns()))
+
+    def receiveMsg_DirectChannel(self, msg: DirectChannel, sender: ActorAddress) -> None:
+        if "OrderIntent" in msg.types and sender == self.parent:
+            self.risk_channel = msg  # passed on by the supervisor; the latest offer wins
+
+    def _intent_direct(self, intent: OrderIntent) -> bool:
+        """Put the intent into the risk manager's datagram inbox; False: send it as a message."""
+        if self.direct_out.send(self.risk_channel, intent, self.myAddress):
+            return True
+        if self.risk_channel is not None and self.direct_out.gone:
+            self.risk_channel = None  # a restarted risk manager offers its new inbox
+        return False
 
     def _journal(self, state: SymbolState | None) -> None:
         """Commit the rules that fired and the changed state (if given) before any order leaves."""

@@ -29,6 +29,7 @@ from core.config import Config, SymbolStart
 from messages import (
     ActorQuarantined,
     ConfigureActor,
+    DirectChannel,
     ExecutionReported,
     Flatten,
     Message,
@@ -74,6 +75,7 @@ class SymbolSupervisor(SupervisorActor):
         self.pending: dict[str, deque[Message]] = {}  # facts per symbol its snapshots do not show yet
         self.traded: Config | None = None  # the config new symbol actors start with (rules kept current)
         self.trading: TradingStateChanged | None = None  # the risk manager's latest mode, for every start
+        self.risk_channel: DirectChannel | None = None  # the risk manager's intent inbox, for every start
 
     def child_specs(self, msg: ConfigureActor) -> tuple[ChildSpec, ...]:
         config = msg.config
@@ -127,6 +129,8 @@ class SymbolSupervisor(SupervisorActor):
         self._announce(key, address, incarnation, None)
         if self.trading is not None and self.trading.state is not TradingState.ACTIVE:
             self.tell(address, self.trading)
+        if self.risk_channel is not None:
+            self.tell(address, self.risk_channel)
         for fact in self.pending.get(key, ()):
             self.tell(address, fact)
 
@@ -177,6 +181,16 @@ class SymbolSupervisor(SupervisorActor):
             if child.address is not None:
                 self.tell(child.address, msg)
         self.log.info("symbols: rules {} sent to {} symbol(s)", msg.version, len(self.children))
+
+    @run_once
+    def receiveMsg_DirectChannel(self, msg: DirectChannel, sender: ActorAddress) -> None:
+        # The risk manager's intent inbox (the latest offer wins: a restarted one offers a new inbox).
+        if "OrderIntent" not in msg.types:
+            return
+        self.risk_channel = msg
+        for child in self.children.values():
+            if child.address is not None:
+                self.tell(child.address, msg)
 
     @run_once
     def receiveMsg_TradingStateChanged(self, msg: TradingStateChanged, sender: ActorAddress) -> None:

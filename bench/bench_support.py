@@ -72,6 +72,7 @@ class TimedSymbolActor(SymbolActor):
     def __init__(self) -> None:
         super().__init__()
         self._trigger: tuple[int, int] | None = None  # (quote.ts_ns, received) of the quote in hand
+        self._stamped = ""  # the intent stamped on its way into the direct channel
 
     def _on_quote(self, msg: QuoteUpdate, sender: ActorAddress) -> None:
         # Both ways in (a QuoteUpdate message, a quote-channel datagram) end here.
@@ -87,9 +88,17 @@ class TimedSymbolActor(SymbolActor):
 
     def tell_peer(self, name: str, msg: object) -> None:
         # The symbol's decision ends with its intent leaving for the risk gate (which submits the legs).
-        if isinstance(msg, OrderIntent) and msg.is_bracket and self._trigger is not None:
+        if isinstance(msg, OrderIntent) and msg.is_bracket and self._trigger is not None \
+                and msg.intent_id != self._stamped:
             stamp("place", msg.intent_id, *self._trigger)
         super().tell_peer(name, msg)
+
+    def _intent_direct(self, intent: OrderIntent) -> bool:
+        # Stamped before the datagram leaves: the risk gate (on the other core) may stamp first.
+        if intent.is_bracket and self._trigger is not None:
+            stamp("place", intent.intent_id, *self._trigger)
+            self._stamped = intent.intent_id
+        return super()._intent_direct(intent)
 
 
 class TimedRiskManager(RiskManager):

@@ -19,7 +19,7 @@ import pytest
 
 from core.matching import CANCELLED, FILLED
 from core.rules import moving_average_cross
-from tests.e2e.harness import BAR_S, System, net_pnl, scripted, wait_for
+from tests.e2e.harness import BAR_S, SUPERVISOR, System, net_pnl, scripted, wait_for
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -63,6 +63,11 @@ def _closed(system: System) -> None:
 def test_bar_rule_cross_opens_bracket_whose_target_closes_the_position(
         launch: Callable[..., System], tmp_path: Path) -> None:
     system = _enter(launch, tmp_path)
+    # The symbol's intent and risk's approved legs each took the next actor's datagram inbox
+    # (actors/direct_channel.py), not a thespian message.
+    for actor in ("risk", "tws"):
+        counters = dict(system.actor_status(system.address(SUPERVISOR, actor)).counters)
+        assert counters.get("direct_in") == 1, (actor, counters)
     _next_bar(system)
     assert system.broker_order(f"{GROUP}:tp").status == FILLED
     _closed(system)

@@ -334,6 +334,9 @@ def test_flatten_closes_both_symbols_cancels_their_brackets_children_and_halts(
             assert system.broker_order(f"{symbol}-1-1:{leg}").status == CANCELLED
         close = system.broker_order(f"{symbol}-1-2:entry")
         assert (close.side, close.order_type, close.status) == (SELL, OrderType.MKT, FILLED)
+        # The bracket was cancelled as the exit asked: told plainly, not raised as an alarm.
+        assert system.log_lines(f"{symbol}-1-1: cancelled as asked (exit: ")
+    assert not system.log_lines("entry fill(s) no exit covers")
     assert _mode(system, "HALTED")
     system.place(_single("x1", "AAPL", BUY, 10))
     line = _denied(system, "x1")
