@@ -21,7 +21,6 @@ Conventions shared by both models (documented once here):
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import math
 import re
@@ -30,13 +29,14 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from pathlib import Path
 from typing import Final
 from zoneinfo import ZoneInfo
 
 import numpy as np
 
+from core.bar_data import BadBarData, read_bars
 from core.types import ZERO, Bar, Quote
 
 NY: Final = ZoneInfo("America/New_York")
@@ -707,9 +707,6 @@ class ReplayParams:
     start_ns: int | None = None
 
 
-_REPLAY_COLUMNS: Final = ("timestamp", "open", "high", "low", "close", "volume")
-
-
 class BarReplayModel(_SteppedModel):
     """Replays OHLCV bars from a CSV as quotes: each bar becomes a deterministic intra-bar path.
 
@@ -838,88 +835,18 @@ class BarReplayModel(_SteppedModel):
         return agg
 
 
-def _parse_timestamp(text: str) -> int:
-    s = text.strip()
-    try:
-        seconds = Decimal(s)
-    except InvalidOperation:
-        pass
-    else:
-        if not seconds.is_finite():
-            raise ValueError(f"timestamp {text!r} is not a finite number")
-        return int((seconds * NS).to_integral_value())
-    try:
-        dt = datetime.fromisoformat(s)
-    except ValueError:
-        raise ValueError(f"timestamp {text!r} is neither epoch seconds nor ISO 8601") from None
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=NY)
-    whole = int(dt.replace(microsecond=0).timestamp())
-    return whole * NS + dt.microsecond * 1000
-
-
 def _read_bar_csv(path: str, tick: Decimal) -> list[tuple[int, int, int, int, int, int]]:
+    """Return (ts_ns, open, high, low, close ticks, volume) per row of a bar file (core.bar_data's format)."""
     try:
-        fh = open(path, newline="", encoding="utf-8")
-    except OSError as exc:
-        raise ReplayFileError(path, 0, f"cannot open: {exc.strerror or exc}") from exc
-    with fh:
-        reader = csv.reader(fh)
-        header = next(reader, None)
-        if header is None:
-            raise ReplayFileError(path, 1, "empty file: a header row is required")
-        names = [h.strip().lower() for h in header]
-        missing = [c for c in _REPLAY_COLUMNS if c not in names]
-        if missing:
-            raise ReplayFileError(path, 1, f"header lacks column(s) {', '.join(missing)}; "
-                                           f"required: {', '.join(_REPLAY_COLUMNS)}")
-        col = {c: names.index(c) for c in _REPLAY_COLUMNS}
-        rows: list[tuple[int, int, int, int, int, int]] = []
-        prev_ts: int | None = None
-        for fields in reader:
-            line = reader.line_num
-            if not fields or all(not f.strip() for f in fields):
-                continue
-            try:
-                if len(fields) < len(names):
-                    raise ValueError(f"expected {len(names)} fields, got {len(fields)}")
-                ts = _parse_timestamp(fields[col["timestamp"]])
-                o, h, lo, c = (_parse_price(fields[col[k]], k, tick)
-                               for k in ("open", "high", "low", "close"))
-                vol = _parse_volume(fields[col["volume"]])
-                if h < max(o, c) or lo > min(o, c):
-                    raise ValueError(f"high/low do not bound open/close "
-                                     f"(open {fields[col['open']]}, high {fields[col['high']]}, "
-                                     f"low {fields[col['low']]}, close {fields[col['close']]})")
-                if prev_ts is not None and ts <= prev_ts:
-                    raise ValueError("timestamp is not after the previous row's")
-            except ValueError as exc:
-                raise ReplayFileError(path, line, str(exc)) from None
-            prev_ts = ts
-            rows.append((ts, o, h, lo, c, vol))
-        if not rows:
-            raise ReplayFileError(path, max(reader.line_num, 1), "no data rows after the header")
-        return rows
+        bars, _ = read_bars(path)
+    except BadBarData as exc:
+        raise ReplayFileError(path, exc.problem.line, exc.problem.reason) from None
+    return [(b.ts_ns, *(_ticks(price, tick) for price in (b.open, b.high, b.low, b.close)), b.volume)
+            for b in bars]
 
 
-def _parse_price(text: str, name: str, tick: Decimal) -> int:
-    try:
-        value = Decimal(text.strip())
-    except InvalidOperation:
-        raise ValueError(f"{name} {text!r} is not a number") from None
-    if not value.is_finite() or value <= 0:
-        raise ValueError(f"{name} must be a positive number, got {text!r}")
-    return max(1, int((value / tick).to_integral_value()))
-
-
-def _parse_volume(text: str) -> int:
-    try:
-        value = Decimal(text.strip())
-    except InvalidOperation:
-        raise ValueError(f"volume {text!r} is not a number") from None
-    if not value.is_finite() or value < 0 or value != value.to_integral_value():
-        raise ValueError(f"volume must be a whole number >= 0, got {text!r}")
-    return int(value)
+def _ticks(price: Decimal, tick: Decimal) -> int:
+    return max(1, int((price / tick).to_integral_value()))
 
 
 # --------------------------------------------------------------------------------------------
