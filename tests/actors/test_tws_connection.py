@@ -844,7 +844,8 @@ def test_later_order_states_reach_the_journal_in_one_batch_shortly_after_and_at_
     resting = new_order(ref="g15.entry", symbol="SPY", side=Side.BUY, quantity=1, order_type=OrderType.LMT,
                         limit_price=rig.quote("SPY").bid - 20)
     rig.submit(resting, group="g15")
-    eventually(lambda: rig.of(rig.owner, OrderAccepted), 5, "accepted")
+    eventually(lambda: [m for m in rig.of(rig.owner, OrderStatusChanged)
+                        if m.ref == "g15.entry" and m.status is OrderStatus.SUBMITTED], 5, "working")
     asys.tell(rig.tws, ActorExitRequest())
     eventually(lambda: sim.snapshot()["clients"] == [], 10, "the connection gone")
     with Journal.open(settings.path, readonly=True) as journal:
