@@ -20,7 +20,7 @@ from thespian.actors import (
 )
 
 from actors import logs
-from actors.clock import Clock, current_clock
+from actors.clock import Clock, VirtualTimers, current_clock, current_timers
 from actors.metrics import Metrics
 from actors.processes import set_parent_death_signal
 from messages import (
@@ -100,6 +100,7 @@ class ShellActor(ActorTypeDispatcher):
     def __init__(self) -> None:
         super().__init__()
         self.clock: Clock = current_clock()
+        self.timers: VirtualTimers | None = current_timers()  # a backtest's timers, on its virtual clock
         self.key: str = type(self).__name__
         self.incarnation: int = 0
         self.parent: ActorAddress | None = None
@@ -185,6 +186,13 @@ class ShellActor(ActorTypeDispatcher):
     def now_ns(self) -> int:
         """Return the injected clock's time."""
         return self.clock.now_ns()
+
+    def wakeupAfter(self, timePeriod: Any, payload: Any = None) -> None:
+        """Ask for a WakeupMessage after `timePeriod`: thespian's timer live, the virtual clock's in a backtest."""
+        if self.timers is not None:
+            self.timers.add(self.myAddress, timePeriod, payload)
+            return
+        super().wakeupAfter(timePeriod, payload)
 
     def make(self, cls: type[_M2], cause: Message | None, /, **fields: Any) -> _M2:
         """Return a `cls` message caused by `cause`, stamped with this actor's clock."""
