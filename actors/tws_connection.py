@@ -373,7 +373,9 @@ class TwsConnection(ShellActor):
         self.parked: list[tuple[_Item, Priority]] = []
         self.books: dict[str, _Book] = {}
         self.req_symbol: dict[int, str] = {}
-        self.fresh_quotes: set[str] = set()
+        # Symbols with a quote to send, in the order they came (a dict: a set's order changes with
+        # the hash seed, and so would which symbol hears first and decides first in a backtest).
+        self.fresh_quotes: dict[str, None] = {}
         self.quote_out: qc.Endpoint | None = None  # the socket quote datagrams leave from
         self.direct_in: dc.Inbox | None = None     # risk's approved legs, as datagrams (multiproc only)
         self.channel_check_ns = 0                  # next look for unacknowledged datagrams
@@ -854,13 +856,13 @@ class TwsConnection(ShellActor):
             return
         self.dirty = False
         cutoff = self.now_ns() - _FINISHED_KEPT_NS
-        forget = tuple(ref for ref in self.snap_refs
+        forget = tuple(ref for ref in sorted(self.snap_refs)
                        if ref not in self.changed_refs and finished_before(self.routes[ref], cutoff))
         self.snap_refs.difference_update(forget)
         self.snap_refs.update(self.changed_refs)
         change = TwsChange(
             next_order_id=self.conn.next_id,
-            routes=tuple(self.routes[ref] for ref in self.changed_refs),
+            routes=tuple(self.routes[ref] for ref in sorted(self.changed_refs)),
             forget=forget,
             subscriptions=tuple(b.state() for b in self.books.values()) if self.subs_changed else None,
         )
@@ -1550,7 +1552,7 @@ class TwsConnection(ShellActor):
         listener.in_flight = False
         if book.fields:
             listener.unsent = max(listener.unsent, 1)
-            self.fresh_quotes.add(symbol)
+            self.fresh_quotes[symbol] = None
         self.dirty = self.subs_changed = True
         self.log.info("{}: {} quotes to {} listener(s)", self.key, symbol, len(book.listeners))
         if not book.req_id and self._usable():
@@ -1593,7 +1595,7 @@ class TwsConnection(ShellActor):
             self.publish(self.make(MarketDataResumed, self.cause, symbol=symbol))
         for listener in book.listeners:
             listener.unsent += 1
-        self.fresh_quotes.add(symbol)
+        self.fresh_quotes[symbol] = None
 
     def _watched(self) -> list[_Book]:
         if not cc.orders_allowed(self._conn()):
@@ -1658,7 +1660,7 @@ class TwsConnection(ShellActor):
                 if channel is not None and channel.token == ack.token and listener.seq == ack.seq:
                     listener.in_flight = False
                     if listener.unsent:
-                        self.fresh_quotes.add(ack.symbol)
+                        self.fresh_quotes[ack.symbol] = None
 
     def _check_channels(self, now: int) -> None:
         """Take a quote datagram unacknowledged for RESEND_AFTER_NS as lost: the latest quote goes again."""
@@ -1671,7 +1673,7 @@ class TwsConnection(ShellActor):
                         and now - listener.sent_ns >= qc.RESEND_AFTER_NS):
                     listener.in_flight = False
                     listener.unsent = max(listener.unsent, 1)
-                    self.fresh_quotes.add(book.symbol)
+                    self.fresh_quotes[book.symbol] = None
 
     def receiveMsg_QuoteProcessed(self, msg: QuoteProcessed, sender: ActorAddress) -> None:
         book = self.books.get(msg.symbol)
@@ -1680,7 +1682,7 @@ class TwsConnection(ShellActor):
                 if listener.address == sender:
                     listener.in_flight = False
                     if listener.unsent:
-                        self.fresh_quotes.add(msg.symbol)
+                        self.fresh_quotes[msg.symbol] = None
         if not self.failed:
             self._flush_quotes()
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from decimal import Decimal
 from enum import Enum
-from typing import Final, TypeAlias
+from typing import Any, Final, TypeAlias
 
+from core.canonical import canonical_reduce
 from core.errors import InvalidExecution, InvalidGroupEvent, InvalidOrder
 from core.orders import (
     Order,
@@ -63,6 +64,10 @@ class OrderGroup:
     state: GroupState = GroupState.PENDING
     cancel_requested: frozenset[str] = frozenset()  # legs we sent a CancelOrder for
     reason: str = ""                                # why the group ended (first decisive event)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Sets sorted: the same journal bytes under any PYTHONHASHSEED (core/canonical.py).
+        return canonical_reduce(self)
 
 
 # ---------------------------------------------------------------- events

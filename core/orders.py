@@ -8,6 +8,7 @@ from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal, InvalidOperation
 from enum import Enum
 from typing import Any, Final
 
+from core.canonical import canonical_reduce
 from core.errors import DuplicateExecution, InvalidExecution, InvalidOrder, InvalidTransition
 from core.types import ZERO, Execution, OrderType, Side, TimeInForce
 
@@ -54,6 +55,10 @@ class Order:
     # The cumulative `filled` of the last orderStatus: advisory, it only tells that executions
     # the broker already counted have not reached us yet (see `awaiting_executions`).
     broker_filled: Decimal = ZERO
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Sets sorted: the same journal bytes under any PYTHONHASHSEED (core/canonical.py).
+        return canonical_reduce(self)
 
 
 _S = OrderStatus

@@ -6,8 +6,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from enum import Enum
-from typing import Final
+from typing import Any, Final
 
+from core.canonical import canonical_reduce
 from core.errors import InvalidExecution, InvalidPosition
 from core.types import ZERO, Execution
 
@@ -115,6 +116,10 @@ class Position:
     last_price: Decimal | None = None
     opened_ts_ns: int = 0
     multiplier: Decimal = ONE
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Sets sorted: the same journal bytes under any PYTHONHASHSEED (core/canonical.py).
+        return canonical_reduce(self)
 
     def __post_init__(self) -> None:
         if not self.symbol:
