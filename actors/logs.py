@@ -32,9 +32,21 @@ _filters: dict[str, Callable[[Any], bool] | None] = {}
 _owner_pid = 0
 
 
+# Set by a driver that runs every actor in its own process on simpleSystemBase (a backtest): then
+# no actor runs alone, even when that driver itself is a multiprocessing child (a bench, a test).
+_in_process = False
+
+
+def run_in_process(flag: bool = True) -> bool:
+    """Declare that the actors of this process all live in it (simpleSystemBase); return the old value."""
+    global _in_process
+    previous, _in_process = _in_process, flag
+    return previous
+
+
 def runs_alone() -> bool:
     """Return True in a forked actor process (multiproc bases), False in the launcher's process."""
-    return multiprocessing.parent_process() is not None
+    return not _in_process and multiprocessing.parent_process() is not None
 
 
 def _claim_process() -> None:

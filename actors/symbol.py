@@ -358,7 +358,10 @@ class SymbolActor(ShellActor):
                       "rules {} ({})", name, self.incarnation, state.position.state.value,
                       state.position.quantity, len(state.working), state.group_counter,
                       self.rules.version, ", ".join(self.rules.names) or "none")
-        if settings.market_data.quote_channel and self.inbox is None and qc.usable_symbol(name):
+        # Datagrams need a watched socket: only an actor in its own process has one (in-process, on
+        # simpleSystemBase, nothing would ever read them), so in-process quotes come as messages.
+        if settings.market_data.quote_channel and self.inbox is None and qc.usable_symbol(name) \
+                and logs.runs_alone():
             self.inbox = qc.Endpoint()
             self.token = qc.new_token()
         self._subscribe(msg)

@@ -279,3 +279,24 @@ def test_shell_actor_without_configuration_uses_class_name_and_process_clock() -
     actor = ShellActor()
     assert (actor.key, actor.incarnation, actor.parent, actor.configured) == ("ShellActor", 0, None, False)
     assert actor.clock is current_clock()
+
+
+def test_a_driver_can_declare_every_actor_in_process_even_from_a_child_process() -> None:
+    import multiprocessing
+
+    from actors import logs
+
+    def child(queue: Any) -> None:
+        before = logs.runs_alone()
+        logs.run_in_process()
+        queue.put((before, logs.runs_alone()))
+
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    process = ctx.Process(target=child, args=(queue,))
+    process.start()
+    try:
+        assert queue.get(timeout=10) == (True, False)
+    finally:
+        process.join(10)
+    assert not logs.runs_alone()  # the test process itself never ran alone

@@ -404,6 +404,16 @@ def test_symbol_actor_in_own_process_trades_snapshots_and_logs(tcp_asys: ActorSy
     assert OrderStatus.CREATED is place.legs[0].status
 
 
+def test_in_process_a_symbol_asks_for_quotes_as_messages_even_with_the_channel_configured(
+        asys: ActorSystem, tmp_path: Path) -> None:
+    # On simpleSystemBase (a backtest) nothing watches a datagram socket: quotes must come as messages.
+    rig = Rig(asys, _settings(tmp_path, channel=True))
+    (subscribe,) = rig.sent(rig.tws, SubscribeMarketData, 1)
+    assert subscribe.channel is None
+    rig.feed(_quote(LIVE, "101"))
+    assert len(rig.acked()) == 1  # handled and acknowledged as a message
+
+
 def test_symbol_actor_takes_quotes_from_its_datagram_channel_and_acknowledges_them(
         tcp_asys: ActorSystem, tmp_path: Path) -> None:
     rig = Rig(tcp_asys, _settings(tmp_path, channel=True))
