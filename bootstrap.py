@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -285,6 +286,59 @@ def _cmd_report(args: argparse.Namespace) -> int:
                out=args.out, capital=args.capital)
 
 
+def _cmd_backtest(args: argparse.Namespace) -> int:
+    from loguru import logger
+
+    from actors.backtest import BacktestError, run_backtest
+    from core.bar_data import BadBarData, OnBadData, parse_timestamp
+    from reports.report import run as report
+
+    config = _load(args.config)
+    if config is None:
+        return 2
+    try:
+        bounds = [parse_timestamp(t) if t else None for t in (args.from_, args.to)]
+    except ValueError as exc:
+        print(f"--from/--to: {exc}", file=sys.stderr)
+        return 2
+    out = args.out or Path("var/backtests") / time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+    logger.remove()  # the actors log to out/logs; the terminal shows progress and the result
+    shown = [-1]
+
+    def progress(done: int, total: int) -> None:
+        percent = done * 100 // max(total, 1)
+        if percent != shown[0]:
+            shown[0] = percent
+            bar = "#" * (percent // 4) + "." * (25 - percent // 4)
+            print(f"\rbacktest [{bar}] {percent:3d}% {done:,}/{total:,} bars", end="", file=sys.stderr, flush=True)
+
+    started = time.perf_counter()
+    try:
+        result = run_backtest(config, args.data, out, on_bad=OnBadData(args.on_bad_data), from_ns=bounds[0],
+                              to_ns=bounds[1], progress=progress)
+    except (BacktestError, BadBarData) as exc:
+        print(f"\nbacktest: {exc}", file=sys.stderr)
+        if isinstance(exc, BadBarData):
+            print("fix the row, or give --on-bad-data skip to leave bad rows out (each is reported)",
+                  file=sys.stderr)
+        return 1
+    took = time.perf_counter() - started
+    print(file=sys.stderr)
+    for problem in result.problems:
+        print(f"skipped: {problem}" if problem.kind != "gap" else f"note: {problem}", file=sys.stderr)
+    print(f"backtest: {result.bars:,} bars, {result.quotes:,} quotes in {took:.1f} s "
+          f"({result.bars / max(took, 1e-9):,.0f} bars/s); journal {result.journal}")
+    return report(journal_path=result.journal, zone=config.system.zone, out=out / "report")
+
+
+def _cmd_demo_data(args: argparse.Namespace) -> int:
+    from core.demo_data import write_demo_data
+
+    paths = write_demo_data(args.out, symbols=tuple(args.symbols), days=args.days, seed=args.seed)
+    print(f"demo data: {len(paths)} file(s) of {args.days} session(s) each in {args.out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="bootstrap.py",
@@ -354,6 +408,27 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="path to config.toml")
     report.add_argument("--journal", type=Path, help="the journal file (default: the config's)")
     report.set_defaults(func=_cmd_report)
+
+    bt = sub.add_parser("backtest", help="run the strategy over bar files with the same actors, on a "
+                                         "simulated broker and a virtual clock; then the report")
+    bt.add_argument("--data", type=Path, required=True,
+                    help="a directory with one SYMBOL.csv per traded symbol (or one CSV for one symbol)")
+    bt.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="path to config.toml")
+    bt.add_argument("--out", type=Path, help="output directory (default: var/backtests/<UTC date-time>)")
+    bt.add_argument("--from", dest="from_", metavar="TIME", help="first bar (ISO 8601, New York time without "
+                                                                 "an offset, or epoch seconds)")
+    bt.add_argument("--to", metavar="TIME", help="end of the window (exclusive)")
+    bt.add_argument("--on-bad-data", choices=("stop", "skip"), default="stop",
+                    help="a bad row (unreadable, non-positive price, high below low, duplicate or unsorted "
+                         "time) stops the run (default) or is skipped and reported; gaps are reported")
+    bt.set_defaults(func=_cmd_backtest)
+
+    demo = sub.add_parser("demo-data", help="write the seeded demo bars (one-minute sessions) as CSV files")
+    demo.add_argument("--out", type=Path, default=Path("var/demo-data"), help="output directory")
+    demo.add_argument("--days", type=int, default=5, help="sessions per symbol (390 bars each)")
+    demo.add_argument("--seed", type=int, default=7, help="random seed")
+    demo.add_argument("--symbols", nargs="+", default=["AAPL", "MSFT", "SPY"], help="symbols")
+    demo.set_defaults(func=_cmd_demo_data)
 
     sim = sub.add_parser("simulator", help="run the TWS simulator standalone, for any TWS API client")
     sim.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="path to config.toml")
