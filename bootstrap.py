@@ -315,7 +315,7 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     try:
         result = run_backtest(config, args.data, out, on_bad=OnBadData(args.on_bad_data), from_ns=bounds[0],
-                              to_ns=bounds[1], progress=progress)
+                              to_ns=bounds[1], signals=args.signals, progress=progress)
     except (BacktestError, BadBarData) as exc:
         print(f"\nbacktest: {exc}", file=sys.stderr)
         if isinstance(exc, BadBarData):
@@ -421,6 +421,8 @@ def build_parser() -> argparse.ArgumentParser:
     bt.add_argument("--on-bad-data", choices=("stop", "skip"), default="stop",
                     help="a bad row (unreadable, non-positive price, high below low, duplicate or unsorted "
                          "time) stops the run (default) or is skipped and reported; gaps are reported")
+    bt.add_argument("--signals", type=Path, help="prediction signals to replay, one JSON object per line, each "
+                                                 "handed to the signal source at its ts")
     bt.set_defaults(func=_cmd_backtest)
 
     demo = sub.add_parser("demo-data", help="write the seeded demo bars (one-minute sessions) as CSV files")

@@ -30,8 +30,18 @@ from actors.clock import VirtualClock, VirtualTimers, install_clock, install_tim
 from actors.sim_broker import MarketQuote
 from core.backtest_feed import FeedParams, bar_quotes, merged, within
 from core.bar_data import DataProblem, FileBar, OnBadData, bar_interval_ns, read_bars
+from core.signals import line_time_ns, parse_lines
 from core.config import ActorBase, Config, SignalSourceKind, Synchronous
-from messages import ActorReady, AdminError, ChildrenSnapshot, GetChildren, Shutdown, StartSystem, seed_ids
+from messages import (
+    ActorReady,
+    AdminError,
+    ChildrenSnapshot,
+    GetChildren,
+    ReplaySignals,
+    Shutdown,
+    StartSystem,
+    seed_ids,
+)
 
 SIM_BROKER: Final = "actors.sim_broker.SimBroker"
 _S: Final = 1_000_000_000
@@ -101,8 +111,27 @@ def load_bars(files: Mapping[str, Path], *, on_bad: OnBadData, from_ns: int | No
     return bars, tuple(problems), lengths.pop() if lengths else 60 * _S
 
 
+def signal_lines(path: Path, start_ns: int) -> list[tuple[int, int, str]]:
+    """Return (due time, line number, text) per non-empty line of a JSON-lines signal file, in file order.
+
+    A line is due at its `ts`; one without a readable `ts` at `start_ns` (the source rejects it
+    then, with why, as it would live).
+    """
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise BacktestError(f"cannot read the signals file {path}: {exc.strerror or exc}") from exc
+    chunk = parse_lines(raw, final=True)
+    out = []
+    for line in chunk.lines:
+        text = line.data.decode("utf-8", errors="replace")
+        due = line_time_ns(text)
+        out.append((max(due, start_ns) if due is not None else start_ns, line.number, text))
+    return out
+
+
 def run_backtest(config: Config, data: Path, out: Path, *, on_bad: OnBadData = OnBadData.STOP,
-                 from_ns: int | None = None, to_ns: int | None = None,
+                 from_ns: int | None = None, to_ns: int | None = None, signals: Path | None = None,
                  progress: Callable[[int, int], None] | None = None) -> BacktestResult:
     """Run the strategy of `config` over the bars in `data`; the journal and logs go under `out`."""
     files = data_files(data, config.symbol_names)
@@ -118,6 +147,7 @@ def run_backtest(config: Config, data: Path, out: Path, *, on_bad: OnBadData = O
     total = sum(len(b) for b in bars.values())
     streams = {s: bar_quotes(s, b, bar_ns, FeedParams()) for s, b in bars.items()}
     first = min(b[0].ts_ns for b in bars.values() if b)
+    replay = sorted(signal_lines(signals, first)) if signals is not None else []
 
     seed_ids("bt")
     clock = VirtualClock(first - _S)
@@ -132,15 +162,28 @@ def run_backtest(config: Config, data: Path, out: Path, *, on_bad: OnBadData = O
             text = reply.text if isinstance(reply, AdminError) else type(reply).__name__
             raise BacktestError(f"the actors did not start: {text}; see {cfg.system.log_dir}/system.log")
         tws = _child(asys, supervisor, "tws")
+        source = _child(asys, supervisor, "signals")
         timers.fire_until(first, asys.tell)
-        done_bars = 0
+        done_bars, next_signal = 0, 0
         for quote in merged(streams):
+            # Signals due by this quote go first (a signal and a quote of one instant: the signal).
+            while next_signal < len(replay) and replay[next_signal][0] <= quote.ts_ns:
+                due = replay[next_signal][0]
+                batch = []
+                while next_signal < len(replay) and replay[next_signal][0] == due:
+                    batch.append(replay[next_signal][1:])
+                    next_signal += 1
+                timers.fire_until(due, asys.tell)
+                asys.tell(source, ReplaySignals(lines=tuple(batch)))
             timers.fire_until(quote.ts_ns, asys.tell)
             asys.tell(tws, MarketQuote(quote=quote))
             quotes += 1
             if progress is not None and quotes % 4 == 0:
                 done_bars = min(total, quotes // 4)
                 progress(done_bars, total)
+        for due, number, text in replay[next_signal:]:  # after the data: judged and journaled all the same
+            timers.fire_until(due, asys.tell)
+            asys.tell(source, ReplaySignals(lines=((number, text),)))
         timers.fire_until(clock.now_ns() + _S, asys.tell)  # the last lazy journal batches
         asys.ask(supervisor, Shutdown(reason="backtest done"), _ASK_S)
     finally:

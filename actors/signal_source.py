@@ -61,7 +61,7 @@ from core.signals import (
     raw_excerpt,
 )
 from journal.store import Journal, SignalRow
-from messages import ConfigureActor, PredictionSignal, SignalRejected, Snapshot
+from messages import ConfigureActor, PredictionSignal, ReplaySignals, SignalRejected, Snapshot
 
 STRATEGY: Final = "strategy"
 STATE_KEY: Final = "signals"  # the source's resume point in the journal's actor states
@@ -226,6 +226,16 @@ class SignalSource(ShellActor):
             delay = self._read_file()
         if delay is not None:
             self._arm(delay)
+
+    @run_once
+    def receiveMsg_ReplaySignals(self, msg: ReplaySignals, sender: ActorAddress) -> None:
+        # A backtest hands each file line over at its time: judged like a file's line, then now.
+        if self.stopped or not msg.lines:
+            return
+        seen, results = intake(((f"line {number}", text) for number, text in msg.lines), self.state.seen,
+                               source=SignalSourceKind.FILE.value, symbols=self.symbols, now_ns=self.now_ns(),
+                               max_age_s=self.settings.max_age_s)
+        self._deliver(results, replace(self.state, line=max(n for n, _ in msg.lines), seen=seen))
 
     # ------------------------------------------------------------ delivery
 

@@ -471,6 +471,15 @@ def parse_payload(body: bytes) -> Payload | Rejection:
     return Payload(items=tuple(signals), cursor=str(cursor))
 
 
+def line_time_ns(text: bytes | str) -> int | None:
+    """Return the `ts` of one JSON signal line, or None when it has no readable one (it is judged anyway)."""
+    try:
+        obj = json.loads(text)
+        return _time_ns(obj, "ts") if isinstance(obj, dict) else None
+    except (ValueError, _Invalid, TypeError):
+        return None
+
+
 def parse_lines(data: bytes | str, *, first_line: int = 1, limit: int | None = None,
                 final: bool = False) -> Chunk:
     """Split complete lines off the front of `data` (at most `limit` non-empty ones), numbered from `first_line`.

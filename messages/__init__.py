@@ -108,6 +108,7 @@ from messages.risk import OrderApproved, OrderDenied, RiskDecision, TradingState
 from messages.signals import (
     Direction,
     PredictionSignal,
+    ReplaySignals,
     SignalAccepted,
     SignalIgnored,
     SignalRejected,
@@ -159,6 +160,7 @@ __all__ = [
     "MoveStop",
     # signals
     "PredictionSignal",
+    "ReplaySignals",
     "SignalRejected",
     "SignalAccepted",
     "SignalIgnored",

@@ -76,3 +76,13 @@ class SignalIgnored(Message):
     signal_id: str
     symbol: str
     reason: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReplaySignals(Message):
+    """A backtest's signal lines, due now on its virtual clock: (line number, JSON text) each.
+
+    The signal source judges them as it judges a file's lines, at the clock's time.
+    """
+
+    lines: tuple[tuple[int, str], ...]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -98,3 +99,30 @@ def test_bad_data_stops_the_run_naming_file_and_line_or_is_skipped_and_reported(
     assert skipped.returncode == 0, skipped.stderr[-3000:]
     assert f"skipped: {path}:11: range:" in skipped.stderr
     assert "backtest: 389 bars" in skipped.stdout
+
+
+def test_replayed_signals_are_judged_at_their_time_trade_by_the_signal_rules_and_are_journaled(
+        tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    write_demo_data(data, days=1)  # AAPL, MSFT, SPY: the default config's symbols
+    day = 1704205800  # 2024-01-02 09:30 New York, in epoch seconds
+    signals = [{"id": f"s{n}", "symbol": "AAPL", "direction": "LONG", "confidence": 0.9, "ts": day + 3600 * n}
+               for n in range(1, 6)]
+    lines = [json.dumps(s) for s in signals]
+    lines.insert(2, '{"id": "bad", "symbol": "AAPL"')             # malformed: rejected, with its line
+    lines.append(json.dumps({**signals[0], "ts": day + 5 * 3600 + 60}))  # s1 again: a duplicate
+    feed = tmp_path / "signals.jsonl"
+    feed.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    config = tmp_path / "config.toml"  # the shipped strategy (signal rules), its file not watched
+    config.write_text((ROOT / "config.toml").read_text(encoding="utf-8"), encoding="utf-8")
+
+    done = _backtest(config, data, tmp_path / "out", "--signals", str(feed))
+    assert done.returncode == 0, done.stderr[-3000:]
+    with Journal.open(tmp_path / "out" / "state" / "journal.sqlite", readonly=True) as journal:
+        rows = journal.recent_signals(limit=100)
+        intents = journal.intents()
+    accepted = sorted(r.signal_id for r in rows if r.accepted)
+    assert accepted == [f"s{n}" for n in range(1, 6)]
+    assert {r.code for r in rows if not r.accepted} == {"MALFORMED", "DUPLICATE"}
+    assert {r.ts_ns for r in rows if r.accepted} == {(day + 3600 * n) * 1_000_000_000 for n in range(1, 6)}
+    assert intents and {i.symbol for i in intents} == {"AAPL"} and all(i.signal_id for i in intents)
