@@ -23,7 +23,10 @@ def canonical_reduce(obj: Any) -> tuple[Any, ...]:
         value = getattr(obj, f.name)
         if isinstance(value, frozenset):
             sets.append(f.name)
-            value = tuple(sorted(value, key=_order))
+            try:
+                value = tuple(sorted(value))  # str ids: compared in C, no key function per member
+            except TypeError:
+                value = tuple(sorted(value, key=_order))
         names.append(f.name)
         values.append(value)
     return _rebuild, (type(obj), tuple(names), tuple(values), tuple(sets))
