@@ -18,6 +18,7 @@ What a backtest changes in the configuration (the rest is the user's):
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -153,6 +154,11 @@ def run_backtest(config: Config, data: Path, out: Path, *, on_bad: OnBadData = O
     clock = VirtualClock(first - _S)
     timers = VirtualTimers(clock)
     saved = (install_clock(clock), install_timers(timers), logs.run_in_process())
+    # simpleSystemBase warns of every stopped actor ("had no instance to reset on kill") on stderr
+    # through logging's last resort; our actors log what matters to out/logs.
+    thespian_log = logging.getLogger("Thespian")
+    thespian_level = thespian_log.level
+    thespian_log.setLevel(logging.ERROR)
     asys = ActorSystem("simpleSystemBase", transientUnique=True, logDefs=False)
     quotes = 0
     try:
@@ -188,6 +194,7 @@ def run_backtest(config: Config, data: Path, out: Path, *, on_bad: OnBadData = O
         asys.ask(supervisor, Shutdown(reason="backtest done"), _ASK_S)
     finally:
         asys.shutdown()
+        thespian_log.setLevel(thespian_level)
         journaling.close_all()
         logs.close_all()
         install_clock(saved[0])

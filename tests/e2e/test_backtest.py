@@ -71,6 +71,7 @@ def test_two_backtests_of_the_same_inputs_write_the_same_journal_bytes_and_trade
         done = _backtest(config, data, tmp_path / f"out{n}", seed=seed)
         assert done.returncode == 0, done.stderr[-3000:]
         assert "backtest: 780 bars" in done.stdout and "100%" in done.stderr
+        assert "no instance to reset" not in done.stderr  # no thespian noise at the end
         journal = tmp_path / f"out{n}" / "state" / "journal.sqlite"
         digests.append(hashlib.sha256(journal.read_bytes()).hexdigest())
         assert (tmp_path / f"out{n}" / "report" / "report.html").exists()
