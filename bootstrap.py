@@ -291,6 +291,7 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
 
     from actors.backtest import BacktestError, run_backtest
     from core.bar_data import BadBarData, OnBadData, parse_timestamp
+    from reports.report import Progress
     from reports.report import run as report
 
     config = _load(args.config)
@@ -303,19 +304,12 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
         return 2
     out = args.out or Path("var/backtests") / time.strftime("%Y%m%d-%H%M%S", time.gmtime())
     logger.remove()  # the actors log to out/logs; the terminal shows progress and the result
-    shown = [-1]
-
-    def progress(done: int, total: int) -> None:
-        percent = done * 100 // max(total, 1)
-        if percent != shown[0]:
-            shown[0] = percent
-            bar = "#" * (percent // 4) + "." * (25 - percent // 4)
-            print(f"\rbacktest [{bar}] {percent:3d}% {done:,}/{total:,} bars", end="", file=sys.stderr, flush=True)
-
+    shown = Progress(sys.stderr)
     started = time.perf_counter()
     try:
         result = run_backtest(config, args.data, out, on_bad=OnBadData(args.on_bad_data), from_ns=bounds[0],
-                              to_ns=bounds[1], signals=args.signals, progress=progress)
+                              to_ns=bounds[1], signals=args.signals,
+                              progress=lambda done, total: shown.at("backtest bars", done, total))
     except (BacktestError, BadBarData) as exc:
         print(f"\nbacktest: {exc}", file=sys.stderr)
         if isinstance(exc, BadBarData):
@@ -323,7 +317,6 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
                   file=sys.stderr)
         return 1
     took = time.perf_counter() - started
-    print(file=sys.stderr)
     for problem in result.problems:
         print(f"skipped: {problem}" if problem.kind != "gap" else f"note: {problem}", file=sys.stderr)
     print(f"backtest: {result.bars:,} bars, {result.quotes:,} quotes in {took:.1f} s "

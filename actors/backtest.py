@@ -19,8 +19,11 @@ What a backtest changes in the configuration (the rest is the user's):
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
+from itertools import groupby
+from operator import itemgetter
 from pathlib import Path
 from typing import Final
 
@@ -170,26 +173,25 @@ def run_backtest(config: Config, data: Path, out: Path, *, on_bad: OnBadData = O
         tws = _child(asys, supervisor, "tws")
         source = _child(asys, supervisor, "signals")
         timers.fire_until(first, asys.tell)
-        done_bars, next_signal = 0, 0
-        for quote in merged(streams):
-            # Signals due by this quote go first (a signal and a quote of one instant: the signal).
-            while next_signal < len(replay) and replay[next_signal][0] <= quote.ts_ns:
-                due = replay[next_signal][0]
-                batch = []
-                while next_signal < len(replay) and replay[next_signal][0] == due:
-                    batch.append(replay[next_signal][1:])
-                    next_signal += 1
+        # Signal lines of one instant go together; all due by a quote go before it (a signal and a
+        # quote of one instant: the signal first); those after the data are judged all the same.
+        pending = deque((due, tuple(line[1:] for line in lines))
+                        for due, lines in groupby(replay, key=itemgetter(0)))
+
+        def signals_until(until_ns: float) -> None:
+            while pending and pending[0][0] <= until_ns:
+                due, lines = pending.popleft()
                 timers.fire_until(due, asys.tell)
-                asys.tell(source, ReplaySignals(lines=tuple(batch)))
+                asys.tell(source, ReplaySignals(lines=lines))
+
+        for quote in merged(streams):
+            signals_until(quote.ts_ns)
             timers.fire_until(quote.ts_ns, asys.tell)
             asys.tell(tws, MarketQuote(quote=quote))
             quotes += 1
             if progress is not None and quotes % 4 == 0:
-                done_bars = min(total, quotes // 4)
-                progress(done_bars, total)
-        for due, number, text in replay[next_signal:]:  # after the data: judged and journaled all the same
-            timers.fire_until(due, asys.tell)
-            asys.tell(source, ReplaySignals(lines=((number, text),)))
+                progress(min(total, quotes // 4), total)
+        signals_until(float("inf"))
         timers.fire_until(clock.now_ns() + _S, asys.tell)  # the last lazy journal batches
         asys.ask(supervisor, Shutdown(reason="backtest done"), _ASK_S)
     finally:

@@ -38,6 +38,7 @@ from typing import Any, Final
 
 from thespian.actors import ActorAddress
 
+from actors import logs
 from messages import DirectChannel
 
 _TOKEN_LEN: Final = 32
@@ -168,3 +169,83 @@ class Outbox:
         if self.sock is not None:
             self.sock.close()
             self.sock = None
+
+
+class Receiver:
+    """A receiving actor's end: its inbox (when the actor has a process of its own), the offer, the intake.
+
+    The actor returns `fileno()` in its ThespianWatch, calls `take` when the watch says the inbox is
+    ready, and `offer` to whoever should send by datagram (again after that one restarts).
+    """
+
+    def __init__(self, accepts: Iterable[type]) -> None:
+        self.accepts = tuple(accepts)
+        self.inbox: Inbox | None = None
+
+    def open(self, actor: Any) -> None:
+        """Open the inbox if this actor runs in its own process on Linux (in-process: messages only)."""
+        if self.inbox is not None or not SUPPORTED or not logs.runs_alone():
+            return
+        try:
+            self.inbox = Inbox(self.accepts)
+        except OSError as exc:
+            actor.log.warning("{}: no direct channel ({}); {} come as messages", actor.key, exc,
+                              ", ".join(c.__name__ for c in self.accepts))
+
+    def fileno(self) -> int | None:
+        """Return the descriptor to watch (None: no inbox)."""
+        return self.inbox.fileno() if self.inbox is not None else None
+
+    def offer(self, actor: Any, to: ActorAddress | None, cause: Any) -> None:
+        """Tell `to` (if known) where to send the accepted types, in a DirectChannel from `actor`."""
+        if self.inbox is not None and to is not None:
+            channel = self.inbox.channel()
+            actor.tell(to, actor.make(DirectChannel, cause, name=channel.name, token=channel.token,
+                                      types=channel.types))
+
+    def take(self, actor: Any, ready: Iterable[int]) -> None:
+        """Hand every waiting datagram to `actor`'s own handlers, as if it had come as a message."""
+        if self.inbox is None or self.inbox.fileno() not in ready:
+            return
+        deliveries, problems = self.inbox.drain()
+        for problem in problems:
+            actor.metrics.inc("direct_refused")
+            actor.log.warning("{}: direct channel: {}", actor.key, problem)
+        for delivery in deliveries:
+            actor.metrics.inc("direct_in")
+            actor.receiveMessage(delivery.message, delivery.sender)
+
+    def close(self) -> None:
+        """Close the inbox (idempotent)."""
+        if self.inbox is not None:
+            self.inbox.close()
+            self.inbox = None
+
+
+class Link:
+    """A sending actor's end of one receiver's channel: the latest offer, kept while its offerer is known."""
+
+    def __init__(self, type_name: str) -> None:
+        self.type_name = type_name
+        self.channel: DirectChannel | None = None
+        self.offered_by: ActorAddress | None = None
+        self.out = Outbox()
+
+    def offer(self, msg: DirectChannel, by: ActorAddress | None = None) -> bool:
+        """Take `msg` if it carries our type (the latest offer wins); return whether it did."""
+        if self.type_name not in msg.types:
+            return False
+        self.channel, self.offered_by = msg, by
+        return True
+
+    def send(self, message: Any, sender: ActorAddress, to: ActorAddress | None = None) -> bool:
+        """Send by datagram; False: send it as a message. With `to`, only an offer `to` made is used.
+
+        An inbox found gone is forgotten: its restarted owner offers a new one.
+        """
+        channel = self.channel if to is None or self.offered_by == to else None
+        if self.out.send(channel, message, sender):
+            return True
+        if self.channel is not None and self.out.gone:
+            self.channel = None
+        return False

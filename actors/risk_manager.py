@@ -28,7 +28,7 @@ from typing import Any
 from thespian.actors import ActorAddress, ActorExitRequest, ThespianWatch, WatchMessage
 
 from actors import direct_channel as dc
-from actors import journaling, logs
+from actors import journaling
 from actors.base import ShellActor, run_once
 from actors.order_group import GroupRecord, build_group, group_key, is_protective
 from core import order_group as og
@@ -109,17 +109,14 @@ class RiskManager(ShellActor):
         self.journal: Journal | None = None
         self._saved: tuple[object, ...] | None = None      # durable part of the last Snapshot
         self._journaled: tuple[object, ...] | None = None  # durable part last written to the journal
-        self.tws_channel: DirectChannel | None = None      # the connection's datagram inbox, if offered
-        self.tws_channel_from: ActorAddress | None = None  # ... by the connection at this address
-        self.direct_out = dc.Outbox()
-        self.direct_in: dc.Inbox | None = None             # symbols' intents, as datagrams (multiproc only)
+        self.to_tws = dc.Link("SubmitOrders")        # the connection's datagram inbox, once offered
+        self.direct = dc.Receiver([OrderIntent])      # symbols' intents, as datagrams (multiproc only)
 
     def receiveMessage(self, msg: Any, sender: ActorAddress) -> Any:
         super().receiveMessage(msg, sender)
         # The watch must come back from every call, or thespian stops watching the inbox.
-        if self.direct_in is not None and not self.failed:
-            return ThespianWatch([self.direct_in.fileno()])
-        return None
+        fd = self.direct.fileno()
+        return ThespianWatch([fd]) if fd is not None and not self.failed else None
 
     # ------------------------------------------------------------ set-up
 
@@ -149,12 +146,9 @@ class RiskManager(ShellActor):
         if bus is not None:
             for name in ("PositionChanged", "OrderGroupFinished", "TradingStateChanged"):
                 self.tell(bus, self.make(Subscribe, msg, type_name=name, reply_to=self.myAddress))
-        if self.direct_in is None and logs.runs_alone() and dc.SUPPORTED:
-            try:
-                self.direct_in = dc.Inbox([OrderIntent])
-            except OSError as exc:
-                self.log.warning("risk: no direct channel ({}); intents come as messages", exc)
-        self._offer_direct(msg)
+        self.direct.open(self)
+        # The symbols supervisor passes the offer to every symbol actor, new ones included.
+        self.direct.offer(self, self.peers.get(SYMBOLS), msg)
         if self.account.mode is not core_risk.Mode.ACTIVE:
             # A restarted gate repeats its mode, so symbols started meanwhile know it too.
             self._tell_symbols(self._state_change(msg, self.account.mode, self.account.mode,
@@ -164,53 +158,32 @@ class RiskManager(ShellActor):
     def receiveMsg_PeerMoved(self, msg: PeerMoved, sender: ActorAddress) -> None:
         super().receiveMsg_PeerMoved(msg, sender)
         if msg.name == SYMBOLS:
-            self._offer_direct(msg)  # a restarted symbols supervisor knows no channel
+            self.direct.offer(self, msg.address, msg)  # a restarted symbols supervisor knows no channel
         if msg.name == SYMBOLS and self.account.mode is not core_risk.Mode.ACTIVE:
             # A restarted symbols supervisor has forgotten the mode: its symbols must not run rules.
             self._tell_symbols(self._state_change(msg, self.account.mode, self.account.mode,
                                                   self.account.mode_reason))
 
-    def _offer_direct(self, cause: Message) -> None:
-        """Offer the intent inbox to the symbols supervisor, which passes it to every symbol actor."""
-        symbols = self.peers.get(SYMBOLS)
-        if self.direct_in is not None and symbols is not None:
-            channel = self.direct_in.channel()
-            self.tell(symbols, self.make(DirectChannel, cause, name=channel.name, token=channel.token,
-                                         types=channel.types))
-
     @run_once
     def receiveMsg_WatchMessage(self, msg: WatchMessage, sender: ActorAddress) -> None:
-        if self.direct_in is None or self.direct_in.fileno() not in msg.ready:
-            return
-        deliveries, problems = self.direct_in.drain()
-        for problem in problems:
-            self.metrics.inc("direct_refused")
-            self.log.warning("risk: direct channel: {}", problem)
-        for delivery in deliveries:
-            self.metrics.inc("direct_in")
-            # The very handler a thespian message would reach (OrderIntent is the only type taken).
-            self.receiveMessage(delivery.message, delivery.sender)
+        self.direct.take(self, msg.ready)
 
     def receiveMsg_ActorExitRequest(self, msg: ActorExitRequest, sender: ActorAddress) -> None:
-        if self.direct_in is not None:
-            self.direct_in.close()
-            self.direct_in = None
+        self.direct.close()
 
     def receiveMsg_DirectChannel(self, msg: DirectChannel, sender: ActorAddress) -> None:
-        if "SubmitOrders" in msg.types:
-            # The latest offer wins (a restarted connection offers a new one, maybe before its
-            # PeerMoved arrives); it is used only while its sender is the connection we know.
-            self.tws_channel, self.tws_channel_from = msg, sender
+        # The latest offer wins (a restarted connection offers a new one, maybe before its
+        # PeerMoved arrives); it is used only while its sender is the connection we know.
+        if self.to_tws.offer(msg, sender):
             self.log.info("risk: approved orders go to the connection by its direct channel")
 
     def _to_tws(self, submit: SubmitOrders) -> None:
         """Hand approved legs to the connection: by its datagram inbox when it offered one, else by thespian."""
-        channel = self.tws_channel if self.tws_channel_from == self.peers.get(TWS) else None
-        if self.direct_out.send(channel, submit, self.myAddress):
+        had = self.to_tws.channel is not None
+        if self.to_tws.send(submit, self.myAddress, to=self.peers.get(TWS)):
             return
-        if self.tws_channel is not None and self.direct_out.gone:
+        if had and self.to_tws.channel is None:
             self.log.info("risk: the connection's direct channel is gone; messages until it offers a new one")
-            self.tws_channel = None
         self.tell_peer(TWS, submit)
 
     def status_detail(self) -> str:

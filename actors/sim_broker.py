@@ -18,7 +18,6 @@ reads no wall clock and opens no socket.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
 from decimal import Decimal
 from typing import Any, Final
 
@@ -29,7 +28,7 @@ from actors.tws_connection import TwsConnection
 from core import connection as cc
 from core import matching
 from core.matching import BrokerOrder, CommissionModel
-from core.bar_data import NY
+from core.bar_data import ny_date
 from core.orders import IB_STATUS, Order, OrderStatus
 from core.types import Execution, Quote
 from messages import Message
@@ -182,7 +181,7 @@ class SimBroker(TwsConnection):
         quote, ex, wire = msg.quote, self.exchange, self.wire
         if not isinstance(wire, SimWire):
             return
-        day = datetime.fromtimestamp(quote.ts_ns / 1_000_000_000, NY).date()
+        day = ny_date(quote.ts_ns)
         events: list[edge.WireEvent] = []
         if ex.day is not None and day != ex.day:
             ex.book, answers = matching.end_of_day(ex.book, quote.ts_ns)

@@ -306,8 +306,7 @@ class SymbolActor(ShellActor):
         self._positions: list[tuple[Position, str]] = []  # positions after fills (with the exec id), likewise
         self._mark_due_ns = 0  # the next quote that may publish a held position's new mark
         self._mark_armed = False  # a wakeup will publish the latest mark
-        self.risk_channel: DirectChannel | None = None  # the risk manager's intent inbox, from the supervisor
-        self.direct_out = dc.Outbox()
+        self.to_risk = dc.Link("OrderIntent")  # the risk manager's intent inbox, offered via the supervisor
 
     def receiveMessage(self, msg: Any, sender: ActorAddress) -> Any:
         super().receiveMessage(msg, sender)
@@ -758,16 +757,12 @@ class SymbolActor(ShellActor):
             self.publish(PositionChanged.of(state.position, cause=cause, ts_ns=self.now_ns()))
 
     def receiveMsg_DirectChannel(self, msg: DirectChannel, sender: ActorAddress) -> None:
-        if "OrderIntent" in msg.types and sender == self.parent:
-            self.risk_channel = msg  # passed on by the supervisor; the latest offer wins
+        if sender == self.parent:
+            self.to_risk.offer(msg)  # passed on by the supervisor; the latest offer wins
 
     def _intent_direct(self, intent: OrderIntent) -> bool:
         """Put the intent into the risk manager's datagram inbox; False: send it as a message."""
-        if self.direct_out.send(self.risk_channel, intent, self.myAddress):
-            return True
-        if self.risk_channel is not None and self.direct_out.gone:
-            self.risk_channel = None  # a restarted risk manager offers its new inbox
-        return False
+        return self.to_risk.send(intent, self.myAddress)
 
     def _journal(self, state: SymbolState | None) -> None:
         """Commit the rules that fired and the changed state (if given) before any order leaves."""

@@ -77,7 +77,6 @@ from messages import (
     CommissionReported,
     ConfigureActor,
     ConnectionStateChanged,
-    DirectChannel,
     ExecutionReported,
     ExternalOrderDetected,
     GetHistoricalBars,
@@ -377,7 +376,7 @@ class TwsConnection(ShellActor):
         # the hash seed, and so would which symbol hears first and decides first in a backtest).
         self.fresh_quotes: dict[str, None] = {}
         self.quote_out: qc.Endpoint | None = None  # the socket quote datagrams leave from
-        self.direct_in: dc.Inbox | None = None     # risk's approved legs, as datagrams (multiproc only)
+        self.direct = dc.Receiver([SubmitOrders])  # risk's approved legs, as datagrams (multiproc only)
         self.channel_check_ns = 0                  # next look for unacknowledged datagrams
         self.history: dict[int, _History] = {}
         self.next_req_id = FIRST_REQ_ID
@@ -413,9 +412,8 @@ class TwsConnection(ShellActor):
             return None
         # Not the quote socket: its acknowledgements are only needed before the next quote of
         # their symbol, so they are drained when quotes go out (and by the timer), not woken for.
-        watched = [self.sock.fileno()] if self.sock is not None else []
-        if self.direct_in is not None:
-            watched.append(self.direct_in.fileno())
+        watched = [fd for fd in (self.sock.fileno() if self.sock is not None else None,
+                                 self.direct.fileno()) if fd is not None]
         return ThespianWatch(watched) if watched else None
 
     def on_configure(self, msg: ConfigureActor) -> None:
@@ -447,46 +445,19 @@ class TwsConnection(ShellActor):
         if state is not None:
             self._restore(state)
         self.cause = msg
-        self._open_direct(msg)
+        self.direct.open(self)
+        self.direct.offer(self, self.peers.get(RISK), msg)
         self.log.info("{}: connecting to {}:{} as client {} (next order id {})", self.key,
                       settings.connection.host, settings.connection.port, settings.connection.client_id,
                       self.conn.next_id)
         self._decide(cc.ConnectRequested(at_ns=self.now_ns()))
         self._settle()
 
-    def _open_direct(self, cause: Message) -> None:
-        """Open the datagram inbox for risk's approved legs (one process per actor, Linux) and offer it."""
-        if self.direct_in is None and logs.runs_alone() and dc.SUPPORTED:
-            try:
-                self.direct_in = dc.Inbox([SubmitOrders])
-            except OSError as exc:
-                self.log.warning("{}: no direct channel ({}); approved orders come as messages", self.key, exc)
-                return
-        self._offer_direct(cause)
-
-    def _offer_direct(self, cause: Message) -> None:
-        risk = self.peers.get(RISK)
-        if self.direct_in is not None and risk is not None:
-            channel = self.direct_in.channel()
-            self.tell(risk, self.make(DirectChannel, cause, name=channel.name, token=channel.token,
-                                      types=channel.types))
-
     @run_once
     def receiveMsg_PeerMoved(self, msg: PeerMoved, sender: ActorAddress) -> None:
         super().receiveMsg_PeerMoved(msg, sender)
         if msg.name == RISK:
-            self._offer_direct(msg)  # a restarted risk manager knows no channel
-
-    def _read_direct(self) -> None:
-        assert self.direct_in is not None
-        deliveries, problems = self.direct_in.drain()
-        for problem in problems:
-            self.metrics.inc("direct_refused")
-            self.log.warning("{}: direct channel: {}", self.key, problem)
-        for delivery in deliveries:
-            self.metrics.inc("direct_in")
-            # The very handler a thespian message would reach (SubmitOrders is the only type taken).
-            self.receiveMessage(delivery.message, delivery.sender)
+            self.direct.offer(self, msg.address, msg)  # a restarted risk manager knows no channel
 
     def _configure_logging(self, settings: TwsSettings) -> None:
         # The process's shared system.log sink (actors.logs); a Config had adopt() add it already.
@@ -553,14 +524,11 @@ class TwsConnection(ShellActor):
         if self.quote_out is not None:
             self.quote_out.close()
             self.quote_out = None
-        if self.direct_in is not None:
-            self.direct_in.close()
-            self.direct_in = None
+        self.direct.close()
 
     @run_once
     def receiveMsg_WatchMessage(self, msg: WatchMessage, sender: ActorAddress) -> None:
-        if self.direct_in is not None and self.direct_in.fileno() in msg.ready:
-            self._read_direct()  # first: approved orders wait behind nothing
+        self.direct.take(self, msg.ready)  # first: approved orders wait behind nothing
         if self.sock is not None and self.sock.fileno() in msg.ready:
             self._read_socket()
         self._settle()
@@ -1251,13 +1219,11 @@ class TwsConnection(ShellActor):
             self.lazy_routes.pop(route.ref, None)
             self._journal_lazy_routes(journal)
             journal.upsert_order(self._order_row(route))
-            if route.broker_id > self.journaled_hwm:
-                now = self.now_ns()
-                self.journaled_hwm = journal.raise_order_id_hwm(route.broker_id)
-                intent = journal.intent(route.group_id) if route.group_id else None
-                if intent is not None and not intent.resolution:
-                    journal.resolve_intent(route.group_id, resolution="SENT", ts_ns=now,
-                                           reason=f"{route.ref} placed as order {route.broker_id}")
+            self.journaled_hwm = journal.raise_order_id_hwm(route.broker_id)
+            intent = journal.intent(route.group_id) if route.group_id else None
+            if intent is not None and not intent.resolution:
+                journal.resolve_intent(route.group_id, resolution="SENT", ts_ns=self.now_ns(),
+                                       reason=f"{route.ref} placed as order {route.broker_id}")
 
     def _journal_lazy_routes(self, journal: Journal) -> None:
         """Write the order rows waiting for the next batch (inside one)."""

@@ -23,21 +23,15 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from core.config import parse_config
 from core.demo_data import BARS_PER_DAY, write_demo_data
+from core.rules import moving_average_cross
 
 SYMBOL = "AAPL"
-RULES: dict[str, Any] = {
-    "ma_exit": {"on": "bar", "priority": 10, "final": True,
-                "when": "position.long and crosses_below(sma(5), sma(20))",
-                "action": {"type": "close_position"}},
-    "ma_entry": {"on": "bar", "priority": 5,
-                 "when": "position.flat and position.working_orders == 0 and crosses_above(sma(5), sma(20))",
-                 "action": {"type": "open_bracket", "side": "buy", "atr_period": 14, "stop_atr": 2,
-                            "target_atr": 3, "risk": 100, "max_quantity": 1000}},
-}
+RULES: Final = moving_average_cross(fast=5, slow=20, atr_period=14, stop_atr=2, target_atr=3, risk=100,
+                                    max_quantity=1000)
 RISK = {"max_order_quantity": 10_000, "max_order_notional": 10_000_000, "max_position_per_symbol": 10_000,
         "max_gross_exposure": 100_000_000, "max_net_exposure": 100_000_000, "max_open_orders": 100,
         "max_orders_per_minute": 6000, "daily_loss_limit": 100_000_000}

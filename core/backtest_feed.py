@@ -19,11 +19,10 @@ from __future__ import annotations
 import heapq
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from decimal import Decimal
 from typing import Final
 
-from core.bar_data import NS, NY, FileBar
+from core.bar_data import FileBar, ny_date, price_ticks
 from core.types import Quote
 
 DEFAULT_TICK: Final = Decimal("0.01")
@@ -52,13 +51,9 @@ class FeedParams:
             raise ValueError("; ".join(problems))
 
 
-def _ticks(price: Decimal, tick: Decimal) -> int:
-    return max(1, int((price / tick).to_integral_value()))
-
-
 def _path(bar: FileBar, points: int, tick: Decimal) -> list[int]:
     """The bar's prices in ticks at each point: O -> L -> H -> C (up bar) or O -> H -> L -> C."""
-    o, h, lo, c = (_ticks(p, tick) for p in (bar.open, bar.high, bar.low, bar.close))
+    o, h, lo, c = (price_ticks(p, tick) for p in (bar.open, bar.high, bar.low, bar.close))
     mid = (lo, h) if c >= o else (h, lo)
     anchors = [0, (points - 1) // 3, 2 * (points - 1) // 3, points - 1]
     values = [o, *mid, c]
@@ -69,10 +64,6 @@ def _path(bar: FileBar, points: int, tick: Decimal) -> list[int]:
         # round half to even, like numpy's rint in the simulator's replay
         out.append(int((Decimal(y0) + Decimal(y1 - y0) * Decimal(i - x0) / Decimal(x1 - x0)).to_integral_value()))
     return out
-
-
-def _day(ts_ns: int) -> object:
-    return datetime.fromtimestamp(ts_ns / NS, NY).date()
 
 
 def bar_quotes(symbol: str, bars: Sequence[FileBar], bar_ns: int, params: FeedParams = FeedParams()
@@ -86,8 +77,8 @@ def bar_quotes(symbol: str, bars: Sequence[FileBar], bar_ns: int, params: FeedPa
     day, cumulative = None, 0
     last: Quote | None = None
     for bar in bars:
-        if _day(bar.ts_ns) != day:
-            day, cumulative = _day(bar.ts_ns), 0
+        if ny_date(bar.ts_ns) != day:
+            day, cumulative = ny_date(bar.ts_ns), 0
         share, extra = divmod(bar.volume, points)
         for i, price in enumerate(_path(bar, points, tick)):
             traded = share + (1 if i < extra else 0)

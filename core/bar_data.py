@@ -27,7 +27,7 @@ import csv
 import enum
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Final
 from zoneinfo import ZoneInfo
@@ -120,8 +120,14 @@ def _volume(text: str) -> int:
     return int(value)
 
 
-def _ny_date(ts_ns: int) -> object:
+def ny_date(ts_ns: int) -> date:
+    """Return the New York calendar date of an epoch-nanosecond time."""
     return datetime.fromtimestamp(ts_ns / NS, NY).date()
+
+
+def price_ticks(price: Decimal, tick: Decimal) -> int:
+    """Return `price` in whole ticks (at least one), rounded half to even."""
+    return max(1, int((price / tick).to_integral_value()))
 
 
 def read_bars(path: str, *, on_bad: OnBadData = OnBadData.STOP,
@@ -222,7 +228,7 @@ def find_gaps(path: str, bars: tuple[FileBar, ...] | list[FileBar]) -> list[Data
     found: list[DataProblem] = []
     for a, b in zip(bars, bars[1:]):
         spacing = b.ts_ns - a.ts_ns
-        if spacing > interval and spacing < _DAY_NS and _ny_date(a.ts_ns) == _ny_date(b.ts_ns):
+        if spacing > interval and spacing < _DAY_NS and ny_date(a.ts_ns) == ny_date(b.ts_ns):
             missing = spacing // interval - 1
             found.append(DataProblem(path=path, line=b.line, kind="gap",
                                      reason=f"{missing} bar(s) of {interval / NS:g} s missing after "

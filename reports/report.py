@@ -49,6 +49,16 @@ class Progress:
     def __init__(self, stream: TextIO | None, *, min_items: int = PROGRESS_FROM) -> None:
         self.stream = stream
         self.min_items = min_items
+        self._shown = -1  # the percentage `at` showed last
+
+    def at(self, label: str, done: int, total: int) -> None:
+        """Show `label NN% done/total` in place when the percentage moved; end the line at 100 %."""
+        percent = done * 100 // max(total, 1)
+        if self.stream is None or percent == self._shown:
+            return
+        self._shown = percent
+        self.stream.write(f"\r{label} {percent:3d}% {done:,}/{total:,}" + ("\n" if done >= total else ""))
+        self.stream.flush()
 
     def say(self, text: str) -> None:
         """Write one finished line."""

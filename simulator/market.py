@@ -36,7 +36,7 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
-from core.bar_data import BadBarData, read_bars
+from core.bar_data import BadBarData, price_ticks, read_bars
 from core.types import ZERO, Bar, Quote
 
 NY: Final = ZoneInfo("America/New_York")
@@ -841,12 +841,8 @@ def _read_bar_csv(path: str, tick: Decimal) -> list[tuple[int, int, int, int, in
         bars, _ = read_bars(path)
     except BadBarData as exc:
         raise ReplayFileError(path, exc.problem.line, exc.problem.reason) from None
-    return [(b.ts_ns, *(_ticks(price, tick) for price in (b.open, b.high, b.low, b.close)), b.volume)
+    return [(b.ts_ns, *(price_ticks(price, tick) for price in (b.open, b.high, b.low, b.close)), b.volume)
             for b in bars]
-
-
-def _ticks(price: Decimal, tick: Decimal) -> int:
-    return max(1, int((price / tick).to_integral_value()))
 
 
 # --------------------------------------------------------------------------------------------

@@ -35,6 +35,14 @@ def _placed_once(system: System, gid: str) -> None:
     assert system.orders_per_ref()[ref] == 1
 
 
+def _restart_and_wait_for_offer(system: System, key: str, offers: int) -> None:
+    """SIGKILL core actor `key`, wait for its next incarnation and for risk's `offers`-th channel offer."""
+    old = system.kill_actor(SUPERVISOR, key)
+    system.running(SUPERVISOR, key, incarnation=old.incarnation + 1)
+    wait_for(lambda: len(system.log_lines("risk: approved orders go to the connection by its direct channel"))
+             >= offers, 10, f"the offer after {key} restarted")
+
+
 def test_approved_legs_take_the_direct_channel_and_again_after_either_end_restarts(
         launch: Callable[..., System], tmp_path: Path) -> None:
     system = launch((scripted("AAPL", tmp_path, ("100", "100")),))
@@ -44,19 +52,13 @@ def test_approved_legs_take_the_direct_channel_and_again_after_either_end_restar
     assert _direct_in(system) == 1  # not by thespian: the connection read it from its inbox
 
     # A new connection offers a new inbox; risk uses it once it knows the new address.
-    old = system.kill_actor(SUPERVISOR, "tws")
-    system.running(SUPERVISOR, "tws", incarnation=old.incarnation + 1)
-    wait_for(lambda: system.log_lines("risk: approved orders go to the connection by its direct channel")[1:],
-             10, "the new connection's offer")
+    _restart_and_wait_for_offer(system, "tws", offers=2)
     system.place(_resting("d2", "94"))
     _placed_once(system, "d2")
     wait_for(lambda: _direct_in(system) == 1, 10, "d2 through the new connection's inbox")
 
     # A new risk manager is offered the inbox again (it knows no channel).
-    old_risk = system.kill_actor(SUPERVISOR, "risk")
-    system.running(SUPERVISOR, "risk", incarnation=old_risk.incarnation + 1)
-    wait_for(lambda: system.log_lines("risk: approved orders go to the connection by its direct channel")[2:],
-             10, "the offer to the new risk manager")
+    _restart_and_wait_for_offer(system, "risk", offers=3)
     system.place(_resting("d3", "93"))
     _placed_once(system, "d3")
     assert _direct_in(system) == 2
