@@ -1,4 +1,4 @@
-"""Fixes to thespian 4.0.1's TCP transport, applied on import of the `actors` package (pinned version).
+"""Fixes to thespian 4.0.1's transports, applied on import of the `actors` package (pinned version).
 
 Every turn of thespian's TCP event loop builds a new `selectors.DefaultSelector()` (an epoll on
 Linux: one epoll_create, one epoll_ctl per socket, a close) and registers every socket the
@@ -19,19 +19,49 @@ in reverse start order) made thespian count another, still running child as exit
 said goodbye while that child still ran, and its own parent moved on to stop the next sibling
 (seen as a symbol actor exiting after the order groups did). `ActorManager._childInaccessible`
 is replaced by one that takes the child from the failed transmit's target address.
+
+A third fix, for security: thespian binds every listener (the admin's, each actor process's, an
+attached CLI's; TCP and UDP bases alike) to all interfaces, because an "external" address has
+`IPActorAddress.bindname = ('', port)` whatever address it advertises, and the wire format is
+unauthenticated pickle (anyone who reaches a port can run code). Patched, a listener binds the
+address it advertises, and the advertised address is THESPIAN_BASE_IPADDR when set, else
+127.0.0.1 (thespian would probe a route to 8.8.8.8 and advertise the host's external address).
+So every process listens on loopback unless the operator configured an address: the launcher
+sets THESPIAN_BASE_IPADDR from `system.bind_address` before the actor system forks, and
+`set_bind_host` does the same for a driver of its own. A routable address (multi-node
+conventions) binds that address only; "0.0.0.0" binds every interface, as asked. Processes
+inherit it by fork (thespian's default start method) and by the environment.
+
+On another thespian version `apply()` raises ThespianPatchError rather than leave the listeners
+on every interface: check the new version's IPBase.py and the transports' bind calls, then move
+PATCHED_VERSION. It also raises when the pinned source no longer has the shape replaced here.
 """
 
 from __future__ import annotations
 
 import errno
 import math
+import os
 import select
 import selectors
+import socket
 import types
 from importlib import metadata
 from typing import Any, Final, NamedTuple
 
 PATCHED_VERSION: Final = "4.0.1"
+BIND_ENV: Final = "THESPIAN_BASE_IPADDR"   # thespian's own knob for the advertised address
+LOOPBACK: Final = "127.0.0.1"
+LOOPBACK6: Final = "::1"
+# What the bind fix replaces, as it reads in the pinned source (checked before patching).
+UNPATCHED_BIND: Final = "self.bindname = ('', sa[1]) if external else sa"
+UNPATCHED_BASE: Final = "baseaddr = os.getenv('THESPIAN_BASE_IPADDR', None)"
+UNPATCHED_PROBE: Final = "else ('8.8.8.8', 80)"
+TRANSPORT_BINDS: Final = {"TCPTransport": 2, "UDPTransport": 2}  # `.bind(*….addressDetails.bindArgs)` calls
+
+
+class ThespianPatchError(RuntimeError):
+    """The installed thespian is not the one these patches were checked against (listeners would be exposed)."""
 EVENT_READ: Final = selectors.EVENT_READ
 EVENT_WRITE: Final = selectors.EVENT_WRITE
 _POLL_READ: Final = select.POLLIN
@@ -109,28 +139,92 @@ def _child_inaccessible(self: Any, child_address: Any, exit_request_intent: Any)
     return self._handleChildExited(child_address if target is None else target)
 
 
+def _bind_where_advertised(original: Any) -> Any:
+    """Wrap IPActorAddress.__init__: advertise loopback unless configured, and bind what is advertised."""
+
+    def __init__(self: Any, af: int, socktype: int, proto: int, baseaddr: Any, port: Any,
+                 external: Any = False) -> None:
+        if external and baseaddr in (None, "", "0.0.0.0") and not os.getenv(BIND_ENV):
+            # thespian would advertise the interface routed to 8.8.8.8 (or the convention leader)
+            baseaddr = LOOPBACK6 if af == socket.AF_INET6 else LOOPBACK
+        original(self, af, socktype, proto, baseaddr, port, external)
+        if external:
+            self.bindname = self.sockname  # was ('', port): every interface
+
+    __init__.unpatched = original  # type: ignore[attr-defined]
+    return __init__
+
+
+def _source(module: Any) -> str:
+    with open(module.__file__, encoding="utf-8") as f:
+        return f.read()
+
+
+def check_bind_source() -> None:
+    """Raise ThespianPatchError unless thespian's address and transport source still read as patched here."""
+    from thespian.system.transport import IPBase, TCPTransport, UDPTransport
+
+    missing = [text for text in (UNPATCHED_BIND, UNPATCHED_BASE, UNPATCHED_PROBE, "def bindArgs(self): return self.bindname,")
+               if text not in _source(IPBase)]
+    for module in (TCPTransport, UDPTransport):
+        found = _source(module).count(".addressDetails.bindArgs)")
+        if found != TRANSPORT_BINDS[module.__name__.rsplit(".", 1)[1]]:
+            missing.append(f"{module.__name__}: {found} bind(*….bindArgs) calls")
+    if missing:
+        raise ThespianPatchError(f"thespian {PATCHED_VERSION}'s listener binding is not as the bind fix expects "
+                                 f"({'; '.join(missing)}): its listeners could be on every interface; "
+                                 "review actors/thespian_patches.py")
+
+
+def set_bind_host(host: str) -> None:
+    """Make the actor systems this process starts (and their forks) listen on and advertise `host`.
+
+    "127.0.0.1" (the default when nothing is set) keeps them on loopback; a routable address is
+    for multi-node conventions; "0.0.0.0" binds every interface. Call before ActorSystem().
+    """
+    from thespian.system.transport.IPBase import thisSystem
+
+    if not host or not host.strip():
+        raise ValueError("a bind host must be an address such as 127.0.0.1, not empty")
+    os.environ[BIND_ENV] = host
+    thisSystem.add_local_addr(host)  # thespian reads the variable into its local addresses at import only
+
+
+def bind_host() -> str:
+    """Return the address thespian listeners of this process bind and advertise."""
+    return os.environ.get(BIND_ENV) or LOOPBACK
+
+
 def apply() -> bool:
-    """Patch thespian if it is the pinned version; return whether the patches are in force."""
+    """Patch thespian if it is the pinned version (ThespianPatchError otherwise); return whether in force."""
     try:
         version = metadata.version("thespian")
     except metadata.PackageNotFoundError:
         return False
     if version != PATCHED_VERSION:
-        return False
-    from thespian.system.transport import TCPTransport
-
+        raise ThespianPatchError(
+            f"thespian {version} is installed, but actors/thespian_patches.py was written for {PATCHED_VERSION} "
+            "(setup.cfg pins it): unpatched, every actor process would listen on all interfaces. Install "
+            f"thespian=={PATCHED_VERSION}, or check the fixes against the new version and move PATCHED_VERSION.")
     from thespian.system.actorManager import ActorManager
+    from thespian.system.transport import TCPTransport
+    from thespian.system.transport.IPBase import IPActorAddress
 
     if not isinstance(TCPTransport.selectors, types.SimpleNamespace):
         TCPTransport.selectors = _selectors_shim()  # type: ignore[assignment]
     ActorManager._childInaccessible = _child_inaccessible  # type: ignore[method-assign]
+    if not hasattr(IPActorAddress.__init__, "unpatched"):
+        check_bind_source()
+        IPActorAddress.__init__ = _bind_where_advertised(IPActorAddress.__init__)  # type: ignore[method-assign]
     return applied()
 
 
 def applied() -> bool:
-    """Return True if thespian's TCP transport uses RoundSelector and exits count the right child."""
+    """Return True if thespian's TCP transport uses RoundSelector, exits count the right child and listeners bind as advertised."""
     from thespian.system.actorManager import ActorManager
     from thespian.system.transport import TCPTransport
+    from thespian.system.transport.IPBase import IPActorAddress
 
     return (getattr(TCPTransport.selectors, "DefaultSelector", None) is RoundSelector
-            and ActorManager._childInaccessible is _child_inaccessible)
+            and ActorManager._childInaccessible is _child_inaccessible
+            and hasattr(IPActorAddress.__init__, "unpatched"))

@@ -107,3 +107,114 @@ def test_a_child_that_cannot_be_told_to_exit_is_the_one_counted_as_exited() -> N
     failed = TransmitIntent("child-a", object())
     assert ActorManager._childInaccessible(parent, "child-c", failed) is True
     assert parent.exited == ["child-a"]
+
+
+# ---------------------------------------------------------------- listeners on loopback
+
+
+def _external_address(unpatched: bool = False) -> object:
+    """Return a TCPv4 address made as thespian makes a listener's (external=True), optionally unpatched."""
+    from thespian.system.transport.IPBase import IPActorAddress, TCPv4ActorAddress
+
+    if not unpatched:
+        return TCPv4ActorAddress(None, 0, external=True)
+    address = object.__new__(TCPv4ActorAddress)
+    IPActorAddress.__init__.unpatched(address, socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP,
+                                      None, 0, True)
+    return address
+
+
+def test_pinned_thespian_binds_every_interface_unpatched(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The bug this fix is for: even with THESPIAN_BASE_IPADDR=127.0.0.1 (only the advertised
+    # address) an external address binds '' (INADDR_ANY), for the admin and every actor.
+    from thespian.system.transport import IPBase
+
+    source = open(IPBase.__file__, encoding="utf-8").read()
+    assert tp.UNPATCHED_BIND in source and tp.UNPATCHED_PROBE in source
+    monkeypatch.setenv(tp.BIND_ENV, "127.0.0.1")
+    address = _external_address(unpatched=True)
+    assert address.sockname == ("127.0.0.1", 0)  # type: ignore[attr-defined]
+    assert address.bindname == ("", 0)  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(("configured", "bound"), [
+    (None, "127.0.0.1"),            # nothing configured: loopback, no probe of a route to 8.8.8.8
+    ("", "127.0.0.1"),
+    ("127.0.0.1", "127.0.0.1"),
+    ("198.51.100.7", "198.51.100.7"),  # an operator's address (multi-node): that address only
+    ("0.0.0.0", "0.0.0.0"),          # every interface, when asked for explicitly
+])
+def test_patched_listener_binds_the_address_it_advertises(monkeypatch: pytest.MonkeyPatch, configured: str | None,
+                                                         bound: str) -> None:
+    if configured is None:
+        monkeypatch.delenv(tp.BIND_ENV, raising=False)
+    else:
+        monkeypatch.setenv(tp.BIND_ENV, configured)
+    address = _external_address()
+    assert address.bindname == address.sockname == (bound, 0)  # type: ignore[attr-defined]
+    assert tp.bind_host() == (configured or "127.0.0.1")
+
+
+def test_patched_admin_actor_and_udp_addresses_bind_loopback(monkeypatch: pytest.MonkeyPatch) -> None:
+    from thespian.actors import ActorAddress
+    from thespian.system.transport.IPBase import TCPv4ActorAddress, UDPv4ActorAddress
+    from thespian.system.transport.TCPTransport import TCPTransport
+
+    monkeypatch.delenv(tp.BIND_ENV, raising=False)
+    admin = TCPTransport.getAdminAddr({"Admin Port": 19999}).addressDetails
+    assert admin.bindname == admin.sockname == ("127.0.0.1", 19999)
+    child = TCPv4ActorAddress(None, 0, external=ActorAddress(admin))  # an actor's, made from its parent's
+    assert child.bindname == ("127.0.0.1", 0)
+    cli = TCPv4ActorAddress(None, 0, external=("", 19999))  # an attached CLI's (ExternalInterfaceTransportInit)
+    assert cli.bindname == ("127.0.0.1", 0)
+    udp = UDPv4ActorAddress(None, 0, external=True)
+    assert udp.bindname == ("127.0.0.1", 0)
+    local = TCPv4ActorAddress("", 0)  # a non-external address was loopback already and stays so
+    assert local.bindname == ("127.0.0.1", 0)
+
+
+def test_patched_listener_socket_is_bound_to_loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(tp.BIND_ENV, raising=False)
+    address = _external_address()
+    with socket.socket(*address.socketArgs) as s:  # type: ignore[attr-defined]
+        s.bind(*address.bindArgs)  # type: ignore[attr-defined]
+        s.listen(1)
+        assert s.getsockname()[0] == "127.0.0.1"
+
+
+def test_set_bind_host_configures_the_address_for_this_process_and_its_forks(monkeypatch: pytest.MonkeyPatch) -> None:
+    from thespian.system.transport.IPBase import thisSystem
+
+    monkeypatch.setenv(tp.BIND_ENV, "127.0.0.1")  # restored after the test
+    try:
+        tp.set_bind_host("198.51.100.9")
+        assert os.environ[tp.BIND_ENV] == "198.51.100.9" and tp.bind_host() == "198.51.100.9"
+        assert thisSystem.isLocalAddr("198.51.100.9")
+        assert _external_address().bindname == ("198.51.100.9", 0)  # type: ignore[attr-defined]
+    finally:
+        thisSystem._myAddresses.discard("198.51.100.9")
+    with pytest.raises(ValueError, match="not empty"):
+        tp.set_bind_host(" ")
+
+
+def test_apply_refuses_another_thespian_version(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tp.metadata, "version", lambda name: "4.0.2")
+    with pytest.raises(tp.ThespianPatchError, match=r"thespian 4\.0\.2 is installed.*all interfaces"):
+        tp.apply()
+
+
+@pytest.mark.parametrize("shape", ["UNPATCHED_BIND", "UNPATCHED_BASE", "UNPATCHED_PROBE"])
+def test_bind_fix_refuses_a_source_that_changed_shape(monkeypatch: pytest.MonkeyPatch, shape: str) -> None:
+    tp.check_bind_source()  # the pinned source as installed
+    monkeypatch.setattr(tp, shape, "self.bindname = (BIND_HOST, sa[1])")
+    with pytest.raises(tp.ThespianPatchError, match="not as the bind fix expects"):
+        tp.check_bind_source()
+
+
+def test_apply_is_idempotent_and_wraps_the_original_once() -> None:
+    from thespian.system.transport.IPBase import IPActorAddress
+
+    wrapped = IPActorAddress.__init__
+    assert tp.apply() is True
+    assert IPActorAddress.__init__ is wrapped
+    assert not hasattr(wrapped.unpatched, "unpatched")
