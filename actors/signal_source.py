@@ -199,7 +199,7 @@ class SignalSource(ShellActor):
                     return
                 self.credential = credential
         where = {SignalSourceKind.DEMO: f"after demo-{self.state.demo_n}",
-                 SignalSourceKind.HTTP: f"at cursor {self.state.cursor or '(none)'}",
+                 SignalSourceKind.HTTP: f"at cursor {self._mask(self.state.cursor) or '(none)'}",
                  SignalSourceKind.FILE: f"at line {self.state.line + 1} of {self.settings.file.path}"}[self.kind]
         self.log.info("signals: {} source starts {}", self.kind.value, where)
         # The demo's first signal comes one interval in, when the symbols have warmed up; a real
@@ -256,7 +256,7 @@ class SignalSource(ShellActor):
                 self.accepted += 1
                 self.metrics.inc("signals_accepted")
                 self.tell_peer(STRATEGY, result)
-                self.log.info("signal {} {} {} {} accepted", result.source_id, result.symbol,
+                self.log.info("signal {} {} {} {} accepted", self._mask(result.source_id), result.symbol,
                               result.direction.value, result.confidence)
             else:
                 self._reject(result)
@@ -278,28 +278,36 @@ class SignalSource(ShellActor):
                               "source": result.source, "reference_price": result.reference_price,
                               "created_ns": result.created_ns}))
                 else:
+                    result = self._masked(result)
                     self.rejections_journaled += 1
                     signal_id = rejection_id(result, self.rejections_journaled, now)
                     journal.record_signal(SignalRow(
                         signal_id=signal_id, ts_ns=now, symbol=result.symbol, accepted=False,
-                        code=result.reason.value, reason=self._mask(result.text),
-                        data={"source": result.source or self.kind.value, "raw": self._mask(result.raw)[:2000]}))
+                        code=result.reason.value, reason=result.text,
+                        data={"source": result.source or self.kind.value, "raw": result.raw[:2000]}))
             if state is not None:
                 journal.put_state(STATE_KEY, state, incarnation=self.incarnation, ts_ns=now)
 
     def _reject(self, rejection: Rejection) -> None:
+        rejection = self._masked(rejection)
         code = rejection.reason.value
         self.rejected[code] += 1
         self.metrics.inc(f"signals_rejected_{code}")
-        text = self._mask(rejection.text)
-        self.log.warning("signal {} rejected ({}): {}", rejection.source_id or "-", code, text)
-        self.publish(self.make(SignalRejected, None, reason=text, code=code, source=rejection.source or self.kind.value,
-                               source_id=rejection.source_id, symbol=rejection.symbol,
-                               raw=self._mask(rejection.raw)))
+        self.log.warning("signal {} rejected ({}): {}", rejection.source_id or "-", code, rejection.text)
+        self.publish(self.make(SignalRejected, None, reason=rejection.text, code=code,
+                               source=rejection.source or self.kind.value, source_id=rejection.source_id,
+                               symbol=rejection.symbol, raw=rejection.raw))
 
     def _mask(self, text: str) -> str:
         secret = self.credential
         return text.replace(secret, _MASK) if secret else text
+
+    def _masked(self, rejection: Rejection) -> Rejection:
+        # A server may echo the request, credential included, into any field it sends back.
+        if not self.credential:
+            return rejection
+        return replace(rejection, text=self._mask(rejection.text), raw=self._mask(rejection.raw),
+                       source_id=self._mask(rejection.source_id), symbol=self._mask(rejection.symbol))
 
     # ------------------------------------------------------------ demo
 
@@ -453,7 +461,7 @@ class SignalSource(ShellActor):
                 parts.append("no poll yet")
             if self.errors:
                 parts.append("poll errors: " + ", ".join(f"{n} {k}" for k, n in sorted(self.errors.items())))
-            parts.append(f"cursor {self.state.cursor or '(none)'}")
+            parts.append(f"cursor {self._mask(self.state.cursor) or '(none)'}")
         elif self.kind is SignalSourceKind.FILE:
             where = f"line {self.state.line} (byte {self.state.offset}) of {self.settings.file.path}"
             parts.append(where + ("; missing" if self.missing else "; replay done" if self.done
