@@ -6,9 +6,10 @@ wire stands: its `encode` answers each request at once from `core.matching` (the
 the TWS simulator runs) and returns no frames. Everything above it, order routing, the state
 machine, the pacer, the journal writes, the messages to groups and symbols, is the live code path.
 
-Quotes come from the backtest driver as `MarketQuote` messages: the quote's fields become the
-ticks a live socket would bring (so the coalescing and QuoteUpdate flow is live's too) and, when
-the symbol has working orders, the quote is matched against them first, as the simulator does.
+Quotes come from the backtest driver as `MarketQuote` messages: the quote's fields are taken as
+the ticks a live socket would bring, all at once, and go on as a QuoteUpdate that asks for no
+QuoteProcessed (the driver hands over the next quote only when every message is handled); when the
+symbol has working orders, the quote is matched against them first, as the simulator does.
 A change of New York date ends the day at the broker (DAY orders expire).
 
 Run it on simpleSystemBase with a VirtualClock and VirtualTimers installed (actors/clock.py): it
@@ -31,7 +32,7 @@ from core.matching import BrokerOrder, CommissionModel
 from core.bar_data import ny_date
 from core.orders import IB_STATUS, Order, OrderStatus
 from core.types import Execution, Quote
-from messages import Message
+from messages import Message, QuoteUpdate
 
 SERVER_VERSION: Final = 200
 ACCOUNT: Final = "SIM"
@@ -150,10 +151,14 @@ def broker_order(r: edge.PlaceOrderRequest, client_id: int) -> BrokerOrder:
         transmit=r.transmit, order_ref=o.ref)
 
 
+def quote_fields(quote: Quote) -> dict[str, Decimal]:
+    """Return the fields a live feed would tick for `quote` (each one that has a value)."""
+    return {name: Decimal(value) for name in _QUOTE_FIELDS if (value := getattr(quote, name)) is not None}
+
+
 def ticks(req_id: int, quote: Quote) -> list[edge.WireEvent]:
     """Return the ticks a live feed would bring for `quote` (one per field that has a value)."""
-    return [edge.TickSeen(req_id=req_id, field=name, value=Decimal(getattr(quote, name)))
-            for name in _QUOTE_FIELDS if getattr(quote, name) is not None]
+    return [edge.TickSeen(req_id=req_id, field=name, value=value) for name, value in quote_fields(quote).items()]
 
 
 class SimBroker(TwsConnection):
@@ -190,8 +195,25 @@ class SimBroker(TwsConnection):
         # The quote meets the working orders first (fills at this quote), then goes to subscribers.
         ex.book, answers = matching.on_quote(ex.book, quote, quote.ts_ns)
         events += wire.translate(answers)
+        self._on_wire_events(events)
+        now = self.now_ns()
         for req_id, symbol in ex.subscribed.items():
             if symbol == quote.symbol:
-                events += ticks(req_id, quote)
-        self._on_wire_events(events)
+                self._fields_in(req_id, quote_fields(quote), now)
         self._settle()
+
+    def _flush_quotes(self) -> None:
+        # Every message runs to its end before the driver's next quote, so a subscriber never has
+        # a quote in flight: no acknowledgement is asked for, and none is waited on.
+        for symbol in self.fresh_quotes:
+            book = self.books.get(symbol)
+            if book is None or not book.fields:
+                continue
+            quote: Quote | None = None
+            for listener in book.listeners:
+                if listener.unsent:
+                    quote = quote or book.quote()
+                    self.tell(listener.address, QuoteUpdate(quote=quote, coalesced=listener.unsent,
+                                                            ts_ns=self.now_ns(), ack=False))
+                    listener.unsent = 0
+        self.fresh_quotes.clear()

@@ -32,6 +32,7 @@ from core.position import (
     expect_entry,
     expect_exit,
     mark,
+    settle_fills,
 )
 from core.types import Bar, Execution, OrderType, Quote, Side, TimeInForce
 from journal.store import FiringRow, Journal
@@ -383,7 +384,7 @@ class SymbolActor(ShellActor):
         journal = self.journal
         assert journal is not None
         position = state.position
-        for row in journal.executions(symbol=state.symbol):
+        for row in journal.executions(symbol=state.symbol, after_seq=position.exec_floor):
             if row.exec_id not in position.exec_ids:
                 execution = Execution(exec_id=row.exec_id, order_id=row.order_id, order_ref=row.ref,
                                       symbol=row.symbol, side=row.side, quantity=row.quantity, price=row.price,
@@ -396,7 +397,7 @@ class SymbolActor(ShellActor):
                 if row.ref == og.leg_ref(gid, og.ENTRY):
                     state = replace(state, working=tuple(replace(w, filled=True) if w.group_id == gid else w
                                                          for w in state.working))
-        state = replace(state, position=position)
+        state = replace(state, position=self._settle_fills(position))
         if not recovered:
             return state
         for working in state.working:
@@ -448,7 +449,8 @@ class SymbolActor(ShellActor):
         try:
             self._on_quote(msg, sender)
         finally:
-            self.tell(sender, self.make(QuoteProcessed, msg, symbol=msg.quote.symbol))
+            if msg.ack:
+                self.tell(sender, self.make(QuoteProcessed, msg, symbol=msg.quote.symbol))
 
     def receiveMsg_WatchMessage(self, msg: WatchMessage, sender: ActorAddress) -> None:
         inbox = self.inbox
@@ -792,6 +794,8 @@ class SymbolActor(ShellActor):
             return
         self._trace(msg)
         execution = msg.execution
+        if self._settled(state.position, execution.exec_id):
+            return  # applied long ago: a replay of a fact the journal's floor already covers
         try:
             position = apply_execution(state.position, execution)
         except CoreError as exc:
@@ -799,6 +803,7 @@ class SymbolActor(ShellActor):
             return
         if position is state.position:
             return  # an exec id already applied (a replay, or the commission report's repeat)
+        position = self._settle_fills(position)
         self.log.info("{}: fill {} {} {} @ {} -> position {} avg {} ({})", state.symbol,
                       execution.exec_id, execution.side.value, execution.quantity, execution.price,
                       position.quantity, position.avg_cost, position.state.value)
@@ -808,6 +813,20 @@ class SymbolActor(ShellActor):
                         for w in state.working)
         self._positions.append((position, execution.exec_id))
         self._commit(msg, replace(state, position=position, working=working), [])
+
+    def _settled(self, position: Position, exec_id: str) -> bool:
+        """Return True if `exec_id` is a journaled fill at or below the position's exec floor."""
+        if position.exec_floor == 0 or exec_id in position.exec_ids or self.journal is None:
+            return False
+        seq = self.journal.exec_seq(exec_id)
+        return seq is not None and seq <= position.exec_floor
+
+    def _settle_fills(self, position: Position) -> Position:
+        """Return the position with the exec ids the journal's fill order now covers folded into its floor."""
+        if self.journal is None:
+            return position  # no journal to ask: every exec id stays
+        rows = self.journal.executions(symbol=position.symbol, after_seq=position.exec_floor)
+        return settle_fills(position, ((r.exec_id, r.seq) for r in rows))
 
     @run_once
     def receiveMsg_OrderGroupFinished(self, msg: OrderGroupFinished, sender: ActorAddress) -> None:

@@ -1548,19 +1548,23 @@ class TwsConnection(ShellActor):
         return {**ages, "routes": len(self.routes), "held_orders": len(self.held)}
 
     def _on_tick(self, ev: edge.TickSeen, now: int) -> None:
-        symbol = self.req_symbol.get(ev.req_id)
+        self._fields_in(ev.req_id, {ev.field: ev.value}, now)
+
+    def _fields_in(self, req_id: int, fields: dict[str, Decimal], now: int) -> None:
+        """Take quote fields for the subscription `req_id` (one tick, or a backtest's whole quote)."""
+        symbol = self.req_symbol.get(req_id)
         if symbol is None:
             return
         book = self.books[symbol]
-        self.metrics.inc("ticks_in")
-        book.fields[ev.field] = ev.value
+        self.metrics.inc("ticks_in", len(fields))
+        book.fields.update(fields)
         book.ts_ns = book.watch_from_ns = now
         if book.stale:
             book.stale = False
             self.log.info("{}: {} data flows again", self.key, symbol)
             self.publish(self.make(MarketDataResumed, self.cause, symbol=symbol))
         for listener in book.listeners:
-            listener.unsent += 1
+            listener.unsent += len(fields)
         self.fresh_quotes[symbol] = None
 
     def _watched(self) -> list[_Book]:

@@ -10,7 +10,7 @@ frozenset field as a sorted tuple and restores it as a frozenset, without runnin
 
 from __future__ import annotations
 
-from dataclasses import fields
+from dataclasses import MISSING, fields
 from typing import Any
 
 
@@ -41,4 +41,12 @@ def _rebuild(cls: type, names: tuple[str, ...], values: tuple[Any, ...], sets: t
     obj = object.__new__(cls)
     for name, value in zip(names, values):
         object.__setattr__(obj, name, frozenset(value) if name in sets else value)
+    if len(names) != len(fields(cls)):
+        # Pickled before a field was added: the field's default, as the constructor would give it.
+        for f in fields(cls):
+            if f.name not in names:
+                if f.default is not MISSING:
+                    object.__setattr__(obj, f.name, f.default)
+                elif f.default_factory is not MISSING:
+                    object.__setattr__(obj, f.name, f.default_factory())
     return obj

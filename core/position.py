@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from enum import Enum
@@ -98,6 +98,9 @@ class Position:
     and the protective levels belong to the current lifecycle and clear when it goes flat.
     `trail_extreme` is the high-water mark of a long (low-water mark of a short) since the
     trailing stop was set; `trailing_stop` is the current trailing level.
+    `exec_ids` are the fills applied that the journal's `exec_floor` does not cover yet: every
+    journaled fill of the symbol with a sequence number up to the floor is applied (see
+    `settle_fills`), so the set stays small however long the position trades.
     """
 
     symbol: str
@@ -113,6 +116,7 @@ class Position:
     trail_extreme: Decimal | None = None
     trailing_stop: Decimal | None = None
     exec_ids: frozenset[str] = field(default_factory=frozenset)
+    exec_floor: int = 0
     last_price: Decimal | None = None
     opened_ts_ns: int = 0
     multiplier: Decimal = ONE
@@ -271,6 +275,26 @@ def apply_execution(position: Position, execution: Execution) -> Position:
         last_price=execution.price,
         **changes,  # type: ignore[arg-type]
     )
+
+
+def settle_fills(position: Position, journaled: Iterable[tuple[str, int]]) -> Position:
+    """Return the position with its exec floor raised over the applied prefix of `journaled`.
+
+    `journaled` is the symbol's journaled fills above the floor as (exec id, sequence number), in
+    sequence order. The floor moves up while each one is in `exec_ids`, and those ids leave the set;
+    a fill journaled but not applied yet (still on its way) stops the floor below it.
+    """
+    floor, settled = position.exec_floor, []
+    for exec_id, seq in journaled:
+        if seq <= floor:
+            continue
+        if exec_id not in position.exec_ids:
+            break
+        floor = seq
+        settled.append(exec_id)
+    if not settled:
+        return position
+    return replace(position, exec_ids=position.exec_ids.difference(settled), exec_floor=floor)
 
 
 def from_broker(

@@ -698,6 +698,11 @@ class Journal:
         rows = self._query(f"SELECT * FROM executions{where} ORDER BY seq", params).fetchall()
         return [_execution(r) for r in rows]
 
+    def exec_seq(self, exec_id: str) -> int | None:
+        """Return the sequence number of the journaled fill `exec_id`, or None when it is not journaled."""
+        row = self._query("SELECT seq FROM executions WHERE exec_id = ?", (exec_id,)).fetchone()
+        return None if row is None else int(row[0])
+
     def exec_ids(self) -> set[str]:
         """Return every journaled execution id."""
         return {r[0] for r in self._query("SELECT exec_id FROM executions").fetchall()}

@@ -58,6 +58,7 @@ class QuoteUpdate(Message):
 
     quote: Quote
     coalesced: int = 1
+    ack: bool = True  # False: no QuoteProcessed wanted (a backtest's broker runs every message to its end)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -301,6 +301,25 @@ def test_whole_restart_takes_the_journaled_state_and_applies_journaled_fills_it_
         assert again.last_state().working[0].group_id == "AAPL-1-1"  # still working: its group runs
 
 
+def test_journaled_fills_fold_into_the_exec_floor_and_a_replay_below_it_changes_nothing(
+        asys: ActorSystem, tmp_path: Path) -> None:
+    settings = _journaled(tmp_path)
+    rig = Rig(asys, settings)
+    rig.cross_up()
+    fills = [_fill(f"e1.0{i}", "AAPL-1-1:entry", Side.BUY, 5, "108") for i in (1, 2)]
+    with Journal.open(tmp_path / "journal.sqlite") as journal:  # the connection journals before routing
+        for fill in fills:
+            assert journal.record_execution(ExecRow.of(fill.execution))
+    rig.feed(*fills)
+    assert rig.asys.ask(rig.child, GetPositions(), ASK).positions[0].quantity == D(10)
+    position = rig.last_state().position
+    assert (position.exec_floor, position.exec_ids) == (2, frozenset())  # the journal holds them now
+    rig.feed(fills[0], ToSymbol(symbol="AAPL", message=fills[1]))  # replays after the floor passed them
+    assert rig.asys.ask(rig.child, GetPositions(), ASK).positions[0].quantity == D(10)
+    again = Rig(asys, settings, incarnation=1)  # a whole restart: nothing above the floor to catch up
+    assert asys.ask(again.child, GetPositions(), ASK).positions[0].quantity == D(10)
+
+
 @pytest.mark.parametrize(("decision", "resolution"), [("APPROVED", "ABANDONED"), ("DENIED", ""), (None, None),
                                                      ("APPROVED", "SENT")])  # SENT, its group record gone
 def test_whole_restart_drops_a_working_group_that_never_reached_the_broker_or_finished(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import pickle
+from dataclasses import fields
 import subprocess
 import sys
 from pathlib import Path
@@ -53,3 +54,12 @@ def test_a_canonical_pickle_comes_back_equal_with_its_sets() -> None:
         back = pickle.loads(pickle.dumps(value))
         assert back == value and type(back) is type(value)
     assert pickle.loads(pickle.dumps(position)).exec_ids == ids
+
+
+def test_a_canonical_pickle_made_before_a_field_was_added_comes_back_with_that_fields_default() -> None:
+    from core.canonical import _rebuild
+
+    names = tuple(f.name for f in fields(Position) if f.name != "exec_floor")
+    values = tuple(getattr(Position(symbol="IBM"), n) for n in names)
+    old = _rebuild(Position, names, values, ("exec_ids",))
+    assert old == Position(symbol="IBM") and old.exec_floor == 0

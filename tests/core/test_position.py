@@ -29,6 +29,7 @@ from core.position import (
     set_stop_loss,
     set_take_profit,
     set_trailing,
+    settle_fills,
     triggered_exit,
     unrealized_pnl,
     update_trailing,
@@ -609,3 +610,37 @@ def test_property_trailing_stop_never_loosens(
         pos = update_trailing(pos, price)
         assert before is not None and pos.trailing_stop is not None
         assert (pos.trailing_stop <= before) if short else (pos.trailing_stop >= before)
+
+
+# ---------------------------------------------------------------- exec floor
+
+
+@pytest.mark.parametrize(("applied", "journaled", "floor", "kept"), [
+    ({"a", "b"}, [("a", 1), ("b", 2)], 2, set()),            # every journaled fill applied: all fold in
+    ({"a", "c"}, [("a", 1), ("b", 2), ("c", 3)], 1, {"c"}),  # b still on its way: the floor stops below it
+    ({"x"}, [], 0, {"x"}),                                   # nothing journaled (no journal row yet)
+    ({"a"}, [("z", 1), ("a", 2)], 0, {"a"}),                 # the first journaled fill not applied yet
+])
+def test_settle_fills_raises_the_floor_over_the_applied_prefix_only(
+        applied: set[str], journaled: list[tuple[str, int]], floor: int, kept: set[str]) -> None:
+    position = Position(symbol=SYMBOL, exec_ids=frozenset(applied))
+    settled = settle_fills(position, journaled)
+    assert (settled.exec_floor, settled.exec_ids) == (floor, frozenset(kept))
+
+
+def test_settle_fills_ignores_rows_at_or_below_the_floor_and_keeps_going_from_it() -> None:
+    position = Position(symbol=SYMBOL, exec_ids=frozenset({"d"}), exec_floor=3)
+    settled = settle_fills(position, [("a", 1), ("c", 3), ("d", 4)])
+    assert (settled.exec_floor, settled.exec_ids) == (4, frozenset())
+    assert settle_fills(settled, [("d", 4)]) is settled
+
+
+@given(st.lists(st.booleans(), min_size=1, max_size=30))
+def test_settled_position_holds_only_fills_above_its_floor_and_the_floor_never_passes_a_missing_one(
+        delivered: list[bool]) -> None:
+    rows = [(f"e{i}", i + 1) for i in range(len(delivered))]
+    position = Position(symbol=SYMBOL, exec_ids=frozenset(e for (e, _), got in zip(rows, delivered) if got))
+    settled = settle_fills(position, rows)
+    first_missing = next((seq for (_, seq), got in zip(rows, delivered) if not got), None)
+    assert settled.exec_floor == (len(rows) if first_missing is None else first_missing - 1)
+    assert settled.exec_ids == frozenset(e for e, seq in rows if seq > settled.exec_floor and delivered[seq - 1])
