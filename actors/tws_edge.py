@@ -664,7 +664,12 @@ class Wire:
             # EClient.connect: loop until a two-field message, the version reply, arrives.
             fields = comm.read_fields(text)
             if len(fields) == 2:
-                self._handshaken(int(fields[0]), fields[1].decode("ascii", "replace"))
+                try:
+                    server_version = int(fields[0])
+                except ValueError:  # not a TWS: reported, and the connect timeout ends the attempt
+                    self._events.append(BadFrame(msg_id=0, error=f"unreadable version reply {text[:64]!r}"))
+                    return
+                self._handshaken(server_version, fields[1].decode("ascii", "replace"))
             return
         msg_id = 0
         try:
