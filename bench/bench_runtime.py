@@ -1,7 +1,7 @@
 """Benchmark of the actor runtime on the simulator: tick-to-order latency, memory per symbol actor, quote staleness.
 
 Run: ``python -m bench.bench_runtime [--seconds 60] [--repeat 1] [--symbols 100] [--trading 20] [--scale-symbols 300]
-[--phases both|staggered|lockstep]``
+[--phases both|staggered|lockstep] [--json PATH]``
 
 The whole tree runs as `bootstrap.py run` runs it (multiprocTCPBase on a free admin port, the root
 Supervisor by globalName, StartSystem with a Config), against a simulator in its own spawned
@@ -50,6 +50,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import bisect
+import json
 import math
 import multiprocessing
 import os
@@ -794,6 +795,47 @@ def scale_rows(big: list[ScaleRun], small: list[ScaleRun]) -> list[tuple[str, st
     return rows
 
 
+def _finite(value: float) -> float | None:
+    return None if math.isnan(value) else value
+
+
+def json_figures(args: argparse.Namespace, latency: dict[str, list[LatencyRun]], big: list[ScaleRun],
+                 small: list[ScaleRun]) -> dict[str, object]:
+    """Return the table's figures (medians of the runs) as plain values for --json; NaN becomes None."""
+    phases: dict[str, object] = {}
+    for phase, runs in latency.items():
+        stats = [summary(r.latencies_ms) for r in runs]
+        via = [summary(r.via_trigger_ms) for r in runs]
+        phases[phase] = {
+            "symbols": args.symbols, "trading": min(args.trading, args.symbols), "runs": len(runs),
+            "entries": _finite(_med(s["n"] for s in stats)),
+            "entries_per_s": _finite(_med(r.entries_per_s for r in runs)),
+            "orders_per_s": _finite(_med(r.orders_per_s for r in runs)),
+            **{f"{key}_ms": _finite(_med(s[key] for s in stats)) for key in ("p50", "p90", "p99", "max")},
+            "trigger_p50_ms": _finite(_med(s["p50"] for s in via)),
+            "trigger_p99_ms": _finite(_med(s["p99"] for s in via)),
+            "newer_quote": _finite(_med(r.newer_quote for r in runs)),
+            "stages_ms": {name: {key: _finite(_med(summary(r.stages_ms[name])[key] for r in runs))
+                                 for key in ("p50", "p99", "max")} for name, _, _ in STAGES},
+        }
+    scale: dict[str, object] | None = None
+    if big and small:
+        per_actor = [(b.pss_kib - s.pss_kib) / (b.symbols - s.symbols) / 1024 for b, s in zip(big, small)]
+        scale = {
+            "symbols": big[0].symbols, "baseline_symbols": small[0].symbols, "runs": len(big),
+            "pss_per_symbol_actor_mib": _finite(_med(per_actor)),
+            "pss_total_mib": _finite(_med(r.pss_kib for r in big) / 1024),
+            "pss_baseline_mib": _finite(_med(r.pss_kib for r in small) / 1024),
+            "processes": _finite(_med(r.processes for r in big)),
+            "start_s": _finite(_med(r.start_s for r in big)),
+            "subscribed_s": _finite(_med(r.subscribed_s for r in big)),
+            "staleness_p50_ms": _finite(_med(summary(r.quotes.staleness_ms)["p50"] for r in big if r.quotes)),
+            "staleness_p99_ms": _finite(_med(summary(r.quotes.staleness_ms)["p99"] for r in big if r.quotes)),
+        }
+    return {"args": {k: v for k, v in vars(args).items() if k != "json"}, "cpus": os.cpu_count(),
+            "latency": phases, "scale": scale}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=60.0, help="measured wall seconds of the latency run")
@@ -815,6 +857,7 @@ def main(argv: list[str] | None = None) -> int:
                              "(staggered), all symbols at the same instants (lockstep, the worst case), or both")
     parser.add_argument("--skip", choices=("latency", "scale"), action="append", default=[],
                         help="leave a part out (repeatable)")
+    parser.add_argument("--json", type=Path, default=None, help="also write the figures to this JSON file")
     args = parser.parse_args(argv)
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, _kill_on_signal)
@@ -825,17 +868,19 @@ def main(argv: list[str] | None = None) -> int:
     print(f"actor runtime benchmark: multiprocTCPBase, simulator in its own process (speed 1, 4 quotes/s per "
           f"symbol), {args.repeat} run(s) each, {os.cpu_count()} CPUs\n", flush=True)
     rows: list[tuple[str, str, str, str]] = []
+    by_phase: dict[str, list[LatencyRun]] = {}
+    big: list[ScaleRun] = []
+    small: list[ScaleRun] = []
     if "latency" not in args.skip:
         for stagger in {"both": (True, False), "staggered": (True,), "lockstep": (False,)}[args.phases]:
             phases = PHASES[stagger]
-            runs = []
+            runs = by_phase.setdefault("staggered" if stagger else "lockstep", [])
             for i in range(args.repeat):
                 print(f"latency run {i + 1}/{args.repeat}, quotes {phases}", flush=True)
                 runs.append(bench_latency(args.symbols, args.seconds, args.warmup,
                                           replace(trading, stagger=stagger), args.keep))
             rows += latency_rows(runs, args.symbols, trading.trading, phases)
     if "scale" not in args.skip:
-        big, small = [], []
         for i in range(args.repeat):
             print(f"scale run {i + 1}/{args.repeat}", flush=True)
             big.append(bench_scale(args.scale_symbols, 3.0, args.stale_seconds, quiet, args.keep))
@@ -843,6 +888,10 @@ def main(argv: list[str] | None = None) -> int:
         rows += scale_rows(big, small)
     print()
     print_table(rows)
+    if args.json is not None:
+        args.json.write_text(json.dumps(json_figures(args, by_phase, big, small), indent=2, default=str) + "\n",
+                             encoding="utf-8")
+        print(f"\nfigures written to {args.json}")
     print(f"\nbenchmark took {time.monotonic() - began:.0f} s")
     return 0
 
