@@ -54,11 +54,17 @@ _KEPT_PER_SYMBOL: Final = 1000
 FACTS: Final = frozenset({"ExecutionReported", "OrderGroupFinished"})
 
 
-def reflects(state: object, fact: Message) -> bool:
-    """Return True if a symbol's snapshot `state` (a SymbolState) already accounts for `fact`."""
+def reflects(state: object, fact: Message, seq: int | None = None) -> bool:
+    """Return True if a symbol's snapshot `state` (a SymbolState) already accounts for `fact`.
+
+    `seq` is an ExecutionReported's sequence number in the journal, when known: a fill at or below
+    the position's exec floor is applied although its id has left `exec_ids`.
+    """
     if isinstance(fact, ExecutionReported):
         position = getattr(state, "position", None)
-        return fact.execution.exec_id in getattr(position, "exec_ids", ())
+        if fact.execution.exec_id in getattr(position, "exec_ids", ()):
+            return True
+        return seq is not None and seq <= getattr(position, "exec_floor", 0)
     if isinstance(fact, OrderGroupFinished):
         working = getattr(state, "working", None)
         return working is not None and all(w.group_id != fact.group_id for w in working)
@@ -72,7 +78,8 @@ class SymbolSupervisor(SupervisorActor):
 
     def __init__(self) -> None:
         super().__init__()
-        self.pending: dict[str, deque[Message]] = {}  # facts per symbol its snapshots do not show yet
+        # Facts per symbol its snapshots do not show yet, each with its journal sequence number if a fill.
+        self.pending: dict[str, deque[tuple[Message, int | None]]] = {}
         self.traded: Config | None = None  # the config new symbol actors start with (rules kept current)
         self.trading: TradingStateChanged | None = None  # the risk manager's latest mode, for every start
         self.risk_channel: DirectChannel | None = None  # the risk manager's intent inbox, for every start
@@ -131,13 +138,13 @@ class SymbolSupervisor(SupervisorActor):
             self.tell(address, self.trading)
         if self.risk_channel is not None:
             self.tell(address, self.risk_channel)
-        for fact in self.pending.get(key, ()):
+        for fact, _ in self.pending.get(key, ()):
             self.tell(address, fact)
 
     def on_child_state(self, key: str, state: object) -> None:
         pending = self.pending.get(key)
         if pending:
-            kept = [fact for fact in pending if not reflects(state, fact)]
+            kept = [(fact, seq) for fact, seq in pending if not reflects(state, fact, seq)]
             if len(kept) < len(pending):
                 self.pending[key] = deque(kept, maxlen=_KEPT_PER_SYMBOL)
 
@@ -227,12 +234,19 @@ class SymbolSupervisor(SupervisorActor):
         else:
             super().receiveUnrecognizedMessage(msg, sender)
 
+    def _exec_seq(self, msg: Message) -> int | None:
+        """Return a fill's sequence number in the journal (the connection journals it before routing)."""
+        if not isinstance(msg, ExecutionReported) or self.traded is None:
+            return None
+        journal = journaling.journal(journaling.JournalSettings.of(self.traded))
+        return None if journal is None else journal.exec_seq(msg.execution.exec_id)
+
     def route(self, symbol: str, msg: Message) -> None:
         """Send `msg` to the current actor of `symbol`; keep a fact until the symbol's snapshot shows it."""
         address = self.child_address(symbol)
         fact = symbol in self.children and type(msg).__name__ in FACTS
         if fact:
-            self.pending.setdefault(symbol, deque(maxlen=_KEPT_PER_SYMBOL)).append(msg)
+            self.pending.setdefault(symbol, deque(maxlen=_KEPT_PER_SYMBOL)).append((msg, self._exec_seq(msg)))
         if address is not None:
             self.tell(address, msg)
         elif fact:

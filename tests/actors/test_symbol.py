@@ -320,6 +320,23 @@ def test_journaled_fills_fold_into_the_exec_floor_and_a_replay_below_it_changes_
     assert asys.ask(again.child, GetPositions(), ASK).positions[0].quantity == D(10)
 
 
+@pytest.mark.parametrize(("exec_ids", "floor", "seq", "shown"), [
+    ({"e1.01"}, 0, None, True),    # still named in the position
+    (set(), 3, 2, True),           # folded into the floor: its journal number is at or below it
+    (set(), 3, 4, False),          # above the floor and not named: not applied yet
+    (set(), 3, None, False),       # not journaled (no number): only its id could show it
+])
+def test_symbols_supervisor_counts_a_fill_as_shown_by_its_id_or_by_the_exec_floor(
+        exec_ids: set[str], floor: int, seq: int | None, shown: bool) -> None:
+    from types import SimpleNamespace
+
+    from actors.symbol_supervisor import reflects
+    from core.position import Position
+
+    state = SimpleNamespace(position=Position(symbol="AAPL", exec_ids=frozenset(exec_ids), exec_floor=floor))
+    assert reflects(state, _fill("e1.01", "AAPL-1-1:entry", Side.BUY, 5, "108"), seq) is shown
+
+
 @pytest.mark.parametrize(("decision", "resolution"), [("APPROVED", "ABANDONED"), ("DENIED", ""), (None, None),
                                                      ("APPROVED", "SENT")])  # SENT, its group record gone
 def test_whole_restart_drops_a_working_group_that_never_reached_the_broker_or_finished(
