@@ -31,7 +31,7 @@ How long: at today's 1,000-4,000 bars/s of our backtest, the 1,000,000 bars of t
 alone take 4-17 minutes (the suite prints an estimate from the backtest part's figure); the
 backtest part 1-2 minutes, latency and ib_async `--seconds` (60) plus a minute of start-up and
 shutdown each, memory 2-3 minutes, journal and recovery about a minute each: 15-30 minutes in
-all. `--max-bars` sets the largest size (or `--skip linearity`). `--quick` takes 4-6 minutes.
+all. `--max-bars` sets the largest size (or `--skip linearity`). `--quick` takes about 3 minutes.
 
 The table has one row per figure: part | figure | value | goal | status, where status is MET or
 MISSED for the issue's goals, FAILED (with the reason in the value) for a part that crashed,
@@ -47,6 +47,7 @@ import json
 import math
 import os
 import platform
+import re
 import shutil
 import signal
 import subprocess
@@ -72,6 +73,7 @@ OURS_ONLY: Final = ("import sys; sys.modules['backtrader'] = None; from bench.be
                     "raise SystemExit(main(sys.argv[1:]))")
 
 MET, MISSED, FAILED, SKIPPED, NA = "MET", "MISSED", "FAILED", "SKIPPED", "n/a"
+_SAYS_WHY: Final = re.compile(r"^\w*(Error|Exception|Interrupt)\b|^PROBLEMS|timed out|error:")
 
 
 # ---------------------------------------------------------------- the table (pure)
@@ -331,15 +333,26 @@ def plan(args: argparse.Namespace) -> list[Part]:
     return [p for p in parts if p.name not in args.skip]
 
 
-def _last_line(log: Path) -> str:
+def _tail(log: Path) -> list[str]:
     try:
         with log.open("rb") as f:
-            f.seek(max(0, f.seek(0, os.SEEK_END) - 4096))
+            f.seek(max(0, f.seek(0, os.SEEK_END) - 16384))
             tail = f.read().decode("utf-8", errors="replace")
     except OSError:
-        return ""
-    lines = [line.strip() for line in tail.replace("\r", "\n").splitlines() if line.strip()]
+        return []
+    return [line.strip() for line in tail.replace("\r", "\n").splitlines() if line.strip()]
+
+
+def _last_line(log: Path) -> str:
+    lines = _tail(log)
     return lines[-1] if lines else ""
+
+
+def _reason(log: Path) -> str:
+    """Return the line of a failed part's log that says why: its last error or PROBLEMS line, else its last line."""
+    lines = _tail(log)
+    said = [line for line in lines if _SAYS_WHY.search(line)]
+    return said[-1] if said else (lines[-1] if lines else "no output")
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
@@ -387,7 +400,7 @@ def run_part(part: Part, directory: Path) -> tuple[Outcome, dict[str, Any]]:
     took = time.monotonic() - began
     code = process.returncode
     if not error and code != 0:
-        error = f"exit code {code}: {_last_line(log)}"
+        error = f"exit code {code}: {_reason(log)}"
     data = None
     if figures.exists():
         try:
@@ -395,7 +408,7 @@ def run_part(part: Part, directory: Path) -> tuple[Outcome, dict[str, Any]]:
         except (OSError, ValueError) as exc:
             error = error or f"unreadable JSON: {exc}"
     if data is None and not error:
-        error = f"it wrote no figures: {_last_line(log)}"
+        error = f"it wrote no figures: {_reason(log)}"
     record = {"command": argv[:1] + [a if a != OURS_ONLY else "<bench_backtest, backtrader hidden>" for a in argv[1:]],
               "seconds": round(took, 1), "load_before": list(load), "exit_code": code, "error": error,
               "log": str(log), "figures": data}
