@@ -20,8 +20,10 @@ files every process appends to (bench.bench_support.record: no question waits be
 * exit noticed: the supervisor handles the ChildActorExited of the killed incarnation;
 * ready: the supervisor handles the new incarnation's ActorReady (configured from the state the
   supervisor kept: its position), the moment GetStatus / GetChildren start reporting it ready;
-* first quote: the new incarnation's process handled its first QuoteUpdate. This includes the
-  wait for the symbol's next quote after the actor is ready (quotes come every 250 ms).
+* first quote: the new incarnation's process handled its first QuoteUpdate. The actor subscribes
+  to its quotes itself while it is configured (SubscribeMarketData with its quote channel), so
+  this can come a little before the supervisor's "ready"; it includes the wait for a quote to
+  reach the new subscriber (the symbol quotes every 250 ms).
 
 After each kill the bench checks, through the admin queries, that the supervisor reports the new
 incarnation running and ready in the stamped process, and that the restarted actor holds the
