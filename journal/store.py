@@ -505,13 +505,15 @@ class Journal:
     def _retrying(self, sql: str, params: Iterable[object] = ()) -> sqlite3.Cursor:
         """Run `sql`, waiting for a busy journal (another process writing) in steps of 50 us to 2 ms."""
         values = tuple(params)
-        deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+        deadline = 0.0  # set at the first busy answer: a query that runs at once reads no clock
         delay = 0.00005
         while True:
             try:
                 return self._conn.execute(sql, values)
             except sqlite3.OperationalError as exc:
-                if not _is_busy(exc) or time.monotonic() >= deadline:
+                now = time.monotonic()
+                deadline = deadline or now + BUSY_TIMEOUT_MS / 1000
+                if not _is_busy(exc) or now >= deadline:
                     return _execute(self._conn, self.path, sql, values)  # raises it as a JournalError
             time.sleep(delay)
             delay = min(delay * 2, 0.002)

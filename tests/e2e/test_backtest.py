@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from typing import Any
 from pathlib import Path
 
 import pytest
@@ -132,3 +133,42 @@ def test_replayed_signals_are_judged_at_their_time_trade_by_the_signal_rules_and
     assert {r.code for r in rows if not r.accepted} == {"MALFORMED", "DUPLICATE"}
     assert {r.ts_ns for r in rows if r.accepted} == {(day + 3600 * n) * 1_000_000_000 for n in range(1, 6)}
     assert intents and {i.symbol for i in intents} == {"AAPL"} and all(i.signal_id for i in intents)
+
+
+def test_backtest_actors_read_no_wall_clock(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import datetime as dt
+    import time
+
+    from actors.backtest import run_backtest
+    from core.config import load_config
+
+    project = str(ROOT)
+    ours = tuple(f"{project}/{package}/" for package in ("actors", "core", "journal", "messages", "simulator"))
+    reads: list[str] = []
+
+    def watched(name: str, real: Any) -> Any:
+        def read(*args: Any) -> Any:
+            caller = sys._getframe(1).f_code
+            if caller.co_filename.startswith(ours):
+                reads.append(f"{name} from {caller.co_filename}:{caller.co_name}")
+            return real(*args)
+        return read
+
+    for name in ("time", "time_ns", "monotonic", "monotonic_ns", "perf_counter"):
+        monkeypatch.setattr(time, name, watched(f"time.{name}", getattr(time, name)))
+
+    class WatchedDatetime(dt.datetime):
+        @classmethod
+        def now(cls, tz: Any = None) -> Any:  # type: ignore[override]
+            caller = sys._getframe(1).f_code
+            if caller.co_filename.startswith(ours):
+                reads.append(f"datetime.now from {caller.co_filename}:{caller.co_name}")
+            return super().now(tz)
+
+    monkeypatch.setattr(dt, "datetime", WatchedDatetime)
+    data = tmp_path / "data"
+    write_demo_data(data, symbols=("AAPL", "MSFT"), days=1)
+    result = run_backtest(load_config(_config(tmp_path)), data, tmp_path / "out")
+    with Journal.open(result.journal, readonly=True) as journal:
+        assert journal.executions()  # it traded
+    assert reads == []
