@@ -78,7 +78,15 @@ from thespian.actors import Actor, ActorAddress, ActorExitRequest, ActorSystemMe
 
 from actors.risk_manager import RiskManager
 from bench.bench_runtime import percentile
-from messages import ActorFailed, ConfigureActor, GroupOutcome, OrderGroupFinished, PlaceOrderGroup, Publish
+from messages import (
+    ActorFailed,
+    ConfigureActor,
+    GroupOutcome,
+    OrderGroupFinished,
+    PlaceOrderGroup,
+    Publish,
+    SubmitOrders,
+)
 
 _MS: Final = 1_000_000
 SYMBOL: Final = "AAPL"
@@ -148,6 +156,8 @@ class StandIn(Actor):
             return
         inner = msg.message if isinstance(msg, Publish) else None
         self.counts[type(msg).__name__ if inner is None else f"Publish({type(inner).__name__})"] += 1
+        if isinstance(msg, SubmitOrders):
+            self.counts["SubmitOrder"] += len(msg.orders)  # a group's legs come in one message
         if isinstance(msg, ActorFailed):
             self.failures.append(f"{msg.key}: {msg.error} handling {msg.message_type}")
         if isinstance(msg, PlaceOrderGroup):
