@@ -10,12 +10,16 @@ Commands (field "cmd"):
     fill_after_cancel [count]               the next cancel is acknowledged, then the order fills
     reject_next [reason]                    the next new order is rejected with 201
     silence symbol [on]                     stop (on=false: resume) one symbol's market data silently
+    squeeze msgs_per_s seconds              pacing pressure: each client may send msgs_per_s a second for a while
+    freeze [on]                             stop (on=false: restart) market time: no quotes, no market fills
+    order_log [last]                        the newest `last` (default 100) new orders with the state they met
 A bad line gets {"ok": false, "error": "..."} and the connection stays open.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import socket
 from typing import TYPE_CHECKING, Any
@@ -24,7 +28,7 @@ if TYPE_CHECKING:
     from simulator.server import Simulator
 
 COMMANDS = ("status", "drop", "refuse", "lose_link", "restore_link", "duplicate_statuses",
-            "fill_after_cancel", "reject_next", "silence")
+            "fill_after_cancel", "reject_next", "silence", "squeeze", "freeze", "order_log")
 MAX_LINE = 64 * 1024
 
 
@@ -52,6 +56,14 @@ def execute(sim: "Simulator", request: Any) -> dict[str, Any]:
             sim.set_reject_next(str(request.get("reason") or "rejected by fault injection"))
         elif cmd == "silence":
             sim.set_silenced(str(request.get("symbol", "")), bool(request.get("on", True)))
+        elif cmd == "squeeze":
+            sim.squeeze_pacing(_int(request, "msgs_per_s"), _num(request, "seconds"))
+        elif cmd == "freeze":
+            sim.freeze(bool(request.get("on", True)))
+        elif cmd == "order_log":
+            last = _int(request, "last", 100)
+            records = list(sim.order_log)[-last:] if last else []
+            return {"ok": True, "orders": [dataclasses.asdict(r) for r in records]}
         else:
             return {"ok": False, "error": f"unknown command {cmd!r}; known: {', '.join(COMMANDS)}"}
     except (KeyError, ValueError, TypeError) as exc:

@@ -24,6 +24,9 @@ Behaviour a client sees, in TWS's order (tws-protocol.md §2, §7):
   is connected, so fills keep happening during an outage and are recovered via reqExecutions.
 * DAY orders expire when the New York calendar date of market time changes (the models trade
   around the clock).
+* Every new order is written to `order_log` with what the broker knew as it arrived (its position
+  in the symbol, the working orders, the quote), so a check can judge each order by the state it
+  met; the market can be frozen (no quotes, no market fills) to compare states at rest.
 """
 
 from __future__ import annotations
@@ -176,6 +179,34 @@ class SimulatorConfig:
     first_order_id: int = 1
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OrderRecord:
+    """A new order as it reached the broker, with the broker's state just before it (for after-the-fact checks)."""
+
+    wall_s: float                # the simulator's wall clock (monotonic seconds)
+    market_ns: int
+    order_id: int
+    client_id: int
+    order_ref: str
+    symbol: str
+    side: Side
+    quantity: Decimal
+    order_type: OrderType
+    limit_price: Decimal | None
+    stop_price: Decimal | None
+    parent_id: int
+    oca_group: str
+    transmit: bool
+    position: Decimal            # the account's position in the symbol before this order
+    working_orders: int          # orders not done in the book (every symbol) before this order
+    bid: Decimal | None
+    ask: Decimal | None
+    last: Decimal | None
+
+
+ORDER_LOG_SIZE: Final = 100_000  # the newest records kept
+
+
 @dataclass(frozen=True, slots=True)
 class _Exec:
     fill: FillEvent
@@ -277,7 +308,10 @@ class Simulator:
         self.silenced: set[str] = set()
         self.duplicate_statuses = 0
         self.fill_after_cancel = 0
+        self.squeeze: tuple[int, float] | None = None    # (msgs/s per client, until this wall time)
+        self.frozen: tuple[int, float] | None = None     # (market ns, wall time) the market stopped at
         self.stats: Counter[str] = Counter()
+        self.order_log: deque[OrderRecord] = deque(maxlen=ORDER_LOG_SIZE)
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -320,12 +354,13 @@ class Simulator:
         return datetime.fromtimestamp(ns / NS, NY).date()
 
     def now_ns(self) -> int:
-        return self.clock.now_ns()
+        return self.frozen[0] if self.frozen is not None else self.clock.now_ns()
 
     async def _market_loop(self) -> None:
         while True:
             try:
-                self.advance(self.clock.now_ns())
+                if self.frozen is None:
+                    self.advance(self.clock.now_ns())
             except Exception:  # the market must never stop because of one bad step
                 logger.exception("simulator: market step failed")
             await asyncio.sleep(self.config.loop_interval_s)
@@ -499,9 +534,14 @@ class Simulator:
 
     def _paced_out(self, s: Session) -> bool:
         limit = self.config.pacing_msgs_per_s
+        now = self.wall()
+        if self.squeeze is not None:
+            if now < self.squeeze[1]:
+                limit = min(limit, self.squeeze[0]) if limit > 0 else self.squeeze[0]
+            else:
+                self.squeeze = None
         if limit <= 0:
             return False
-        now = self.wall()
         pace = s.pace
         pace.append(now)
         while pace and pace[0] <= now - 1.0:
@@ -790,11 +830,24 @@ class Simulator:
         is_new = matching.get_order(self.book, r.order_id) is None
         self._book_quote(symbol)
         now = self.now_ns()
+        before = self._record(order, now) if is_new else None
         self.book, events = matching.place(self.book, order, now)
-        if is_new and matching.get_order(self.book, r.order_id) is not None:
+        if before is not None and matching.get_order(self.book, r.order_id) is not None:
             self.orders_per_ref[p.order_ref] += 1
             self.stats["orders"] += 1
+            self.order_log.append(before)
         self._dispatch(events, s)
+
+    def _record(self, order: BrokerOrder, now: int) -> OrderRecord:
+        q = self.quotes.get(order.symbol)
+        return OrderRecord(
+            wall_s=self.wall(), market_ns=now, order_id=order.order_id, client_id=order.client_id,
+            order_ref=order.order_ref, symbol=order.symbol, side=order.side, quantity=order.quantity,
+            order_type=order.order_type, limit_price=order.limit_price, stop_price=order.stop_price,
+            parent_id=order.parent_id, oca_group=order.oca_group, transmit=order.transmit,
+            position=acct.holding(self.account, order.symbol).quantity,
+            working_orders=len(matching.open_orders(self.book)),
+            bid=q.bid if q else None, ask=q.ask if q else None, last=q.last if q else None)
 
     def _cancel_order(self, s: Session, r: CancelOrder) -> None:
         order = matching.get_order(self.book, r.order_id)
@@ -943,6 +996,29 @@ class Simulator:
             s.held.clear()
         self.flush()
 
+    def squeeze_pacing(self, msgs_per_s: int, seconds: float) -> None:
+        """Let each client send at most `msgs_per_s` messages a second for `seconds` of wall time.
+
+        IB's 50 msg/s is one budget for every API client of a TWS: another client taking its share
+        leaves ours less, and the excess gets error 100 as usual (then a disconnect after the strikes).
+        """
+        if msgs_per_s < 1:
+            raise ValueError(f"msgs_per_s must be >= 1, got {msgs_per_s!r}")
+        self.squeeze = (msgs_per_s, self.wall() + seconds)
+
+    def freeze(self, frozen: bool = True) -> None:
+        """Stop market time (no quotes, no market fills; orders still work at the last quote), or let it run on.
+
+        An accelerated clock resumes where it stopped, without the frozen interval's quotes.
+        """
+        if not isinstance(self.clock, AcceleratedClock):
+            raise ValueError("freeze needs the accelerated clock (a stepped clock moves only when stepped)")
+        if frozen and self.frozen is None:
+            self.frozen = (self.clock.now_ns(), self.wall())
+        elif not frozen and self.frozen is not None:
+            self.clock.wall0 += self.wall() - self.frozen[1]
+            self.frozen = None
+
     def set_reject_next(self, reason: str = matching.FAULT_REJECT_REASON) -> None:
         self.book = matching.with_reject_next(self.book, reason)
 
@@ -962,6 +1038,10 @@ class Simulator:
             "open_orders": len(matching.open_orders(self.book)),
             "executions": len(self.executions),
             "orders_per_ref": dict(self.orders_per_ref),
+            # market-data subscriptions per client: how many distinct symbols it receives ticks for
+            "subscribed": {str(s.client_id): len(set(s.mkt.values())) for s in self.sessions
+                           if s.started and not s.closed},
+            "frozen": self.frozen is not None,
             "positions": {sym: str(q) for sym, q, _ in acct.positions(self.account)},
             "account": {k: v for k, (v, _) in acct.summary(self.account, (
                 "NetLiquidation", "TotalCashValue", "RealizedPnL", "UnrealizedPnL")).items()},
@@ -1120,6 +1200,15 @@ class SimulatorThread:
 
     def silence(self, symbol: str, silenced: bool = True) -> None:
         self.call(self.sim.set_silenced, symbol, silenced)
+
+    def squeeze_pacing(self, msgs_per_s: int, seconds: float) -> None:
+        self.call(self.sim.squeeze_pacing, msgs_per_s, seconds)
+
+    def freeze(self, frozen: bool = True) -> None:
+        self.call(self.sim.freeze, frozen)
+
+    def order_log(self) -> list[OrderRecord]:
+        return self.call(lambda: list(self.sim.order_log))
 
     def snapshot(self) -> dict[str, Any]:
         return self.call(self.sim.snapshot)
