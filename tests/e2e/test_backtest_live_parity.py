@@ -1,8 +1,8 @@
 """Acceptance (issue 8): a backtest and a live run on the simulator, on the same bars with the same rules, trade alike.
 
-The data: 45 seeded one-minute demo bars of AAPL and MSFT (core.demo_data, seed 3), traded by a
-moving-average cross (SMA 2 over SMA 5) with ATR brackets: in 45 bars it opens ten positions
-(the last one still open at the end) and leaves them by the cross, by the stop and by the target.
+The data: 35 seeded one-minute demo bars of AAPL and MSFT (core.demo_data, seed 3), traded by a
+moving-average cross (SMA 2 over SMA 5) with ATR brackets: in 35 bars it opens seven positions
+and closes them by the cross, by the stop and by the target.
 
 The backtest runs `bootstrap.py backtest` over the minute bars. The live run is the whole
 multiprocess system against the simulator replaying the same rows one second apart (one
@@ -60,7 +60,7 @@ pytestmark = pytest.mark.timeout(180)
 ROOT = Path(__file__).resolve().parents[2]
 
 SYMBOLS = ("AAPL", "MSFT")
-BARS = 45
+BARS = 35
 SEED = 3
 POINTS = 4                 # quotes per bar, in the backtest feed and in the replay
 STEP_S = 0.25              # market seconds between replayed quotes: a 1 s bar / 4
@@ -261,9 +261,9 @@ def test_backtest_and_live_run_on_the_same_bars_make_the_same_trades_at_the_same
     # Entries (a bracket's BUY), rule exits (a single SELL at market), stops and targets.
     kinds = {(ref.rpartition(":")[2], side) for fills in backtest.values() for ref, side, *_ in fills}
     assert kinds == {("entry", "BUY"), ("entry", "SELL"), ("sl", "SELL"), ("tp", "SELL")}, kinds
-    assert sum(len(f) for f in backtest.values()) >= 15
+    assert sum(len(f) for f in backtest.values()) >= 12
 
     # The round trips the report builds from each journal.
     trades = _trades(out / "state" / "journal.sqlite")
     assert _trades(live_journal) == trades
-    assert len(trades) >= 8
+    assert len(trades) >= 6
