@@ -546,6 +546,7 @@ class SymbolActor(ShellActor):
         if state is None:
             return
         self._trace(msg)
+        self.metrics.inc("signals_processed")
         signal_id = msg.source_id or msg.msg_id
         if msg.symbol != state.symbol:
             self._ignored(msg, signal_id, f"a signal for {msg.symbol} reached {state.symbol}")

@@ -1,8 +1,16 @@
-"""Acceptance (issue 8): a backtest and a live run on the simulator, on the same bars with the same rules, trade alike.
+"""Acceptance (issue 8): a backtest and a live run on the simulator, on the same bars and signals with the same rules, trade alike.
 
 The data: 35 seeded one-minute demo bars of AAPL and MSFT (core.demo_data, seed 3), traded by a
-moving-average cross (SMA 2 over SMA 5) with ATR brackets: in 35 bars it opens seven positions
-and closes them by the cross, by the stop and by the target.
+moving-average cross (SMA 2 over SMA 5) with ATR brackets, and by prediction signals (SIGNALS:
+a SHORT one opens a short bracket, one against the position closes it): in 35 bars they open
+long and short positions and close them by a reversing signal, by the stop and by
+the target.
+
+The signals reach both runs between two bars: the backtest replays its file with each signal
+stamped SIGNAL_LEAD_S before its bar's data time (after the last quote of the bar before, which
+stays open until the next quote); the live run appends each one, stamped with the wall clock, to
+the file its signal source follows, in a wall-clock second with no quote, and waits until the
+symbol actor judged it and the system settled.
 
 The backtest runs `bootstrap.py backtest` over the minute bars. The live run is the whole
 multiprocess system against the simulator replaying the same rows one second apart (one
@@ -41,9 +49,11 @@ import re
 import subprocess
 import sys
 import time
+import json
 from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
 from pathlib import Path
+from typing import Final
 
 import pytest
 from thespian.actors import ActorAddress
@@ -65,8 +75,24 @@ SEED = 3
 POINTS = 4                 # quotes per bar, in the backtest feed and in the replay
 STEP_S = 0.25              # market seconds between replayed quotes: a 1 s bar / 4
 LATEST_STEP_S = 0.9        # a quote stepped later in its wall-clock second might land in the next
-RULES = moving_average_cross(fast=2, slow=5, atr_period=3, stop_atr=1, target_atr=1.5, risk=100,
-                             max_quantity=200)
+RULES = {
+    **moving_average_cross(fast=2, slow=5, atr_period=3, stop_atr=1, target_atr=1.5, risk=100, max_quantity=200),
+    # Prediction signals: a SHORT one opens a short bracket, one against the position closes it. No
+    # cooldowns: a live bar is a wall-clock second, a backtest's a minute of market time.
+    "signal_reversal": {"on": "signal", "priority": 100, "final": True,
+                        "when": "(position.long and signal.short) or (position.short and signal.long)",
+                        "action": {"type": "close_position"}},
+    "signal_short": {"on": "signal", "priority": 50,
+                     "when": "signal.short and signal.confidence >= 0.6 and position.flat "
+                             "and not position.entry_working",
+                     "action": {"type": "open_bracket", "side": "sell", "atr_period": 3, "stop_atr": 1,
+                                "target_atr": 1.5, "risk": 100, "max_quantity": 200}},
+}
+# (bar index, direction) per symbol: each comes after that bar's predecessor had all its quotes
+# and before its own first quote (the predecessor still open: bars close on the next quote).
+SIGNALS: Final = {"AAPL": ((9, "SHORT"), (11, "LONG"), (21, "SHORT"), (30, "LONG")),
+                  "MSFT": ((9, "SHORT"), (12, "LONG"), (13, "SHORT"), (27, "SHORT"))}
+SIGNAL_LEAD_S: Final = 5  # in the backtest: this long before the bar (its predecessor's last quote is 15 s before)
 BAR_LINE = re.compile(r" bar (\d+) O (\S+) H (\S+) L (\S+) C (\S+) V (\S+)$")
 HEADER = "timestamp,open,high,low,close,volume\n"
 
@@ -106,6 +132,20 @@ def _toml(value: object) -> str:
     raise TypeError(f"no TOML for {value!r}")
 
 
+def _signal_line(symbol: str, bar: int, direction: str, ts: float) -> str:
+    return json.dumps({"id": f"{symbol}-{bar}", "symbol": symbol, "direction": direction, "confidence": 0.9,
+                       "ts": ts}) + "\n"
+
+
+def _backtest_signals(path: Path) -> Path:
+    """Write the signals file of the backtest: each signal SIGNAL_LEAD_S before its bar's data time."""
+    lines = sorted((ts, _signal_line(symbol, bar, direction, ts))
+                   for symbol, signals in SIGNALS.items() for bar, direction in signals
+                   for ts in (_rows(symbol)[bar][0] - SIGNAL_LEAD_S,))
+    path.write_text("".join(line for _, line in lines), encoding="utf-8")
+    return path
+
+
 def _backtest_config(path: Path) -> Path:
     """Write the live run's trading settings (symbols, rules, risk) as a config file for the backtest."""
     lines = ['[system]', 'log_level = "DEBUG"']
@@ -127,7 +167,17 @@ class _Pacer:
         self.system = system
         self.actors: dict[str, ActorAddress] = {s: system.address("symbols", s) for s in SYMBOLS}
         self.quotes = 0  # quotes stepped per symbol
+        self.signals: dict[str, int] = {}  # signals written per symbol
         self.slowest = 0.0
+
+    def signal(self, feed: Path, lines: Sequence[tuple[str, int, str]]) -> None:
+        """Write (symbol, bar, direction) signals in a wall-clock second of their own, stamped now."""
+        _next_second()  # no quote in this second: the open bar stays open until the next one's
+        with feed.open("a", encoding="utf-8") as out:
+            for symbol, bar, direction in lines:
+                out.write(_signal_line(symbol, bar, direction, time.time()))
+                self.signals[symbol] = self.signals.get(symbol, 0) + 1
+        wait_for(self._settled, 10, f"the system to settle on the signals of bar {lines[0][1]}", interval=0.003)
 
     def quote(self, seconds: float) -> None:
         start = time.monotonic()
@@ -150,7 +200,9 @@ class _Pacer:
         symbols: dict[str, str] = {}
         for symbol, address in self.actors.items():
             status = self.system.actor_status(address)
-            if dict(status.counters).get("quotes_processed", 0) < self.quotes:
+            counters = dict(status.counters)
+            if counters.get("quotes_processed", 0) < self.quotes or \
+                    counters.get("signals_processed", 0) < self.signals.get(symbol, 0):
                 return False
             symbols[symbol] = status.detail
         orders = self.system.broker_orders().values()
@@ -191,12 +243,19 @@ def _live(launch: Callable[..., System], tmp_path: Path) -> tuple[Path, Path, fl
         path = tmp_path / "replay" / f"{symbol}.csv"
         _write_csv(path, _replay_rows(_rows(symbol)))
         specs.append(SymbolSpec(symbol=symbol, bars_csv=str(path)))
-    system = launch(tuple(specs), bar_seconds=1, rules=RULES)
+    feed = tmp_path / "signals.jsonl"
+    feed.touch()
+    system = launch(tuple(specs), bar_seconds=1, rules=RULES,
+                    signals={"source": "file", "max_age_s": 60.0, "file": {"path": str(feed), "follow": True}})
     wait_for(lambda: system.sim.call(lambda: sorted(
         sym for s in system.sim.sim.sessions for sym in s.mkt.values())) == sorted(SYMBOLS),
         10, "the system's market data subscriptions")
     pacer = _Pacer(system)
+    due = {bar: [(symbol, bar, direction) for symbol, signals in SIGNALS.items()
+                 for b, direction in signals if b == bar] for bar in range(BARS)}
     for n in range(BARS):
+        if due[n]:
+            pacer.signal(feed, due[n])
         pacer.bar(first=n == 0)
     _next_second()
     pacer.quote(STEP_S)  # the flat bar's first quote closes the last bar
@@ -216,6 +275,18 @@ def _executions(journal: Path) -> dict[str, list[tuple[str, str, Decimal, Decima
     return out
 
 
+def _intents(journal: Path) -> list[tuple[str, str, str]]:
+    """Return (group id, rule, signal id) of every order intent."""
+    with Journal.open(journal, readonly=True) as j:
+        return [(i.intent_id, i.rule, i.signal_id) for i in j.intents()]
+
+
+def _signals(journal: Path) -> set[str]:
+    """Return the ids of the signals the journal shows accepted."""
+    with Journal.open(journal, readonly=True) as j:
+        return {r.signal_id for r in j.recent_signals(limit=1000) if r.accepted}
+
+
 def _trades(journal: Path) -> list[tuple[object, ...]]:
     with Journal.open(journal, readonly=True) as j:
         fills = load_fills(j)
@@ -233,14 +304,15 @@ def _bars(log_dir: Path, symbol: str) -> list[tuple[Decimal, ...]]:
 # ---------------------------------------------------------------- the test
 
 
-def test_backtest_and_live_run_on_the_same_bars_make_the_same_trades_at_the_same_prices(
+def test_backtest_and_live_run_on_the_same_bars_and_signals_make_the_same_trades_at_the_same_prices(
         launch: Callable[..., System], tmp_path: Path) -> None:
     data = tmp_path / "data"
     for symbol in SYMBOLS:
         _write_csv(data / f"{symbol}.csv", _rows(symbol))
     out = tmp_path / "backtest"
     done = subprocess.run([sys.executable, str(ROOT / "bootstrap.py"), "backtest", "--config",
-                           str(_backtest_config(tmp_path / "config.toml")), "--data", str(data), "--out", str(out)],
+                           str(_backtest_config(tmp_path / "config.toml")), "--data", str(data), "--out", str(out),
+                           "--signals", str(_backtest_signals(tmp_path / "backtest-signals.jsonl"))],
                           cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-3000:]
     live_journal, live_logs, slowest = _live(launch, tmp_path)
@@ -258,10 +330,17 @@ def test_backtest_and_live_run_on_the_same_bars_make_the_same_trades_at_the_same
     assert sorted(backtest) == sorted(live) == sorted(SYMBOLS), (sorted(backtest), sorted(live))
     for symbol in SYMBOLS:
         assert live[symbol] == backtest[symbol], symbol
-    # Entries (a bracket's BUY), rule exits (a single SELL at market), stops and targets.
+    # Long and short entries, rule exits (a single order at market), stops and targets of both.
     kinds = {(ref.rpartition(":")[2], side) for fills in backtest.values() for ref, side, *_ in fills}
-    assert kinds == {("entry", "BUY"), ("entry", "SELL"), ("sl", "SELL"), ("tp", "SELL")}, kinds
+    assert kinds == {(leg, side) for leg in ("entry", "sl", "tp") for side in ("BUY", "SELL")}, kinds
     assert sum(len(f) for f in backtest.values()) >= 12
+
+    # The decisions: the same intents, from the same rules and signals (every signal acted on).
+    decided = [sorted(_intents(out / "state" / "journal.sqlite")), sorted(_intents(live_journal))]
+    assert decided[0] == decided[1]
+    assert {"ma_entry", "signal_short", "signal_reversal"} <= {rule for _, rule, _ in decided[0]}
+    judged = [_signals(out / "state" / "journal.sqlite"), _signals(live_journal)]
+    assert judged[0] == judged[1] == {f"{symbol}-{bar}" for symbol, signals in SIGNALS.items() for bar, _ in signals}
 
     # The round trips the report builds from each journal.
     trades = _trades(out / "state" / "journal.sqlite")
