@@ -19,17 +19,19 @@ set is in the controller's snapshot, so a restarted controller keeps a reloaded 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from datetime import timedelta
 from pathlib import Path
 from typing import ClassVar, Final
 
 from thespian.actors import ActorAddress, WakeupMessage
 
+from actors import journaling
 from actors.base import ShellActor, run_once
 from core import rules as core_rules
 from core.config import Config, RuleConfig, StrategyConfig, SymbolStart, load_config
 from core.errors import ConfigError
+from journal.store import RULES_EVENT, Journal
 from messages import (
     ActorQuarantined,
     ActorRestarted,
@@ -92,6 +94,7 @@ class StrategyController(ShellActor):
         self.stamp: tuple[int, int] | None = None
         self.routed = 0
         self.reloads = 0
+        self.journal: Journal | None = None
 
     # ------------------------------------------------------------ set-up
 
@@ -109,6 +112,9 @@ class StrategyController(ShellActor):
         self.path = source if config.source and not config.source.startswith("<") else None
         self.stamp = _stamp(self.path) if self.path is not None else None
         self.log.info("strategy: rules {} loaded: {}", rules.version, ", ".join(rules.names) or "none")
+        self.journal = journaling.journal(journaling.JournalSettings.of(config))
+        self._journal_rules(msg, rules.version, config.rules, config.source,
+                            "kept from before a restart" if isinstance(saved, ControllerState) else "start")
         self.publish(self.make(RulesLoaded, msg, version=rules.version, rule_names=rules.names,
                                source=config.source))
         bus = self.peers.get("bus")
@@ -235,9 +241,23 @@ class StrategyController(ShellActor):
         self._push(cause)
         self.log.info("strategy: rules {} -> {} ({}): {}", previous, rules.version, why,
                       ", ".join(rules.names) or "none")
+        self._journal_rules(cause, rules.version, new.rules, str(path), why, previous)
         self.publish(self.make(RulesLoaded, cause, version=rules.version, rule_names=rules.names,
                                source=str(path)))
         return True, f"rules {previous} -> {rules.version}: {', '.join(rules.names) or 'none'}"
+
+    def _journal_rules(self, cause: Message | None, version: str, rules: tuple[RuleConfig, ...], source: str,
+                       why: str, previous: str = "") -> None:
+        """Journal the rule set now running, whole: `why` can show what a version's rule said."""
+        if self.journal is None:
+            return
+        names = ", ".join(r.name for r in rules) or "none"
+        self.journal.record_event(
+            RULES_EVENT, ts_ns=self.now_ns(), actor=self.key, ref=version,
+            msg_id=cause.msg_id if cause is not None else "", corr_id=cause.correlation_id if cause else "",
+            text=f"rules {previous + ' -> ' if previous else ''}{version} ({why}): {names}",
+            data={"version": version, "previous": previous, "source": source, "why": why,
+                  "rules": [asdict(r) for r in rules]})
 
     def _push(self, cause: Message | None) -> None:
         state = self.state

@@ -20,6 +20,7 @@ from core.types import ZERO, Execution, OrderType, Side, TimeInForce
 
 APPLICATION_ID: Final = 0x4942_4A4E  # "IBJN": tells our journal from any other SQLite file
 SCHEMA_VERSION: Final = 1
+RULES_EVENT: Final = "rules_loaded"  # the event holding a rule set, whole, as it started running
 BUSY_TIMEOUT_MS: Final = 10_000
 _WAL_ATTEMPTS: Final = 110  # ~10 s of backoff (1 ms doubling to 100 ms)
 SQLITE_MAGIC: Final = b"SQLite format 3\x00"

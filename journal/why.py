@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from decimal import Decimal
+from typing import Any
 
 from core.types import ZERO, Side
-from journal.store import EventRow, ExecRow, FiringRow, IntentRow, Journal, JournalError, OrderRow, SignalRow
+from journal.store import (
+    RULES_EVENT,
+    EventRow,
+    ExecRow,
+    FiringRow,
+    IntentRow,
+    Journal,
+    JournalError,
+    OrderRow,
+    SignalRow,
+)
 
 _LABEL = 12
 NONE = "(none journaled)"
@@ -29,6 +40,7 @@ class WhyChain:
     orders: tuple[OrderRow, ...] = ()
     executions: tuple[ExecRow, ...] = ()
     events: tuple[EventRow, ...] = ()
+    rules: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)  # (version, name) -> the rule
 
 
 def _group_of(ref: str) -> str:
@@ -59,11 +71,24 @@ def why(journal: Journal, order: str) -> WhyChain:
     signal_id = intent.signal_id if intent is not None and intent.signal_id else next(
         (f.signal_id for f in firings if f.signal_id), "")
     keys = tuple(k for k in (group, *refs) if k)
+    named = {(f.rules_version, f.rule) for f in firings} | (
+        {(intent.rules_version, intent.rule)} if intent is not None and intent.rule else set())
     return WhyChain(
         query=key, group_id=group, intent=intent,
         signal=journal.signal(signal_id) if signal_id else None, firings=firings,
         orders=tuple(orders), executions=tuple(journal.executions(refs=refs)) if refs else (),
-        events=tuple(journal.events(refs=keys)) if keys else ())
+        events=tuple(journal.events(refs=keys)) if keys else (), rules=_rules(journal, named))
+
+
+def _rules(journal: Journal, named: set[tuple[str, str]]) -> dict[tuple[str, str], dict[str, Any]]:
+    """Return each named rule as its version was journaled when it started running (absent: not journaled)."""
+    found: dict[tuple[str, str], dict[str, Any]] = {}
+    for version in {v for v, _ in named if v}:
+        loaded = journal.events(kind=RULES_EVENT, ref=version)
+        for rule in loaded[-1].data.get("rules", ()) if loaded else ():
+            if (version, rule.get("name")) in named:
+                found[(version, rule["name"])] = rule
+    return found
 
 
 def _not_found(journal: Journal, key: str) -> str:
@@ -121,15 +146,29 @@ def _signal_lines(signal: SignalRow | None) -> list[str]:
     return lines
 
 
-def _rule_lines(firings: tuple[FiringRow, ...], intent: IntentRow | None) -> list[str]:
+def _rule_lines(firings: tuple[FiringRow, ...], intent: IntentRow | None,
+                rules: dict[tuple[str, str], dict[str, Any]]) -> list[str]:
     lines = []
     for f in firings:
         lines.append(f"{f.rule}  version {f.rules_version or '-'}  trigger {f.trigger}  {_time(f.ts_ns)}")
         if f.why:
             lines.append(f"why: {f.why}")
+        lines += _definition(rules.get((f.rules_version, f.rule)))
     if not lines and intent is not None and intent.rule:
         lines.append(f"{intent.rule}  version {intent.rules_version or '-'}  (its firing was not journaled)")
+        lines += _definition(rules.get((intent.rules_version, intent.rule)))
     return lines
+
+
+def _definition(rule: dict[str, Any] | None) -> list[str]:
+    """Return what the rule said: its event and condition, and its action's set fields."""
+    if rule is None:
+        return []
+    when = " and ".join(f"({c})" for c in (rule.get("when"), *rule.get("all", ())) if c) or "always"
+    action = rule.get("action") or {}
+    fields = ", ".join(f"{k}={v}" for k, v in action.items() if k != "type" and v not in (None, "", 0, [], {}))
+    return [f"rule: on {rule.get('on', '?')} when {when}",
+            f"action: {action.get('type', '?')}" + (f" ({fields})" if fields else "")]
 
 
 def _intent_lines(i: IntentRow | None) -> list[str]:
@@ -204,7 +243,7 @@ def render_why(chain: WhyChain) -> str:
     asked = f" (asked for {chain.query})" if chain.query != chain.group_id else ""
     lines = [f"why {chain.group_id or 'an order without a group'}{asked}"]
     lines += _section("signal", _signal_lines(chain.signal))
-    lines += _section("rule", _rule_lines(chain.firings, chain.intent))
+    lines += _section("rule", _rule_lines(chain.firings, chain.intent, chain.rules))
     lines += _section("intent", _intent_lines(chain.intent))
     lines += _section("risk", _risk_lines(chain.intent))
     lines += _section("orders", _order_lines(chain.orders))

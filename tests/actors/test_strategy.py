@@ -12,8 +12,9 @@ from typing import Any
 import pytest
 from thespian.actors import ActorAddress, ActorSystem
 
-from actors.strategy import ControllerState, StrategyController
+from actors.strategy import RULES_EVENT, ControllerState, StrategyController
 from core.config import load_config
+from journal.store import Journal
 from messages import (
     ActorQuarantined,
     AdminError,
@@ -39,6 +40,7 @@ _ACTOR = f"{StrategyController.__module__}.{StrategyController.__qualname__}"
 BASE = """
 [system]
 log_dir = "{log_dir}"
+state_dir = "{state_dir}"
 [symbols.AAPL]
 [symbols.MSFT]
 [strategy]
@@ -52,7 +54,8 @@ action = {{ type = "log", message = "hit" }}
 
 
 def write(path: Path, *rules: tuple[str, str], watch: bool = False, extra: str = "") -> Path:
-    text = BASE.format(log_dir=path.parent / "logs", watch=str(watch).lower()) + extra
+    text = BASE.format(log_dir=path.parent / "logs", state_dir=path.parent / "state",
+                       watch=str(watch).lower()) + extra
     text += "".join(RULE.format(name=n, when=w) for n, w in rules)
     path.write_text(text)
     return path
@@ -159,6 +162,13 @@ def test_reload_swaps_in_new_rules_and_pushes_them_to_the_symbols(asys: ActorSys
     again = asys.ask(rig.child, ReloadRules(), ASK)
     assert isinstance(again, AdminReply) and "unchanged" in again.text
     assert len(rig.records(rig.symbols, "RulesUpdated", 0)) == 1
+    # The journal holds both rule sets whole, as they started running (an unchanged reload adds none).
+    with Journal.open(tmp_path / "state" / "journal.sqlite", readonly=True) as journal:
+        events = journal.events(kind=RULES_EVENT)
+    assert [(e.ref, e.data["previous"], e.data["why"]) for e in events] == [
+        (first.version, "", "start"), (update.version, first.version, "admin command")]
+    assert [(r["name"], r["when"]) for r in events[1].data["rules"]] == [("a", "position.flat"),
+                                                                        ("b", "signal.long")]
 
 
 @pytest.mark.parametrize(("when", "fragment"), [

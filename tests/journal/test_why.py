@@ -10,7 +10,7 @@ import pytest
 
 from core.orders import OrderStatus
 from core.types import OrderType, Side, TimeInForce
-from journal.store import ExecRow, FiringRow, IntentRow, Journal, JournalError, OrderRow, SignalRow
+from journal.store import RULES_EVENT, ExecRow, FiringRow, IntentRow, Journal, JournalError, OrderRow, SignalRow
 from journal.why import NONE, NotInJournal, render_why, why
 
 D = Decimal
@@ -173,3 +173,18 @@ def test_unknown_order_raises_not_in_journal_with_latest_intents(journal: Journa
 def test_unknown_order_in_an_empty_journal_says_there_are_no_intents(tmp_path: Path) -> None:
     with Journal.open(tmp_path / "j.sqlite") as j, pytest.raises(NotInJournal, match="no intents yet"):
         why(j, "AAPL-1-1")
+
+
+def test_why_shows_what_the_rule_said_in_the_version_that_fired(journal: Journal) -> None:
+    def loaded(version: str, when: str) -> None:
+        rule = {"name": "atr_bracket", "on": "signal", "when": when, "all": ["known(atr(14))"],
+                "action": {"type": "open_bracket", "side": "buy", "risk": "100", "stop_atr": None, "quantity": None}}
+        journal.record_event(RULES_EVENT, ts_ns=T0, ref=version, data={"version": version, "rules": [rule]})
+
+    loaded("v2", "signal.confidence >= 0.9")   # an older version of the rule
+    loaded("v3", "signal.confidence >= 0.6")   # the one that fired
+    text = render_why(why(journal, GROUP))
+    _in_order(text, ["rule", "atr_bracket  version v3", "why: confidence 0.82 >= 0.6",
+                     "rule: on signal when (signal.confidence >= 0.6) and (known(atr(14)))",
+                     "action: open_bracket (side=buy, risk=100)", "intent"])
+    assert ">= 0.9" not in text
