@@ -87,6 +87,19 @@ def _cmd_run(args: argparse.Namespace) -> int:
         return 3
 
 
+def _cmd_node(args: argparse.Namespace) -> int:
+    from actors.launcher import LaunchError, run_node
+
+    config = _load(args.config)
+    if config is None:
+        return 2
+    try:
+        return run_node(config, args.name, admin_port=args.admin_port)
+    except LaunchError as exc:
+        print(f"cannot start node {args.name}: {exc}", file=sys.stderr)
+        return 3
+
+
 def _cmd_reload_rules(args: argparse.Namespace) -> int:
     from actors.launcher import LaunchError, admin_ask, admin_token
     from messages import AdminError, AdminReply, ReloadRules
@@ -341,6 +354,13 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="start the whole system in the foreground (Ctrl-C stops it)")
     run.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="path to config.toml")
     run.set_defaults(func=_cmd_run)
+
+    node = sub.add_parser("node", help="run a member node in the foreground: an actor system that joins the "
+                                       "leader (`run`) and hosts the symbol actors it places there")
+    node.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="path to config.toml (the leader's)")
+    node.add_argument("--name", required=True, help="this node's name: a [cluster.nodes.<name>] table")
+    node.add_argument("--admin-port", type=int, help="listen on this port instead of the node's admin_port")
+    node.set_defaults(func=_cmd_node)
 
     check = sub.add_parser("check-config", help="validate a configuration file and report every problem")
     check.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="path to config.toml")

@@ -12,6 +12,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, replace
+from datetime import timedelta
 from pathlib import Path
 from typing import Final
 
@@ -172,16 +173,24 @@ def run(config: Config, config_path: Path, *, stop_event: threading.Event | None
     """Run the whole system until SIGINT/SIGTERM (or `stop_event`); stop it in reverse start order."""
     from thespian.actors import ActorSystem
 
+    from actors import nodes, thespian_patches
     from actors.processes import session_of, sweep_session
     from messages import ActorReady, ActorStatusSnapshot, AdminError, GetActorStatus, Shutdown, StartSystem
 
+    if config.cluster.active:
+        config = nodes.absolute_paths(config)  # the members' actors write to the same files
     check_admin_port(config)
     state_dir = Path(config.system.state_dir)
     state_dir.mkdir(parents=True, exist_ok=True)
     check_journal(config)
     token = admin_token(config, create=True)
     Path(config.system.log_dir).mkdir(parents=True, exist_ok=True)
-    os.environ["THESPIAN_BASE_IPADDR"] = config.system.bind_address
+    thespian_patches.set_bind_host(config.system.bind_address)
+    capabilities: dict[str, object] = {"Admin Port": config.system.admin_port}
+    if config.cluster.active:
+        cluster = config.cluster
+        thespian_patches.set_convention_timers(timedelta(seconds=cluster.heartbeat_s), cluster.missed_heartbeats)
+        capabilities.update(nodes.leader_capabilities(config))
     os.environ["IBACTORS_LOG_DIR"] = str(Path(config.system.log_dir).resolve())
     os.environ["IBACTORS_LOG_LEVEL"] = str(config.system.log_level)
 
@@ -197,8 +206,11 @@ def run(config: Config, config_path: Path, *, stop_event: threading.Event | None
             config = replace(config, broker=replace(config.broker, host="127.0.0.1", port=sim.port))
             print(f"simulator: listening on 127.0.0.1:{sim.port}, control port {sim.control_port} "
                   f"(log: {config.system.log_dir}/simulator.log)", flush=True)
-        asys = ActorSystem("multiprocTCPBase", {"Admin Port": config.system.admin_port},
-                           logDefs=_thespian_log_defs(config))
+        asys = ActorSystem("multiprocTCPBase", capabilities, logDefs=_thespian_log_defs(config))
+        if config.cluster.active:
+            members = ", ".join(f"{n.name} ({n.host}:{n.admin_port})" for n in config.cluster.nodes)
+            print(f"cluster: this is node {config.cluster.name}, the leader; members {members} join it "
+                  f"with `python bootstrap.py node --name NAME`", flush=True)
         supervisor = asys.createActor("actors.supervisor.Supervisor", globalName="supervisor")
         status = asys.ask(supervisor, GetActorStatus(), start_timeout)
         if isinstance(status, ActorStatusSnapshot):
@@ -261,6 +273,74 @@ def run(config: Config, config_path: Path, *, stop_event: threading.Event | None
         print("system: stopped", flush=True)
 
 
+def run_node(config: Config, name: str, *, admin_port: int | None = None,
+             stop_event: threading.Event | None = None) -> int:
+    """Run member node `name` of [cluster.nodes] until SIGINT/SIGTERM (or `stop_event`): an actor system
+    that joins the leader's convention and hosts the symbol actors the leader places on it."""
+    from thespian.actors import ActorSystem
+
+    from actors import nodes, thespian_patches
+    from actors.processes import listener_pid, session_of, sweep_session
+
+    cluster = config.cluster
+    if not cluster.active:
+        raise LaunchError("the configuration lists no member nodes: add a [cluster.nodes.<name>] table "
+                          "for each (see the README, \"Running on several nodes\")")
+    try:
+        node = cluster.node(name)
+    except KeyError:
+        raise LaunchError(f"no node {name!r} in [cluster.nodes]; the configured nodes are "
+                          f"{', '.join(n.name for n in cluster.nodes)}") from None
+    port = admin_port or node.admin_port
+    if port_open(node.host, port):
+        raise LaunchError(f"{node.host}:{port} (cluster.nodes.{name}.admin_port) is in use: is node {name} "
+                          f"running already? Stop it, or give this one another --admin-port")
+    config = nodes.absolute_paths(config)
+    journal = config.journal_path
+    if not journal.exists():
+        # A member's symbol actors journal their state there: a journal of its own would lose it.
+        raise LaunchError(f"no journal at {journal}: the node's symbol actors write to the leader's journal, "
+                          f"so this node must see the leader's state directory at the same path (start the "
+                          f"leader first, from the same working directory, or give an absolute system.state_dir)")
+    leader = f"{config.system.bind_address}:{config.system.admin_port}"
+    Path(config.system.log_dir).mkdir(parents=True, exist_ok=True)
+    thespian_patches.set_bind_host(node.host)
+    thespian_patches.set_convention_timers(timedelta(seconds=cluster.heartbeat_s), cluster.missed_heartbeats)
+    os.environ["IBACTORS_LOG_DIR"] = str(config.system.log_dir)
+    os.environ["IBACTORS_LOG_LEVEL"] = str(config.system.log_level)
+
+    stop = stop_event or threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    asys = None
+    session = 0
+    try:
+        asys = ActorSystem("multiprocTCPBase", nodes.member_capabilities(config, node, port),
+                           logDefs=_thespian_log_defs(config))
+        session = session_of(listener_pid(port))
+        watch = asys.createActor("actors.nodes.NodeWatch")
+        asys.tell(watch, nodes.WatchConvention(leader=cluster.name))
+        print(f"node {name}: listening on {node.host}:{port}, joining the leader at {leader} (symbols: "
+              f"{' '.join(node.symbols)}) — Ctrl-C stops it", flush=True)
+        joined = False
+        while not stop.wait(0.5):
+            state = asys.ask(watch, nodes.GetNodeState(), 5)
+            if isinstance(state, nodes.NodeState) and state.joined != joined:
+                joined = state.joined
+                print(f"node {name}: {'joined' if joined else 'lost'} the leader at {leader}", flush=True)
+        return 0
+    finally:
+        if asys is not None:
+            print(f"node {name}: stopping", flush=True)
+            asys.shutdown()
+            left = sweep_session(session)
+            if left:
+                print(f"node {name}: killed {left} actor process(es) that had not exited", file=sys.stderr,
+                      flush=True)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        print(f"node {name}: stopped", flush=True)
+
+
 def admin_ask(config: Config, message: object, timeout: float = 15.0,
               handle: tuple[object, object] | None = None) -> object:
     """Send an admin `message` to the running system's Supervisor and return its answer.
@@ -285,7 +365,10 @@ def attach(config: Config) -> tuple[object, object]:
     if not port_open(host, port):
         raise LaunchError(f"no system is running on {host}:{port} (system.admin_port); start one with "
                           f"`python bootstrap.py run`")
-    os.environ.setdefault("THESPIAN_BASE_IPADDR", config.system.bind_address)
+    from actors import thespian_patches
+
+    if not os.environ.get(thespian_patches.BIND_ENV):
+        thespian_patches.set_bind_host(config.system.bind_address)
     asys = ActorSystem("multiprocTCPBase", {"Admin Port": port}, logDefs=_thespian_log_defs(config))
     return asys, asys.createActor("actors.supervisor.Supervisor", globalName="supervisor")
 

@@ -12,19 +12,25 @@ exec id or a group it already knows): one sent to an actor that dies before hand
 before its Snapshot leaves) becomes a dead letter, and one for a symbol that is down (restarting,
 or quarantined until an operator restarts it) has nowhere to go. Other messages for a symbol
 that is down are dropped with a warning, so no stale command fires hours later.
+
+With member nodes configured ([cluster.nodes], actors/nodes.py) each symbol actor is placed on a
+node: the starts wait (up to cluster.join_wait_s) for the members to join, a member's symbols are
+restarted elsewhere when the convention says it left, and a symbol actor on a member that asks
+whether it is still current (NodeHeartbeat) is told so, or told to stop.
 """
 
 from __future__ import annotations
 
 from collections import deque
 from dataclasses import replace
+from datetime import timedelta
 from typing import ClassVar, Final
 
-from thespian.actors import ActorAddress
+from thespian.actors import ActorAddress, ActorExitRequest, ActorSystemConventionUpdate, ChildActorExited
 
-from actors import journaling
+from actors import journaling, nodes
 from actors.base import run_once
-from actors.supervision import ChildSpec, Restart, SupervisorActor
+from actors.supervision import ChildSpec, Restart, SavedChild, SupervisorActor
 from core.config import Config, SymbolStart
 from messages import (
     ActorQuarantined,
@@ -52,6 +58,8 @@ ROUTED_BY_SYMBOL: Final = frozenset({
 _KEPT_PER_SYMBOL: Final = 1000
 # Messages a symbol must not miss: facts about its orders, unlike commands, which go stale.
 FACTS: Final = frozenset({"ExecutionReported", "OrderGroupFinished"})
+_JOIN_WAIT: Final = "join-wait"          # the held starts' sentinel and timer payload
+_START_TIMEOUT: Final = "start-timeout"   # a symbol placed on a member that must be ready in time
 
 
 def reflects(state: object, fact: Message, seq: int | None = None) -> bool:
@@ -255,3 +263,132 @@ class SymbolSupervisor(SupervisorActor):
         else:
             self.log.warning("symbols: dropped {} {} for {}: {}", type(msg).__name__, msg.msg_id, symbol,
                              "not running" if symbol in self.children else "not a traded symbol")
+
+    # ------------------------------------------------------------ placement on member nodes
+
+    placement: nodes.Placement | None = None  # set when [cluster.nodes] lists members
+
+    def start_children(self, specs: tuple[ChildSpec, ...], saved: tuple[SavedChild, ...] = ()) -> None:
+        cluster = self.traded.cluster if self.traded is not None else None
+        if cluster is None or not cluster.active or self.placement is not None:
+            super().start_children(specs, saved)
+            return
+        self.placement = nodes.Placement(cluster)
+        self.notifyOnSystemRegistrationChanges(True)  # the admin answers with every member so far
+        if cluster.join_wait_s <= 0 or not (specs or saved):
+            super().start_children(specs, saved)
+            return
+        # The children are registered (facts for them are kept) but start only once the members
+        # joined or the wait is over: a start before that would put every symbol on the leader.
+        self._starting = _JOIN_WAIT
+        super().start_children(specs, saved)
+        self.log.info("symbols: waiting up to {:g} s for node(s) {} to join before starting symbols",
+                      cluster.join_wait_s, ", ".join(self.placement.expected()))
+        self.wakeupAfter(timedelta(seconds=cluster.join_wait_s), payload=_JOIN_WAIT)
+
+    def _release_starts(self, why: str) -> None:
+        if self._starting != _JOIN_WAIT:
+            return
+        self.log.info("symbols: starting symbols: {}", why)
+        self._starting = None
+        self._start_next()
+
+    def create_child(self, spec: ChildSpec, incarnation: int) -> ActorAddress:
+        placement = self.placement
+        if placement is None or spec.actor_class != self.CHILD_CLASS:
+            return super().create_child(spec, incarnation)
+        node = placement.choose(spec.key)
+        placement.place(spec.key, node)
+        self.log.info("symbols: {} #{} goes to node {}", spec.key, incarnation, node)
+        if node == placement.leader:
+            return super().create_child(spec, incarnation)
+        # thespian's capability check (PlacedSymbolActor.actorSystemCapabilityCheck) sends the
+        # creation to the member's admin; the returned address resolves once it exists.
+        address = self.createActor(nodes.PLACED_CLASS, targetActorRequirements={
+            nodes.NODE_CAP: node, nodes.SYMBOL_REQ: spec.key})
+        self.wakeupAfter(timedelta(seconds=placement.cluster.start_timeout_s),
+                         payload=(_START_TIMEOUT, spec.key, incarnation))
+        return address
+
+    def on_wakeup(self, payload: object) -> None:
+        placement = self.placement
+        if payload == _JOIN_WAIT and placement is not None:
+            self._release_starts(f"node(s) {', '.join(placement.expected())} did not join within "
+                                 f"{placement.cluster.join_wait_s:g} s")
+            return
+        if isinstance(payload, tuple) and payload[:1] == (_START_TIMEOUT,) and placement is not None:
+            _, key, incarnation = payload
+            child = self.children.get(key)
+            if child is None or child.incarnation != incarnation or child.address is None or child.ready:
+                return
+            node = placement.failed_start(key)
+            self.log.error("symbols: {} #{} was not ready on node {} within {:g} s; starting it elsewhere",
+                           key, incarnation, node, placement.cluster.start_timeout_s)
+            self._lost(key)
+            return
+        super().on_wakeup(payload)
+
+    def _lost(self, key: str) -> None:
+        """Take the child `key` for exited (its node is gone, or it never came up there) and restart it."""
+        child = self.children.get(key)
+        if child is None or child.address is None:
+            return
+        address = child.address
+        self.send(address, ActorExitRequest())  # in case it still runs (a node cut off, not dead)
+        # Handled here and now: a creation the dead node never answered leaves an address that no
+        # ChildActorExited from thespian would ever name (thespian 4.0.1 drops the request when its
+        # forward to that node fails).
+        super().receiveMsg_ChildActorExited(ChildActorExited(address), self.myAddress)
+
+    @run_once
+    def receiveMsg_ChildActorExited(self, msg: ChildActorExited, sender: ActorAddress) -> None:
+        child = self._child_at(msg.childAddress)
+        if child is not None and not child.ready and self.placement is not None:
+            node = self.placement.failed_start(child.spec.key)
+            if node is not None:
+                self.log.warning("symbols: {} #{} did not start on node {}; it goes elsewhere next",
+                                 child.spec.key, child.incarnation, node)
+        super().receiveMsg_ChildActorExited(msg, sender)
+
+    def on_child_removed(self, key: str) -> None:
+        if self.placement is not None:
+            self.placement.forget(key)
+
+    def receiveMsg_ActorSystemConventionUpdate(self, msg: ActorSystemConventionUpdate, sender: ActorAddress) -> None:
+        placement = self.placement
+        if placement is None:
+            return
+        name = (msg.remoteCapabilities or {}).get(nodes.NODE_CAP)
+        if msg.remoteAdded:
+            if placement.joined(name, msg.remoteAdminAddress):
+                self.log.info("symbols: node {} joined ({})", name, msg.remoteAdminAddress)
+                if not placement.expected():
+                    self._release_starts("every node joined")
+            else:
+                self.log.warning("symbols: {} ({}) joined the convention but is no member in cluster.nodes; "
+                                 "no symbol goes there", name, msg.remoteAdminAddress)
+            return
+        lost = placement.left(name, msg.remoteAdminAddress)
+        if lost is None:
+            return
+        self.log.warning("symbols: node {} left (stopped, or silent for {:g} s); restarting its symbols "
+                         "elsewhere: {}", name, placement.cluster.dead_after_s, ", ".join(lost) or "none")
+        for key in lost:
+            self._lost(key)
+
+    def receiveMsg_NodeHeartbeat(self, msg: nodes.NodeHeartbeat, sender: ActorAddress) -> None:
+        child = self.children.get(msg.key)
+        current = (child is not None and child.address is not None and child.address == sender
+                   and child.incarnation == msg.incarnation)
+        self.tell(sender, self.make(nodes.NodeHeartbeatAck, msg, key=msg.key, current=current))
+        if not current:
+            self.log.warning("symbols: {} #{} on a node is not the current actor of {}: told to stop",
+                             msg.key, msg.incarnation, msg.key)
+
+    def receiveMsg_ActorExitRequest(self, msg: ActorExitRequest, sender: ActorAddress) -> None:
+        if self.placement is not None:
+            self.notifyOnSystemRegistrationChanges(False)
+        super().receiveMsg_ActorExitRequest(msg, sender)
+
+    def status_detail(self) -> str:
+        return "" if self.placement is None else self.placement.describe()

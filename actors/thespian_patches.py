@@ -32,6 +32,12 @@ sets THESPIAN_BASE_IPADDR from `system.bind_address` before the actor system for
 conventions) binds that address only; "0.0.0.0" binds every interface, as asked. Processes
 inherit it by fork (thespian's default start method) and by the environment.
 
+Convention timers (multi-node, set only where a convention is configured): thespian declares a
+silent convention member dead after 3 missed re-registrations of 7 min 22 s each (~22 minutes),
+and a member that is not admitted yet retries only every 3 min 22 s. `set_convention_timers`
+sets the module constants of `thespian.system.admin.convention` (read by name each time a
+timer starts, so the admin forked afterwards keeps them) to a heartbeat of seconds.
+
 On another thespian version `apply()` raises ThespianPatchError rather than leave the listeners
 on every interface: check the new version's IPBase.py and the transports' bind calls, then move
 PATCHED_VERSION. It also raises when the pinned source no longer has the shape replaced here.
@@ -46,6 +52,7 @@ import select
 import selectors
 import socket
 import types
+from datetime import timedelta
 from importlib import metadata
 from typing import Any, Final, NamedTuple
 
@@ -228,3 +235,59 @@ def applied() -> bool:
     return (getattr(TCPTransport.selectors, "DefaultSelector", None) is RoundSelector
             and ActorManager._childInaccessible is _child_inaccessible
             and hasattr(IPActorAddress.__init__, "unpatched"))
+
+
+# The convention constants, each read as a global where a timer starts (never copied at import).
+CONVENTION_TIMERS: Final = ("CONVENTION_REREGISTRATION_PERIOD", "CONVENTION_RESTART_PERIOD",
+                            "CONVENTION_REGISTRATION_MISS_MAX")
+UNPATCHED_TIMER_READS: Final = (
+    "ExpirationTimer(CONVENTION_REREGISTRATION_PERIOD)",   # re-registration and leader wake-ups
+    "ExpirationTimer(CONVENTION_REREGISTRATION_PERIOD *",  # a member's validity: period × misses
+    "CONVENTION_RESTART_PERIOD)).view(current_time)",      # an unadmitted member's retry
+    ">= \\\n               CONVENTION_REGISTRATION_MISS_MAX:",  # a member giving its leader up
+)
+
+
+def check_convention_source() -> None:
+    """Raise ThespianPatchError unless thespian's convention code reads its timer constants as patched here."""
+    from thespian.system.admin import convention
+
+    source = _source(convention)
+    missing = [text for text in UNPATCHED_TIMER_READS if text not in source]
+    missing += [f"{name} = getenvdef(" for name in CONVENTION_TIMERS
+                if not any(line.startswith(name) and "getenvdef(" in line for line in source.splitlines())]
+    if missing:
+        raise ThespianPatchError(f"thespian {PATCHED_VERSION}'s convention timers are not as "
+                                 f"set_convention_timers expects ({'; '.join(missing)}): a dead node could "
+                                 "go unnoticed for 22 minutes; review actors/thespian_patches.py")
+
+
+def set_convention_timers(heartbeat: timedelta, missed: int) -> None:
+    """Make the conventions of actor systems this process starts run on a `heartbeat` of seconds.
+
+    Members re-register every `heartbeat` (one not admitted yet retries as often); the leader takes a
+    member silent for `missed` heartbeats for dead, a member its leader after `missed` failed
+    registrations. Call before ActorSystem(): the admin is forked from this process.
+    """
+    if not timedelta(0) < heartbeat:
+        raise ValueError(f"a convention heartbeat must be positive, not {heartbeat}")
+    if missed < 1:
+        raise ValueError(f"a member must be allowed at least one missed heartbeat, not {missed}")
+    version = metadata.version("thespian")
+    if version != PATCHED_VERSION:
+        raise ThespianPatchError(f"thespian {version} is installed; set_convention_timers was checked against "
+                                 f"{PATCHED_VERSION}")
+    check_convention_source()
+    from thespian.system.admin import convention
+
+    convention.CONVENTION_REREGISTRATION_PERIOD = heartbeat
+    convention.CONVENTION_RESTART_PERIOD = heartbeat
+    convention.CONVENTION_REGISTRATION_MISS_MAX = missed
+
+
+def convention_timers() -> tuple[timedelta, timedelta, int]:
+    """Return thespian's convention re-registration period, retry period and missed-registration limit."""
+    from thespian.system.admin import convention
+
+    return (convention.CONVENTION_REREGISTRATION_PERIOD, convention.CONVENTION_RESTART_PERIOD,
+            convention.CONVENTION_REGISTRATION_MISS_MAX)

@@ -902,8 +902,125 @@ class MonitoringConfig:
                                    expect="0 (off) or a port in 1024..65535")
 
 
+NODE_EXPECT: Final = "a node name: 1 to 64 letters, digits, '_', '.' or '-'"
+_ANY_SYMBOL: Final = "*"
+
+
+def _symbol_or_any(name: str) -> str | None:
+    if name == _ANY_SYMBOL or _SYMBOL.fullmatch(name):
+        return None
+    return f'"*" (every traded symbol) or {SYMBOL_EXPECT}'
+
+
+def _admits(symbols: tuple[str, ...], symbol: str) -> bool:
+    return _ANY_SYMBOL in symbols or symbol in symbols
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NodeConfig:
+    """A member node: an actor system on host:admin_port that joins the leader and runs symbol actors.
+
+    `symbols` are the symbols it may run ("*" = any traded symbol); `max_symbols` caps how many
+    it is given (0 = no cap).
+    """
+
+    name: str = setting(check=_pattern(_NAME, NODE_EXPECT), expect=NODE_EXPECT)
+    host: str = setting("127.0.0.1", check=_ip_address)
+    admin_port: int = setting(ge=1024, le=65535)
+    symbols: tuple[str, ...] = setting((_ANY_SYMBOL,), check=_symbol_or_any)
+    max_symbols: int = setting(0, ge=0, le=100_000)
+
+    def admits(self, symbol: str) -> bool:
+        """Return True if this node may run `symbol`."""
+        return _admits(self.symbols, symbol)
+
+    def __str__(self) -> str:
+        return self.name  # how a problem message shows it
+
+
+def _distinct_addresses(nodes: tuple[NodeConfig, ...]) -> str | None:
+    seen: dict[tuple[str, int], str] = {}
+    for node in nodes:
+        other = seen.setdefault((node.host, node.admin_port), node.name)
+        if other != node.name:
+            return f"a host and admin_port of their own for each node ({other} and {node.name} share " \
+                   f"{node.host}:{node.admin_port})"
+    return None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ClusterConfig:
+    """Several nodes: symbol actors placed on member actor systems that join this one (the leader).
+
+    The leader is the system `bootstrap.py run` starts (system.bind_address:system.admin_port):
+    it keeps the broker connection, risk, journal writers and order groups. Each `[cluster.nodes.<name>]`
+    is a member started with `bootstrap.py node --name <name>`. A symbol goes to the first live node,
+    the leader first, that admits it and has room; when none does, to the leader. Members
+    re-register with the leader every `heartbeat_s`; one silent for `missed_heartbeats` of them is
+    dead, and its symbols restart elsewhere from the journal. No nodes: one node, as without this table.
+    """
+
+    name: str = setting("main", check=_pattern(_NAME, NODE_EXPECT), expect=NODE_EXPECT)
+    symbols: tuple[str, ...] = setting((_ANY_SYMBOL,), check=_symbol_or_any)
+    max_symbols: int = setting(0, ge=0, le=100_000)
+    heartbeat_s: float = setting(1.0, ge=0.1, le=600)
+    missed_heartbeats: int = setting(3, ge=2, le=100)
+    join_wait_s: float = setting(10.0, ge=0, le=600)
+    start_timeout_s: float = setting(10.0, gt=0, le=600)
+    nodes: tuple[NodeConfig, ...] = setting((), key="name")
+
+    RULES: ClassVar[tuple[Rule, ...]] = (
+        Rule(paths=("name", "nodes"),
+             check=lambda leader, nodes: None if all(n.name != leader for n in nodes)
+             else f"member names other than the leader's own (cluster.name = {json.dumps(leader)})"),
+        Rule(paths=("nodes",), check=_distinct_addresses),
+    )
+
+    @property
+    def active(self) -> bool:
+        """Return True when member nodes are configured (symbol actors may run elsewhere)."""
+        return bool(self.nodes)
+
+    @property
+    def dead_after_s(self) -> float:
+        """Return how long a silent member lives on before it is declared dead."""
+        return self.heartbeat_s * self.missed_heartbeats
+
+    def leader_admits(self, symbol: str) -> bool:
+        """Return True if the leader's own list admits `symbol` (it takes any as a last resort)."""
+        return _admits(self.symbols, symbol)
+
+    def node(self, name: str) -> NodeConfig:
+        """Return the member called `name`; KeyError if none is configured."""
+        for node in self.nodes:
+            if node.name == name:
+                return node
+        raise KeyError(name)
+
+
 def _distinct_ports(a: int, b: int) -> str | None:
     return None if a == 0 or a != b else "different ports (each listener needs its own)"
+
+
+def _cluster_symbols_are_traded(nodes: tuple[NodeConfig, ...], leader: tuple[str, ...],
+                                traded: tuple[SymbolConfig, ...]) -> str | None:
+    names = [s.symbol for s in traded]
+    lists = [("cluster.symbols", leader)] + [(f"cluster.nodes.{n.name}.symbols", n.symbols) for n in nodes]
+    stray = [f"{where}: {s}" + (f" (did you mean {near}?)" if (near := _close(s, names)) else "")
+             for where, symbols in lists for s in symbols if s != _ANY_SYMBOL and s not in names]
+    return None if not stray else "node symbol lists naming traded symbols only; not in [symbols]: " + \
+        ", ".join(stray)
+
+
+def _leader_reachable(nodes: tuple[NodeConfig, ...], bind_address: str, admin_port: int) -> str | None:
+    for node in nodes:
+        if (node.host, node.admin_port) == (bind_address, admin_port):
+            return f"cluster.nodes.{node.name} on another address than the leader's own " \
+                   f"(system.bind_address:system.admin_port = {bind_address}:{admin_port})"
+        if not ipaddress.ip_address(node.host).is_loopback and ipaddress.ip_address(bind_address).is_loopback:
+            return f"system.bind_address that cluster.nodes.{node.name} on {node.host} can reach: the " \
+                   "leader listens on loopback only (set the address of this machine on the nodes' network)"
+    return None
 
 
 def _simulated_are_traded(simulated: tuple[SymbolPriceModel, ...],
@@ -933,6 +1050,7 @@ class Config:
     strategy: StrategyConfig = setting(factory=StrategyConfig)
     rules: tuple[RuleConfig, ...] = setting((), key="name")
     monitoring: MonitoringConfig = setting(factory=MonitoringConfig)
+    cluster: ClusterConfig = setting(factory=ClusterConfig)
     source: str = field(default="<defaults>", metadata={"in_file": False})
 
     RULES: ClassVar[tuple[Rule, ...]] = (
@@ -940,6 +1058,8 @@ class Config:
         Rule(paths=("monitoring.prometheus_port", "system.admin_port"), check=_distinct_ports),
         Rule(paths=("monitoring.prometheus_port", "simulator.port"), check=_distinct_ports),
         Rule(paths=("simulator.symbols", "symbols"), check=_simulated_are_traded),
+        Rule(paths=("cluster.nodes", "cluster.symbols", "symbols"), check=_cluster_symbols_are_traded),
+        Rule(paths=("cluster.nodes", "system.bind_address", "system.admin_port"), check=_leader_reachable),
     )
 
     @property

@@ -4,10 +4,17 @@ from __future__ import annotations
 
 import os
 import select
+import signal
 import socket
+import subprocess
+import sys
+import time
+from datetime import timedelta
 from importlib import metadata
+from pathlib import Path
 
 import pytest
+from thespian.actors import Actor, ActorSystemConventionUpdate
 
 from actors import thespian_patches as tp
 
@@ -218,3 +225,138 @@ def test_apply_is_idempotent_and_wraps_the_original_once() -> None:
     assert tp.apply() is True
     assert IPActorAddress.__init__ is wrapped
     assert not hasattr(wrapped.unpatched, "unpatched")
+
+
+# ---------------------------------------------------------------- convention timers (several nodes)
+
+
+def test_pinned_convention_reads_its_timer_constants_where_timers_start() -> None:
+    # Fails after a thespian upgrade that copies the constants at import or renames them: then
+    # set_convention_timers would change nothing and a dead node would go unnoticed for 22 minutes.
+    from thespian.system.admin import convention
+
+    tp.check_convention_source()
+    source = open(convention.__file__, encoding="utf-8").read()
+    assert source.count("ExpirationTimer(CONVENTION_REREGISTRATION_PERIOD)") >= 4
+    for module in ("actorManager", "systemBase", "multiprocCommon"):
+        text = open(convention.__file__.replace("admin/convention.py", f"{module}.py"), encoding="utf-8").read()
+        assert "CONVENTION_RE" not in text  # nobody holds a copy of them
+
+
+def _keep_convention_timers(monkeypatch: pytest.MonkeyPatch) -> None:
+    from thespian.system.admin import convention
+
+    for name in tp.CONVENTION_TIMERS:  # restored after the test, whatever it sets
+        monkeypatch.setattr(convention, name, getattr(convention, name))
+
+
+def test_set_convention_timers_sets_the_heartbeat_the_retry_and_the_misses(monkeypatch: pytest.MonkeyPatch) -> None:
+    from thespian.system.admin.convention import ConventionMemberData
+
+    _keep_convention_timers(monkeypatch)
+    tp.set_convention_timers(timedelta(seconds=0.5), 4)
+
+    assert tp.convention_timers() == (timedelta(seconds=0.5), timedelta(seconds=0.5), 4)
+    member = ConventionMemberData("somewhere", {})
+    assert timedelta(seconds=1.9) < member.registryValid.view().remaining() <= timedelta(seconds=2)
+
+
+@pytest.mark.parametrize(("heartbeat", "missed", "match"), [
+    (timedelta(0), 3, "must be positive"),
+    (timedelta(seconds=-1), 3, "must be positive"),
+    (timedelta(seconds=1), 0, "at least one missed heartbeat"),
+])
+def test_set_convention_timers_refuses_nonsense(monkeypatch: pytest.MonkeyPatch, heartbeat: timedelta, missed: int,
+                                                match: str) -> None:
+    _keep_convention_timers(monkeypatch)
+    before = tp.convention_timers()
+    with pytest.raises(ValueError, match=match):
+        tp.set_convention_timers(heartbeat, missed)
+    assert tp.convention_timers() == before
+
+
+def test_set_convention_timers_refuses_a_source_that_changed_shape(monkeypatch: pytest.MonkeyPatch) -> None:
+    _keep_convention_timers(monkeypatch)
+    monkeypatch.setattr(tp, "UNPATCHED_TIMER_READS", ("ExpirationTimer(CONVENTION_HEARTBEAT)",))
+    with pytest.raises(tp.ThespianPatchError, match="convention timers are not as"):
+        tp.set_convention_timers(timedelta(seconds=1), 3)
+    monkeypatch.setattr(tp.metadata, "version", lambda name: "4.0.2")
+    with pytest.raises(tp.ThespianPatchError, match=r"thespian 4\.0\.2 is installed"):
+        tp.set_convention_timers(timedelta(seconds=1), 3)
+
+
+class ConventionWatcher(Actor):
+    """Records the convention updates its admin sends (a member joined or left) with their times."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.updates: list[tuple[float, bool]] = []
+
+    def receiveMessage(self, msg: object, sender: object) -> None:
+        if msg == "watch":
+            self.notifyOnSystemRegistrationChanges(True)
+            self.send(sender, "watching")
+        elif isinstance(msg, ActorSystemConventionUpdate):
+            self.updates.append((time.time(), msg.remoteAdded))
+        elif msg == "updates":
+            self.send(sender, list(self.updates))
+
+
+_MEMBER = """
+import sys, time
+from datetime import timedelta
+from actors import thespian_patches as tp
+tp.set_convention_timers(timedelta(seconds=float(sys.argv[3])), 3)
+from thespian.actors import ActorSystem
+ActorSystem("multiprocTCPBase", {"Admin Port": int(sys.argv[1]),
+                                 "Convention Address.IPv4": ("127.0.0.1", int(sys.argv[2]))})
+time.sleep(120)
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.mark.timeout(60)
+def test_tuned_convention_tells_the_leader_of_a_killed_member_within_its_heartbeats(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # Unpatched, the leader notices a SIGKILLed member after 3 × 7 min 22 s.
+    from thespian.actors import ActorSystem
+
+    from actors.processes import alive, listener_pid, session_of, session_pids
+
+    heartbeat = 0.5
+    _keep_convention_timers(monkeypatch)
+    tp.set_convention_timers(timedelta(seconds=heartbeat), 3)
+    leader_port, member_port = _free_port(), _free_port()
+    root = Path(__file__).resolve().parents[2]
+    member = subprocess.Popen([sys.executable, "-c", _MEMBER, str(member_port), str(leader_port), str(heartbeat)],
+                              cwd=root, start_new_session=True)
+    asys = ActorSystem("multiprocTCPBase", {"Admin Port": leader_port}, transientUnique=True)
+    victims: set[int] = {member.pid}
+    try:
+        watcher = asys.createActor(ConventionWatcher)
+        assert asys.ask(watcher, "watch", 5) == "watching"
+        deadline = time.monotonic() + 20
+        while not asys.ask(watcher, "updates", 5) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert [added for _, added in asys.ask(watcher, "updates", 5)] == [True]
+        victims |= set(session_pids(session_of(listener_pid(member_port))))  # the member's admin and logger
+        killed = time.time()
+        for pid in victims:
+            os.kill(pid, signal.SIGKILL)
+        while len(updates := asys.ask(watcher, "updates", 5)) < 2 and time.time() - killed < 30:
+            time.sleep(0.05)
+        assert [added for _, added in updates] == [True, False]
+        noticed = updates[1][0] - killed
+        print(f"a killed member was noticed after {noticed:.2f} s (heartbeat {heartbeat} s × 3)")
+        assert noticed < heartbeat * 3 + 2.0
+    finally:
+        asys.shutdown()
+        for pid in victims:
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
+        member.wait(5)

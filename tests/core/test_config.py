@@ -455,3 +455,89 @@ def test_syntax_error_in_a_file_names_the_file_and_position(tmp_path: Path) -> N
 
     assert f"{path}: invalid TOML" in str(info.value)
     assert "line 3" in str(info.value)
+
+
+# --- several nodes ([cluster]) --------------------------------------------------------------------
+
+_TWO_MEMBERS = '''
+[cluster]
+symbols = ["SPY"]
+max_symbols = 1
+heartbeat_s = 0.5
+[cluster.nodes.b]
+admin_port = 19472
+symbols = ["AAPL", "MSFT"]
+max_symbols = 2
+[cluster.nodes.c]
+host = "127.0.0.1"
+admin_port = 19473
+'''
+
+
+def test_cluster_defaults_to_one_node_and_the_shipped_file_lists_no_members() -> None:
+    cluster = load_config(SHIPPED).cluster
+
+    assert cluster == DEFAULTS.cluster
+    assert not cluster.active
+    assert (cluster.name, cluster.symbols, cluster.heartbeat_s, cluster.missed_heartbeats) == ("main", ("*",), 1.0, 3)
+    assert cluster.dead_after_s == 3.0
+
+
+def test_cluster_members_parse_in_order_with_their_defaults() -> None:
+    cluster = loads_config(_TWO_MEMBERS).cluster
+
+    assert cluster.active
+    assert [(n.name, n.host, n.admin_port, n.symbols, n.max_symbols) for n in cluster.nodes] == [
+        ("b", "127.0.0.1", 19472, ("AAPL", "MSFT"), 2), ("c", "127.0.0.1", 19473, ("*",), 0)]
+    assert cluster.node("c").admin_port == 19473
+    assert cluster.dead_after_s == 1.5
+    with pytest.raises(KeyError):
+        cluster.node("main")  # the leader is no member
+
+
+@pytest.mark.parametrize(("symbol", "leader", "b", "c"), [
+    ("SPY", True, False, True),
+    ("AAPL", False, True, True),
+    ("MSFT", False, True, True),
+])
+def test_node_symbol_lists_admit_named_symbols_and_star_admits_any(symbol: str, leader: bool, b: bool,
+                                                                   c: bool) -> None:
+    cluster = loads_config(_TWO_MEMBERS).cluster
+
+    assert (cluster.leader_admits(symbol), cluster.node("b").admits(symbol), cluster.node("c").admits(symbol)) == (
+        leader, b, c)
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ('[cluster]\nname = "b"\n[cluster.nodes.b]\nadmin_port = 19472\n',
+     "member names other than the leader's own"),
+    ('[cluster.nodes.b]\nadmin_port = 19472\n[cluster.nodes.c]\nadmin_port = 19472\n',
+     "b and c share 127.0.0.1:19472"),
+    ('[cluster.nodes.b]\nadmin_port = 19472\nsymbols = ["MSFX"]\n',
+     "cluster.nodes.b.symbols: MSFX (did you mean MSFT?)"),
+    ('[cluster]\nsymbols = ["QQQ"]\n[cluster.nodes.b]\nadmin_port = 19472\n',
+     "not in [symbols]: cluster.symbols: QQQ"),
+    ('[cluster.nodes.b]\nadmin_port = 19472\nsymbols = ["aapl"]\n',
+     'cluster.nodes.b.symbols[0] = "aapl" (string): expected "*" (every traded symbol) or a symbol'),
+    ('[cluster.nodes.b]\nhost = "10.0.0.2"\nadmin_port = 19472\n',
+     "system.bind_address that cluster.nodes.b on 10.0.0.2 can reach"),
+    ('[cluster.nodes.b]\nadmin_port = 19471\n',
+     "cluster.nodes.b on another address than the leader's own"),
+    ('[cluster.nodes.b]\nsymbols = ["*"]\n', "cluster.nodes.b.admin_port: missing required key"),
+    ('[cluster.nodes.b]\nadmin_port = 19472\nhost = "localhost"\n', 'cluster.nodes.b.host = "localhost"'),
+    ('[cluster]\nheartbeat_s = 0.01\n', "cluster.heartbeat_s = 0.01 (float): expected a number in 0.1..600"),
+    ('[cluster]\nmissed_heartbeats = 1\n', "cluster.missed_heartbeats = 1 (integer): expected an integer in 2..100"),
+    ('[cluster.nodes."b c"]\nadmin_port = 19472\n', 'cluster.nodes."b c".name = "b c" (string): expected a node name'),
+])
+def test_invalid_cluster_settings_are_reported_with_the_offending_keys(text: str, expected: str) -> None:
+    problems = _problems(text)
+
+    assert len(problems) == 1, problems
+    assert expected in problems[0], problems
+
+
+def test_member_on_another_host_is_valid_when_the_leader_listens_on_a_routable_address() -> None:
+    config = loads_config('[system]\nbind_address = "10.0.0.1"\n[cluster.nodes.b]\nhost = "10.0.0.2"\n'
+                          'admin_port = 19471\n')
+
+    assert config.cluster.node("b").host == "10.0.0.2"
