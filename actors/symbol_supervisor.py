@@ -392,3 +392,13 @@ class SymbolSupervisor(SupervisorActor):
 
     def status_detail(self) -> str:
         return "" if self.placement is None else self.placement.describe()
+
+    def gauges(self) -> dict[str, int]:
+        placement = self.placement
+        if placement is None:
+            return {}
+        figures = {}
+        for name in (placement.leader, *(n.name for n in placement.cluster.nodes)):
+            figures[f"node_{name}_up"] = int(name == placement.leader or name in placement.live)
+            figures[f"node_{name}_symbols"] = len(placement.on(name))
+        return figures

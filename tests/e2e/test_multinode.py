@@ -213,6 +213,10 @@ def test_symbols_of_a_killed_member_resume_on_another_node_with_positions_and_no
     print(f"node b killed: AAPL and MSFT ready on node c after {resumed:.2f} s")
     assert resumed < RESUME_WITHIN_S
     assert system.detail(SUPERVISOR, "symbols") == "main (leader): -; b (down): -; c (up): AAPL MSFT"
+    gauges = dict(system.actor_status(supervisor).gauges)
+    assert {k: v for k, v in gauges.items() if k.startswith("node_")} == {
+        "node_main_up": 1, "node_main_symbols": 0, "node_b_up": 0, "node_b_symbols": 0,
+        "node_c_up": 1, "node_c_symbols": 2}
 
     # Positions intact: the broker's, with AAPL's missed fill applied exactly once.
     wait_for(lambda: system.position("AAPL").quantity == 0, 10, "AAPL flat after its take-profit")
@@ -229,3 +233,27 @@ def test_symbols_of_a_killed_member_resume_on_another_node_with_positions_and_no
     assert sorted(per_ref) == sorted(f"mn-{s}:{leg}" for s in plans for leg in ("entry", "sl", "tp"))
     assert set(per_ref.values()) == {1}, per_ref
     assert "node c: joined the leader" in c.text() and "lost" not in c.text()
+
+
+def test_symbol_actors_on_a_member_stop_themselves_when_the_leader_is_gone(
+        cluster: tuple[System, dict[str, Member]]) -> None:
+    # A member outlives a crashed leader; its symbol actors must not (a restarted leader starts
+    # new ones from the journal: two actors would trade one symbol).
+    system, members = cluster
+    b = members["b"]
+    children = system.ask(system.address(SUPERVISOR, "symbols"), GetChildren(), ChildrenSnapshot).children
+    pids = [c.pid for c in children]
+    assert len(pids) == 2 and {session_of(pid) for pid in pids} == {b.session()}
+
+    system.pids -= set(pids)  # not the leader's: kill_all kills every process it saw in a status
+    system.kill_all()  # every process of the leader at once
+    killed = time.monotonic()
+    wait_until(lambda: not any(alive(pid) for pid in pids), 15, "the symbol actors on node b to stop", interval=0.1)
+    stopped = time.monotonic() - killed
+    cluster_config = system.config.cluster
+    print(f"leader killed: node b's symbol actors stopped after {stopped:.2f} s")
+    assert stopped < cluster_config.heartbeat_s * (cluster_config.missed_heartbeats + 1) + 2.0
+    for symbol in ("AAPL", "MSFT"):
+        assert system.log_lines("stopping on this node: its supervisor on the leader did not answer", symbol)
+    wait_until(lambda: "node b: lost the leader" in b.text(), 15, "node b to notice the leader is gone")
+    assert alive(b.process.pid)  # the node itself waits for a leader to come back
