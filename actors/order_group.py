@@ -36,6 +36,7 @@ from messages import (
     OrdersSnapshot,
     OrderStatusChanged,
     OrderSubmitted,
+    PeerMoved,
     PlaceOrderGroup,
     Snapshot,
     StandBy,
@@ -229,17 +230,32 @@ class OrderGroupActor(ShellActor):
         elif state.state is og.GroupState.PENDING and not any(was_sent(leg) for leg in state.legs):
             self._decide(place, og.Start())
         else:
-            refs = tuple(leg.ref for leg in state.legs if was_sent(leg))
             how = (f"restarted (incarnation {self.incarnation})" if place.started is None
                    or self.incarnation > 1 else "its legs were submitted by its placer")
-            self.log.info("{}: {}; claiming {}", state.id, how, ", ".join(refs))
-            self.tell_peer(TWS, self.make(ClaimOrders, place, group_id=state.id, refs=refs,
-                                          reply_to=self.myAddress))
-            for leg in state.legs:
-                if leg.ref in state.cancel_requested and not is_done(leg):
-                    # The cancel may have died with the previous incarnation; asking twice is harmless.
-                    self.tell_peer(TWS, self.make(CancelOrder, place, ref=leg.ref,
-                                                  reason="cancel again after a restart"))
+            self._claim(place, state, how)
+
+    def _claim(self, cause: Message, state: og.OrderGroup, how: str) -> None:
+        """Claim the sent legs at the connection (it replays what we missed) and cancel again what we asked to."""
+        refs = tuple(leg.ref for leg in state.legs if was_sent(leg))
+        if not refs:
+            return
+        self.log.info("{}: {}; claiming {}", state.id, how, ", ".join(refs))
+        self.tell_peer(TWS, self.make(ClaimOrders, cause, group_id=state.id, refs=refs, reply_to=self.myAddress))
+        for leg in state.legs:
+            if leg.ref in state.cancel_requested and not is_done(leg):
+                # The cancel may have died with the previous incarnation; asking twice is harmless.
+                self.tell_peer(TWS, self.make(CancelOrder, cause, ref=leg.ref, reason="cancel again after a restart"))
+
+    @run_once
+    def receiveMsg_PeerMoved(self, msg: PeerMoved, sender: ActorAddress) -> None:
+        super().receiveMsg_PeerMoved(msg, sender)
+        group, place = self.group, self.place
+        if msg.name != TWS or group is None or place is None or self.finished or group.state is og.GroupState.DONE:
+            return
+        # A restarted connection resumes from its last snapshot to its supervisor, which may predate
+        # our legs or our claim (the kill came first): without a new claim it keeps their events
+        # (fills included) for an owner that never comes, or takes the legs for external orders.
+        self._claim(place, group, "the connection restarted")
 
     # ------------------------------------------------------------ broker events
 

@@ -436,8 +436,7 @@ class TwsConnection(ShellActor):
             # Never below an id used before: the journaled mark is written before each PLACE_ORDER.
             self.journaled_hwm = self.journal.order_id_hwm()
             hwm = max(hwm, self.journaled_hwm)
-            if state is None:
-                state = self._from_journal(self.journal)
+            state = self._from_journal(self.journal) if state is None else self._with_journal(state, self.journal)
         if state is not None:
             hwm = max(hwm, state.next_order_id - 1)
         self.conn = cc.new_connection(settings.connection, order_id_hwm=hwm, seed=settings.seed)
@@ -465,21 +464,51 @@ class TwsConnection(ShellActor):
         if settings.log_dir:
             logs.configure_process(settings.log_dir, settings.log_level)
 
-    def _from_journal(self, journal: Journal) -> TwsState | None:
-        """Return the routes of the orders the journal has open (the whole system restarted), or None.
+    def _with_journal(self, state: TwsState, journal: Journal) -> TwsState:
+        """Return our supervisor's `state` brought up to the journal.
 
-        An order the journal never gave a broker id never left the process before the restart: it
-        is not sent now (its intent is abandoned) but kept as rejected, so a group that claims it
-        learns that. One with an id may or may not have reached the broker: the sync after the
-        connect tells (an order the broker does not know by then never reached it).
+        The supervisor keeps what our snapshots add up to, and a kill can come between a journal
+        write and the snapshot telling it: an order's row and its broker id are written before its
+        PLACE_ORDER leaves. An order the state has without an id but the journal with one may be at
+        the broker: it is never sent again (the sync after the connect tells whether it arrived).
         """
-        rows = [row for row in journal.orders(open_only=True) if row.route is not None and not row.external]
+        routes = []
+        for route in state.routes:
+            if not route.broker_id:
+                row = journal.order(route.ref)
+                if row is not None and row.broker_id and row.route is not None:
+                    route = replace(pickle.loads(row.route), owner=route.owner, broker_id=row.broker_id)
+                    self.unconfirmed.add(route.ref)
+            routes.append(route)
+        missed = self._from_journal(journal, skip=frozenset(route.ref for route in routes))
+        return replace(state, routes=tuple(routes) + (missed.routes if missed is not None else ()))
+
+    def _from_journal(self, journal: Journal, skip: frozenset[str] = frozenset()) -> TwsState | None:
+        """Return the routes of the orders the journal has open but `skip` does not name, or None.
+
+        The other orders of their groups come with them, done or not: a working child is modified
+        under its parent's broker id. An open order the journal never gave a broker id never left
+        the process before the restart: it is not sent now (its intent is abandoned) but kept as
+        rejected, so a group that claims it learns that. One with an id may or may not have
+        reached the broker: the sync after the connect tells (an order the broker does not know by
+        then never reached it).
+        """
+        def wanted(row: OrderRow) -> bool:
+            return row.route is not None and not row.external and row.ref not in skip
+
+        rows = [row for row in journal.orders(open_only=True) if wanted(row)]
         if not rows:
             return None
+        open_refs = {row.ref for row in rows}
+        for group_id in sorted({row.group_id for row in rows if row.group_id}):
+            rows += [row for row in journal.orders(group_id=group_id) if wanted(row) and row.ref not in open_refs]
         now = self.now_ns()
         routes: list[Route] = []
         for row in rows:
             route = replace(pickle.loads(row.route), owner=None)
+            if row.ref not in open_refs:
+                routes.append(route)  # done: kept for its broker id and its facts
+                continue
             if not route.broker_id and route.rejection is None:
                 reason = "never sent before the restart: abandoned (a decision is not sent after an outage)"
                 rejection = OrderRejected(ref=route.ref, group_id=route.group_id, code=0, reason=reason,
@@ -489,8 +518,9 @@ class TwsConnection(ShellActor):
             elif route.broker_id:
                 self.unconfirmed.add(route.ref)
             routes.append(route)
-        self.log.info("{}: {} open order(s) from the journal ({} to confirm with the broker)", self.key,
-                      len(routes), len(self.unconfirmed))
+        self.log.info("{}: {} open order(s) from the journal, {} done one(s) of their groups ({} to confirm "
+                      "with the broker)", self.key, len(open_refs), len(routes) - len(open_refs),
+                      len(self.unconfirmed))
         return TwsState(next_order_id=journal.order_id_hwm() + 1, routes=tuple(routes))
 
     def _restore(self, state: TwsState) -> None:
@@ -1063,7 +1093,9 @@ class TwsConnection(ShellActor):
             self.log.warning("{}: cancel of unknown order {} ignored", self.key, msg.ref)
             self._settle()
             return
-        if route.cancel_requested:
+        # A repeat is ignored, except for an order refused here before it ever left: its owner may
+        # have asked to cancel it before hearing of the refusal, and waits for the cancel.
+        if route.cancel_requested and (route.broker_id or route.rejection is None):
             self._settle()
             return
         route = replace(route, cancel_requested=True)
@@ -1149,7 +1181,9 @@ class TwsConnection(ShellActor):
         parent_id = 0
         if route.order.parent_ref:
             parent = self.routes.get(route.order.parent_ref)
-            if parent is None or not parent.broker_id:
+            # A parent known to be rejected (e.g. an untransmitted one the sync after a restart did
+            # not find) must not get new children: the last one would transmit it at the broker.
+            if parent is None or not parent.broker_id or (not route.broker_id and parent.rejection is not None):
                 reason = f"parent {route.order.parent_ref} is not at the broker"
                 self.log.warning("{}: order {} not sent: {}", self.key, ref, reason)
                 rejected = self._about(route, OrderRejected, ref=ref, group_id=route.group_id, code=0,
