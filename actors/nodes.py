@@ -30,7 +30,13 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, Final
 
-from thespian.actors import ActorAddress, ActorExitRequest, ActorSystemConventionUpdate, ActorTypeDispatcher, WakeupMessage
+from thespian.actors import (
+    ActorAddress,
+    ActorExitRequest,
+    ActorSystemConventionUpdate,
+    ActorTypeDispatcher,
+    WakeupMessage,
+)
 
 from actors.symbol import SymbolActor
 from core.config import ClusterConfig, Config, NodeConfig
