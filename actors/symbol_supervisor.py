@@ -28,7 +28,7 @@ from typing import ClassVar, Final
 
 from thespian.actors import ActorAddress, ActorExitRequest, ActorSystemConventionUpdate, ChildActorExited
 
-from actors import journaling, nodes
+from actors import journaling, logs, nodes
 from actors.base import run_once
 from actors.supervision import ChildSpec, Restart, SavedChild, SupervisorActor
 from core.config import Config, SymbolStart
@@ -270,7 +270,8 @@ class SymbolSupervisor(SupervisorActor):
 
     def start_children(self, specs: tuple[ChildSpec, ...], saved: tuple[SavedChild, ...] = ()) -> None:
         cluster = self.traded.cluster if self.traded is not None else None
-        if cluster is None or not cluster.active or self.placement is not None:
+        if cluster is None or not cluster.active or self.placement is not None or not logs.runs_alone():
+            # One node: no members configured, or every actor in one process (a backtest).
             super().start_children(specs, saved)
             return
         self.placement = nodes.Placement(cluster)
