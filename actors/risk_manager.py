@@ -153,6 +153,22 @@ class RiskManager(ShellActor):
             # A restarted gate repeats its mode, so symbols started meanwhile know it too.
             self._tell_symbols(self._state_change(msg, self.account.mode, self.account.mode,
                                                   self.account.mode_reason))
+        if self.incarnation > 1:
+            self._place_working_groups()
+
+    def _place_working_groups(self) -> None:
+        """Tell the groups supervisor again to place every working group (a restarted gate).
+
+        An approval is journaled before its legs and its PlaceOrderGroup leave; a kill between the
+        two sends leaves legs at the connection that no group claims. The groups supervisor
+        ignores a group it knows (running or finished), so the repeat never places anything twice.
+        """
+        if self.journal is None:
+            return
+        for working in self.account.working:
+            record = self.journal.get_state(group_key(working.intent_id))
+            if isinstance(record, GroupRecord):
+                self.tell_peer(GROUPS, record.place)
 
     @run_once
     def receiveMsg_PeerMoved(self, msg: PeerMoved, sender: ActorAddress) -> None:

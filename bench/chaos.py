@@ -1,16 +1,17 @@
 """Issue 9's chaos run: accelerated trading on simulated symbols under seeded random faults, then the checks.
 
-Run: ``python -m bench.chaos [--minutes N | --seconds S] [--symbols 50] [--seed 1] [--json PATH] [--keep]``
+Run: ``python -m bench.chaos [--minutes N | --seconds S] [--symbols 50] [--seed 1] [--speed 4] [--json PATH]
+[--work DIR]``
 
 The whole actor tree runs as the e2e tests run it (multiprocTCPBase on a free loopback admin
 port, an admin token, the simulator in this process) against the simulator on an accelerated
 clock (`--speed` market seconds per wall second), trading `--symbols` random walks on 1 s bars:
 a fast moving-average cross, long and short brackets on prediction signals, trailing stops. A
 loopback HTTP prediction API feeds it a steady flow of signals. The risk limits sit below what
-the rules ask for, so the gate denies intents all along (and the check below can fail).
+the rules ask for, so the gate denies intents all along (and the risk check can fail).
 
-A seeded scheduler injects faults at random times (every kind at least once per round, the
-others by weight, with pauses of `--gap` seconds so the system can recover):
+A seeded scheduler injects faults at random times: each round deals every kind once in a random
+order, then the weighted extra draws, with a pause of 0.8 to 2.5 s after each injection:
 
 * kill -9 of a symbol actor, an order group actor, the TwsConnection, the RiskManager;
 * kill -9 of a journal writer while it holds the journal's write lock (there is no Journal actor:
@@ -30,7 +31,8 @@ Each injection then waits for its own sign of recovery: the killed actor back in
 incarnation (a group may finish instead), the connection READY with every symbol subscribed,
 the silence noticed and the data flowing again, the counter faults used up, a valid signal after
 the bad ones accepted and none of the bad ones, the admin error expected. Within its deadline it
-counts as survived, else as lost ("untriggered": a counter fault nothing used up).
+counts as survived, else as lost; "untriggered" is a fault nothing exercised (a counter nothing
+used up, a silence while nothing watched).
 
 At the end the faults stop and are healed, the system settles (every pending recovery resolved,
 connection READY, every symbol subscribed and running), the market is frozen, and these checks
@@ -38,10 +40,12 @@ run, each printed PASS/FAIL with its detail:
 
 1. every symbol actor's position equals the simulator's;
 2. the simulator received no orderRef twice;
-3. no order that breaks a risk limit reached the simulator: each order the simulator logged
-   belongs to an intent the gate approved (journal), an entry's quantity, notional (at the price
-   the gate used), position after it and open orders with it are within the limits, and an exit
-   only reduced the simulator's position;
+3. no order that breaks a risk limit reached the simulator: each order in the simulator's order
+   log belongs to an intent the gate approved (journal); an entry's quantity, notional (at the
+   price the gate used), the position after it and the open orders with it are within the
+   limits; a child is no bigger than its entry; an exit that grew the simulator's position
+   (possible when a fill is reported after its cancel was acknowledged) is held to the entry
+   limits too and reported as a finding;
 4. every fill the simulator made is in the journal, once, and no other; each symbol's journaled
    fills add up to the simulator's position;
 5. the system still answers `status` (connection READY, no symbol quarantined, core actors running);
@@ -49,6 +53,8 @@ run, each printed PASS/FAIL with its detail:
 7. the system kept under IB's 50 messages/s except while the budget was squeezed on purpose;
 8. every injected fault was survived (none lost).
 
+Findings follow the checks: what the run saw that no check judges (forged log lines, exits that
+grew a position, signal faults the source took long to get through, restarts nobody caused).
 The exit code is 0 only when every check passes. Whatever happens, the actor system, the
 simulator and the signal server are stopped, and no process of the run is left.
 """
@@ -97,7 +103,6 @@ from messages import (
     GetPositions,
     GetStatus,
     Halt,
-    LogLevel,
     Message,
     PositionsSnapshot,
     QueryKind,
@@ -121,6 +126,8 @@ CLIENT_ID: Final = 1
 STALE_S: Final = 2.0              # market_data.stale_after_s: a silence this long is noticed
 OBSERVE_S: Final = 0.5            # how often the scheduler looks at the system
 RECOVERY_S: Final = 45.0          # the deadline of a recovery
+SIGNALS_S: Final = 120.0          # the deadline of a signal fault: a flood takes the source a while
+SLOW_SIGNALS_S: Final = 10.0      # a signal fault survived later than this is a finding
 COUNTER_S: Final = 60.0           # the deadline of a counter fault (it waits for orders to use it)
 SETTLE_S: Final = 120.0           # the longest the end may wait for the system to settle
 QUIET_S: Final = 3.0              # no new order or fill at the frozen simulator for this long: at rest
@@ -304,10 +311,6 @@ class SignalServer:
     def backlog(self) -> int:
         with self.lock:
             return len(self.replies)
-
-    def clear(self) -> None:
-        with self.lock:
-            self.replies.clear()
 
     def close(self) -> None:
         if self.thread.is_alive():
@@ -512,6 +515,7 @@ class Chaos:
         self.signal_n = 0
         self.forging = 0                                 # signal ids sent that try to forge a log line
         self.findings: list[str] = []                    # seen, but outside what the checks judge
+        self.slow: dict[str, list[tuple[float, str]]] = {}  # signal faults survived only after SLOW_SIGNALS_S
         self.silenced: set[str] = set()
         self.healing = False                             # the end: every fault stopped and healed
         self.healed: dict[str, int] = {}                 # counter faults as the heal found them
@@ -587,6 +591,8 @@ class Chaos:
             elif verdict is True:
                 tally.survived += 1
                 tally.recovery_s.append(obs.at - p.started)
+                if p.kind.endswith("_signals") and obs.at - p.started > SLOW_SIGNALS_S:
+                    self.slow.setdefault(p.kind, []).append((obs.at - p.started, p.what))
             elif isinstance(verdict, str) and verdict:
                 tally.lost += 1
                 tally.lost_why.append(f"{p.what}: {verdict}")
@@ -857,7 +863,7 @@ class Chaos:
                 return f"the signal source restarted (incarnation {before} -> {now.incarnation})"
             return True
 
-        self.expect(kind, what, check)
+        self.expect(kind, what, check, SIGNALS_S)
 
     def _inject_bad_signals(self, obs: Observation) -> bool:
         sym = self.rnd.choice(self.symbols)
@@ -886,12 +892,12 @@ class Chaos:
     def _inject_hostile_signals(self, obs: Observation) -> bool:
         sym = self.rnd.choice(self.symbols)
         n = self._sid("h")
-        flood = [signal_item(f"{n}-f{i}", f"ZZ{i % 997}", "LONG", 0.9) for i in range(3000)]
+        flood = [signal_item(f"{n}-f{i}", f"ZZ{i % 997}", "LONG", 0.9) for i in range(1000)]
         forged = f"{n}\n{FORGED_PREFIX} | supervisor | corr=- | forged by a signal id"
         menu: list[tuple[str, Callable[[], Reply], list[str], bool]] = [
             ("9 MB body", lambda: Reply(body=b"[" + b"0," * (9 << 19) + b"0]"), [], False),
             ("200k-deep nesting", lambda: Reply(body=b"[" * 200_000 + b"]" * 200_000), [], False),
-            ("3000-signal flood", lambda: Reply(body=_json(flood)), [flood[0]["id"], flood[-1]["id"]], False),
+            ("1000-signal flood", lambda: Reply(body=_json(flood)), [flood[0]["id"], flood[-1]["id"]], False),
             ("log-forging id", lambda: Reply(body=_json([signal_item(forged, sym, "FLAT", 0.5)])), [], True),
             ("hostile symbols", lambda: Reply(body=_json([
                 signal_item(f"{n}-p", "../../etc/passwd", "LONG", 0.9),
@@ -1029,7 +1035,7 @@ class Chaos:
 
     def settle(self) -> str:
         """Stop and heal every fault, wait until the system is at rest with the market frozen; return what happened."""
-        self.server.clear()
+        # The steady signals stop with the run; what a signal fault queued (its canary last) is served.
         while self.actions:  # what was still to come of a storm, a silence, a burst: now
             heapq.heappop(self.actions)[2]()
 
@@ -1239,6 +1245,11 @@ class Chaos:
     def find(self) -> list[str]:
         """Return what the run saw that no check covers (the risk check adds its own first)."""
         self.find_forged_logs()
+        for kind in ("bad_signals", "hostile_signals"):
+            slow = [(round(t, 1), why) for t, why in self.slow.get(kind, [])]
+            if slow:
+                self.findings.append(f"{LABEL[kind]}: the source took more than {SLOW_SIGNALS_S:g} s to accept the "
+                                     "valid signal behind " + "; ".join(f"{why} ({t} s)" for t, why in slow[:4]))
         restarts = self.unexpected_restarts()
         if restarts:
             self.findings.append("actors restarted more often than they were killed: " + ", ".join(restarts))

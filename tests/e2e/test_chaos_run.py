@@ -17,11 +17,12 @@ from typing import Any
 
 import pytest
 
+from actors.risk_manager import RiskManager
 from actors.tws_connection import TwsConnection
 from bench import chaos
 from core.matching import CANCELLED
 from journal.store import Journal
-from messages import AdminReply, CancelAll, MoveStop
+from messages import AdminReply, CancelAll, MoveStop, PlaceOrderGroup
 from tests.e2e.harness import System, bracket, scripted, wait_for
 
 DIE_AFTER_FILL = "die-after-fill"  # a group id prefix: the connection SIGKILLs itself once its entry's fill is journaled
@@ -84,6 +85,19 @@ class DieAfterEntryTws(TwsConnection):
         return released
 
 
+DIE_BEFORE_GROUP = "die-before-group"  # a group id prefix: the risk manager dies between its two sends
+
+
+class DieBeforeGroupRisk(RiskManager):
+    """Kills its own process (first incarnation only) once it approved a DIE_BEFORE_GROUP intent and handed
+    its legs to the connection, instead of telling the groups supervisor to start the group."""
+
+    def tell_peer(self, name: str, msg: Any) -> None:
+        if isinstance(msg, PlaceOrderGroup) and msg.group_id.startswith(DIE_BEFORE_GROUP) and self.incarnation == 1:
+            os.kill(os.getpid(), signal.SIGKILL)
+        super().tell_peer(name, msg)
+
+
 @pytest.mark.timeout(90)
 def test_connection_killed_right_after_placing_a_bracket_delivers_its_fill_and_still_moves_and_cancels_its_stop(
         launch: Callable[..., System], tmp_path: Path) -> None:
@@ -139,6 +153,25 @@ def test_connection_killed_between_an_entry_and_its_children_never_sends_the_ent
     wait_for(lambda: system.child("groups", gid) is None, 15, "the group to finish")
     assert system.orders_per_ref() == {f"{gid}:entry": 1}
     assert system.position("AAPL").quantity == 0 == system.broker_position("AAPL")
+
+
+@pytest.mark.timeout(90)
+def test_risk_manager_killed_between_submitting_the_legs_and_starting_the_group_still_gets_the_group_started(
+        launch: Callable[..., System], tmp_path: Path) -> None:
+    system = launch((scripted("AAPL", tmp_path, ("100",)),),
+                    actor_classes=(("risk", "tests.e2e.test_chaos_run.DieBeforeGroupRisk"),))
+    system.step(1)
+    first = system.running("supervisor", "risk")
+    gid = f"{DIE_BEFORE_GROUP}-1"
+    quote = system.quote("AAPL")
+    system.place(bracket(gid, "AAPL", 100, stop=quote.bid - 5, target=quote.ask + 5))
+    system.running("supervisor", "risk", incarnation=first.incarnation + 1)
+    wait_for(lambda: system.broker_position("AAPL") == 100, 10, "the entry to fill at the simulator")
+    # The restarted gate places its working group again: the group claims its legs and their fills.
+    group = system.running("groups", gid)
+    wait_for(lambda: system.position("AAPL").quantity == 100, 15, "the entry fill at the symbol actor")
+    assert group.incarnation == 1
+    assert system.orders_per_ref() == {f"{gid}:entry": 1, f"{gid}:sl": 1, f"{gid}:tp": 1}
 
 
 @pytest.mark.timeout(240)
