@@ -291,6 +291,8 @@ def _source_id(obj: dict[Any, Any]) -> str:
     text = value.strip()
     if not text or len(text) > MAX_ID_CHARS:
         raise _Invalid(Reason.BAD_VALUE, f"id = {_show(value)}: expected {_ID}")
+    if not text.isprintable():  # a line break in an id would forge lines wherever the id is logged
+        raise _Invalid(Reason.BAD_VALUE, f"id = {_show(value)}: expected {_ID}, without control characters")
     return text
 
 

@@ -19,8 +19,13 @@ class Direction(str, Enum):
 
 
 def excerpt(raw: str, limit: int = RAW_EXCERPT_CHARS) -> str:
-    """Return `raw` cut to `limit` characters (marked with an ellipsis) for a rejection report."""
-    return raw if len(raw) <= limit else raw[: max(limit - 1, 0)] + "…"
+    """Return `raw` cut to `limit` characters (marked with an ellipsis) for a rejection report.
+
+    Control characters come out escaped ("\\n"): a line break from a feed must not start a forged
+    line in the logs.
+    """
+    cut = raw if len(raw) <= limit else raw[: max(limit - 1, 0)] + "…"
+    return cut if cut.isprintable() else "".join(c if c.isprintable() else repr(c)[1:-1] for c in cut)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

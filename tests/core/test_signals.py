@@ -129,6 +129,26 @@ def test_normalize_rejection_carries_id_symbol_and_raw_excerpt() -> None:
     assert result.raw.startswith('{"id": "p-1"') and result.raw.endswith("…") and len(result.raw) == 200
 
 
+@pytest.mark.parametrize("bad_id", ["p-1\n2099-01-01 | CRITICAL | forged line", "p\r1", "p\x1b[31m1", "p\u20281"])
+def test_normalize_rejects_an_id_with_control_characters_and_reports_it_escaped(bad_id: str) -> None:
+    raw = json.dumps({"id": bad_id, "symbol": "AAPL", "direction": "LONG", "confidence": 0.8, "ts": NOW_S})
+
+    result = _judge(raw)
+
+    assert isinstance(result, Rejection) and result.reason is Reason.BAD_VALUE
+    assert "without control characters" in result.text
+    assert result.source_id == ""  # never taken as the id
+    for shown in (result.text, result.raw):
+        assert shown.isprintable(), shown
+
+
+def test_rejection_excerpt_of_a_raw_line_escapes_its_line_breaks() -> None:
+    result = _judge('{"id": "p-1",\n"oops"}')
+
+    assert isinstance(result, Rejection) and result.reason is Reason.MALFORMED
+    assert result.raw == '{"id": "p-1",\\n"oops"}'
+
+
 def test_normalize_rejects_a_seen_id_as_duplicate() -> None:
     result = _judge(_text(), seen={("http", "p-1")})
 
