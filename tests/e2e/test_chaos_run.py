@@ -13,7 +13,6 @@ import signal
 from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -21,6 +20,7 @@ from actors.risk_manager import RiskManager
 from actors.tws_connection import TwsConnection
 from bench import chaos
 from core.matching import CANCELLED
+from core.types import Execution
 from journal.store import Journal
 from messages import AdminReply, CancelAll, MoveStop, PlaceOrderGroup
 from tests.e2e.harness import System, bracket, scripted, wait_for
@@ -48,7 +48,7 @@ class DieAfterFillTws(TwsConnection):
         if not self.stale:
             super()._snapshot()
 
-    def _deliver_execution(self, ref: str, execution: Any, commission: Any) -> None:
+    def _deliver_execution(self, ref: str, execution: Execution, commission: Decimal | None) -> None:
         super()._deliver_execution(ref, execution, commission)
         if ref.startswith(DIE_AFTER_FILL) and ref.endswith(":entry") and self.incarnation == 1:
             self.due = True
@@ -92,7 +92,7 @@ class DieBeforeGroupRisk(RiskManager):
     """Kills its own process (first incarnation only) once it approved a DIE_BEFORE_GROUP intent and handed
     its legs to the connection, instead of telling the groups supervisor to start the group."""
 
-    def tell_peer(self, name: str, msg: Any) -> None:
+    def tell_peer(self, name: str, msg: object) -> None:
         if isinstance(msg, PlaceOrderGroup) and msg.group_id.startswith(DIE_BEFORE_GROUP) and self.incarnation == 1:
             os.kill(os.getpid(), signal.SIGKILL)
         super().tell_peer(name, msg)
