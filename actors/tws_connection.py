@@ -118,6 +118,9 @@ _WRITE_RETRY_NS: Final = 5_000_000     # a full socket buffer is retried this so
 # restart settle any state lost with the last few milliseconds.
 _ROUTES_LAZY_NS: Final = 50_000_000
 _MIN_WAKE_NS: Final = 1_000_000        # never schedule a zero wakeup (thespian #58: wakeup floods)
+# After error 100 (a request dropped over the socket's message rate; IB does not say which), this
+# long after the last one every subscription with no tick since its request is asked again.
+_DATA_RECHECK_NS: Final = 1_000_000_000
 _CONNECT_BLOCK_S: Final = 2.0          # longest a connect may block the actor (loopback/LAN: instant)
 _UNROUTED_KEPT: Final = 1000           # executions of unknown orders kept for a late route
 # A finished order's route stays in the snapshot this long (late commission reports, repeated
@@ -287,7 +290,7 @@ class _Listener:
 class _Book:
     """One symbol's subscription: its current reqId, the latest quote fields, its listeners."""
 
-    __slots__ = ("symbol", "req_id", "listeners", "fields", "ts_ns", "watch_from_ns", "stale")
+    __slots__ = ("symbol", "req_id", "listeners", "fields", "ts_ns", "watch_from_ns", "stale", "sent_ns")
 
     def __init__(self, symbol: str) -> None:
         self.symbol = symbol
@@ -297,6 +300,7 @@ class _Book:
         self.ts_ns = 0
         self.watch_from_ns = 0  # silence counts from the last tick or (re)subscription
         self.stale = False
+        self.sent_ns = 0        # when the current request left for the broker (0: not yet)
 
     def quote(self) -> Quote:
         f = self.fields
@@ -378,6 +382,7 @@ class TwsConnection(ShellActor):
         self.quote_out: qc.Endpoint | None = None  # the socket quote datagrams leave from
         self.direct = dc.Receiver([SubmitOrders])  # risk's approved legs, as datagrams (multiproc only)
         self.channel_check_ns = 0                  # next look for unacknowledged datagrams
+        self.recheck_data_ns: int | None = None    # when to ask again for subscriptions error 100 may have lost
         self.history: dict[int, _History] = {}
         self.next_req_id = FIRST_REQ_ID
         self.sync_exec_req = 0
@@ -574,6 +579,7 @@ class TwsConnection(ShellActor):
         now = self.now_ns()
         self._decide(cc.Tick(now_ns=now))
         self._check_stale(now)
+        self._recheck_data(now)
         self._take_acks()
         self._check_channels(now)
         for exec_id, waiting in list(self.awaiting.items()):
@@ -786,9 +792,13 @@ class TwsConnection(ShellActor):
         assert self.wire is not None
         match item:
             case _Send(request=request, heartbeat=heartbeat):
-                if isinstance(request, edge.MarketDataRequest) and \
-                        self.req_symbol.get(request.req_id) is None:
-                    return  # unsubscribed or superseded while it waited
+                if isinstance(request, edge.MarketDataRequest):
+                    symbol = self.req_symbol.get(request.req_id)
+                    if symbol is None:
+                        return  # unsubscribed or superseded while it waited
+                    book = self.books.get(symbol)
+                    if book is not None:
+                        book.sent_ns = now
                 frames, events = self.wire.encode(request)
                 self._write(frames)
                 if heartbeat:
@@ -840,6 +850,7 @@ class TwsConnection(ShellActor):
             times.append(self.routes_due_ns)
         if self.quote_out is not None:
             times.append(self.channel_check_ns)
+        times.append(self.recheck_data_ns)
         present = [t for t in times if t is not None]
         if not present:
             return
@@ -951,6 +962,8 @@ class TwsConnection(ShellActor):
     def _on_notice(self, ev: edge.NoticeSeen, now: int) -> None:
         code, req_id, text = ev.code, ev.req_id, ev.text
         self._decide(cc.BrokerCode(at_ns=now, code=code, req_id=req_id, text=text))
+        if code in cc.PACING and self.books:
+            self.recheck_data_ns = now + _DATA_RECHECK_NS
         ref = self.by_id.get(req_id, "") if 0 <= req_id < FIRST_REQ_ID else ""
         symbol = ""
         if ref:
@@ -1560,6 +1573,7 @@ class TwsConnection(ShellActor):
 
     def _request_market_data(self, book: _Book) -> None:
         book.watch_from_ns = self.now_ns()
+        book.sent_ns = 0
         book.req_id = self._req_id()
         self.req_symbol[book.req_id] = book.symbol
         self._enqueue(_Send(edge.MarketDataRequest(req_id=book.req_id, contract=self._contract(book.symbol))),
@@ -1609,6 +1623,28 @@ class TwsConnection(ShellActor):
     def _next_stale_ns(self) -> int | None:
         books = self._watched()
         return min(b.watch_from_ns for b in books) + self.settings.stale_after_ns if books else None
+
+    def _recheck_data(self, now: int) -> None:
+        """Ask again for every subscription with no tick since its request, once error 100 stopped coming.
+
+        IB drops a request over the message rate and its error 100 does not say which. A
+        market-data request lost so would leave the symbol without data until the next reconnect;
+        one that arrived brings its first ticks at once, so a subscription still silent since its
+        request left is taken for lost (asking again only costs a cancel and a request).
+        """
+        if self.recheck_data_ns is None or now < self.recheck_data_ns:
+            return
+        self.recheck_data_ns = None
+        if not cc.orders_allowed(self._conn()):
+            return  # not READY: the (re)synchronization after it subscribes everything again
+        lost = [b for b in self.books.values() if b.req_id and b.sent_ns and b.ts_ns < b.sent_ns]
+        for book in lost:
+            self.req_symbol.pop(book.req_id, None)
+            self._enqueue(_Send(edge.MarketDataCancel(req_id=book.req_id)), Priority.DATA)
+            self._request_market_data(book)
+        if lost:
+            self.log.warning("{}: market data asked again after error 100 (no tick since the request): {}",
+                             self.key, ", ".join(sorted(b.symbol for b in lost)))
 
     def _check_stale(self, now: int) -> None:
         for book in self._watched():
