@@ -117,7 +117,7 @@ from messages import (
 )
 from messages.connection import ConnectionState
 from simulator.market import WalkParams
-from simulator.server import OrderRecord, SimulatorConfig, SimulatorThread, SymbolSpec
+from simulator.server import OrderRecord, Simulator, SimulatorConfig, SimulatorThread, SymbolSpec
 from tests.e2e.harness import System, descendants, free_port, kill
 
 SUPERVISOR: Final = "supervisor"
@@ -538,7 +538,7 @@ class Chaos:
             status = None
         children = {(c.supervisor, c.key): c for c in status.children} if status is not None else (
             self.obs.children if hasattr(self, "obs") else {})
-        snap = self.sim.snapshot()
+        snap = self.sim.call(_glance, self.sim.sim)
         paced = int(snap["stats"].get("paced_out", 0))
         now = time.monotonic()
         if paced > self.paced_out and now > self.squeezed_until + 1.5:
@@ -832,11 +832,28 @@ class Chaos:
                 # Nothing watches while the connection is not READY; a silence cut short by the end
                 # of the run may not have lasted long enough either.
                 return UNTRIGGERED if obs.at > resumed[0] + 2.0 else None
-            return True if [t for t in self.tail.resumed.get(symbol, []) if t >= noticed[0]] else None
+            if [t for t in self.tail.resumed.get(symbol, []) if t >= noticed[0]]:
+                return True
+            # A connection restarted since it noticed never saw the symbol stale (nor says it
+            # flows again): its quote age tells whether quotes came after the silence.
+            age = self._quote_age_s(obs, symbol)
+            return True if age is not None and age < obs.at - resumed[0] else None
 
         self.expect("silence", f"{symbol} silent for {seconds} s", check, RECOVERY_S + seconds,
                     untriggered=lambda: not [t for t in self.tail.stale.get(symbol, []) if t >= start])
         return True
+
+    def _quote_age_s(self, obs: Observation, symbol: str) -> float | None:
+        """Return how long ago the connection last had a quote of `symbol` (None: it cannot say now)."""
+        tws = obs.children.get((SUPERVISOR, "tws"))
+        if tws is None or tws.address is None or not tws.running:
+            return None
+        try:
+            gauges = dict(self.system.actor_status(tws.address).gauges)
+        except AssertionError:
+            return None
+        age = gauges.get(f"quote_age_ms_{symbol}")
+        return None if age is None else age / 1000
 
     # ------------------------------------------------------------ signals
 
@@ -1279,6 +1296,17 @@ class Chaos:
             if extra > 0:
                 found.append(f"{sup}/{key} +{extra}")
         return found
+
+
+def _glance(sim: Simulator) -> dict[str, Any]:
+    """Return the little of the simulator's state the scheduler looks at each turn (on its loop, cheaply)."""
+    return {
+        "clients": sorted(s.client_id for s in sim.sessions if s.started and s.client_id is not None),
+        "subscribed": {str(s.client_id): len(set(s.mkt.values())) for s in sim.sessions if s.started and not s.closed},
+        "orders": len(sim.book.orders),
+        "executions": len(sim.executions),
+        "stats": {"paced_out": sim.stats.get("paced_out", 0)},
+    }
 
 
 def _process_state(pid: int) -> str:
