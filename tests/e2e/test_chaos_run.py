@@ -179,7 +179,7 @@ def test_chaos_run_of_60_seconds_with_50_symbols_passes_every_check(tmp_path: Pa
     lines: list[str] = []
     report = chaos.run(chaos.Settings(seconds=60, symbols=50, seed=1, work=tmp_path / "chaos", log=lines.append))
     table = report.table()
-    print("\n".join(lines) + table)
+    print("\n".join(lines) + table)  # with -s: the faults, figures, checks and findings (not judged here)
     faults = report.faults
     assert all(f["injected"] >= 1 for f in faults.values()), table
     assert sum(f["injected"] for f in faults.values()) >= 25, table
