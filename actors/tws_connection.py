@@ -641,6 +641,7 @@ class TwsConnection(ShellActor):
                 self._hold_orders(reason)
             case cc.ReleaseOrders(next_order_id=next_id):
                 self._unconfirmed_never_sent()
+                self._cancel_again()
                 self.log.info("{}: orders may leave (next id {}; {} held)", self.key, next_id, len(self.held))
                 self._release_orders()
                 for book in self.books.values():  # READY again: silence counts from now
@@ -1337,6 +1338,21 @@ class TwsConnection(ShellActor):
         self.by_id[order_id] = route.ref
         self._set(route)
         return route
+
+    def _cancel_again(self) -> None:
+        """After a sync: ask again to cancel every order still working that we asked to cancel.
+
+        A cancel written just before its socket closed never reached TWS, and nothing else would
+        send it again (its owner's repeats are deduplicated here); the repeat of one that did is
+        refused (10148/161) without touching the order.
+        """
+        queued = {q.item.ref for q in self.pacer.queues[Priority.URGENT] if isinstance(q.item, _Cancel)}
+        for ref, route in self.routes.items():
+            last = route.last_status
+            if route.cancel_requested and route.broker_id and route.rejection is None and ref not in queued \
+                    and (last is None or last.status not in DONE_STATES):
+                self.log.info("{}: cancel {} (id {}) asked again after the reconnect", self.key, ref, route.broker_id)
+                self._enqueue(_Cancel(ref), Priority.URGENT)
 
     def _unconfirmed_never_sent(self) -> None:
         """After the first sync since a restart from the journal: an order the broker knows nothing about

@@ -98,6 +98,26 @@ class DieBeforeGroupRisk(RiskManager):
         super().tell_peer(name, msg)
 
 
+LOSE_CANCEL = "lose-cancel"  # a group id prefix: the socket dies with the first cancel of one of its legs
+
+
+class LoseCancelTws(TwsConnection):
+    """Loses the first cancel of a LOSE_CANCEL take-profit with its socket (written, then the socket closed
+    under it, as when TWS drops the connection at that moment); the connection reconnects as usual."""
+
+    lost_one = False
+
+    def _release(self, item: object, now: int) -> None:
+        ref = getattr(item, "ref", "")
+        if type(item).__name__ == "_Cancel" and ref.startswith(LOSE_CANCEL) and ref.endswith(":tp") \
+                and not self.lost_one:
+            self.lost_one = True
+            self.log.info("{}: cancel {} sent (lost with the socket, on purpose)", self.key, ref)
+            self._lost("test: the socket closed with the cancel in it")
+            return
+        super()._release(item, now)
+
+
 @pytest.mark.timeout(90)
 def test_connection_killed_right_after_placing_a_bracket_delivers_its_fill_and_still_moves_and_cancels_its_stop(
         launch: Callable[..., System], tmp_path: Path) -> None:
@@ -171,6 +191,26 @@ def test_risk_manager_killed_between_submitting_the_legs_and_starting_the_group_
     group = system.running("groups", gid)
     wait_for(lambda: system.position("AAPL").quantity == 100, 15, "the entry fill at the symbol actor")
     assert group.incarnation == 1
+    assert system.orders_per_ref() == {f"{gid}:entry": 1, f"{gid}:sl": 1, f"{gid}:tp": 1}
+
+
+@pytest.mark.timeout(90)
+def test_cancel_lost_with_its_socket_is_asked_again_after_the_reconnect(
+        launch: Callable[..., System], tmp_path: Path) -> None:
+    system = launch((scripted("AAPL", tmp_path, ("100",)),),
+                    actor_classes=(("tws", "tests.e2e.test_chaos_run.LoseCancelTws"),))
+    system.step(1)
+    gid = f"{LOSE_CANCEL}-1"
+    quote = system.quote("AAPL")
+    system.place(bracket(gid, "AAPL", 100, stop=quote.bid - 5, target=quote.ask + 5))
+    wait_for(lambda: system.broker_order(f"{gid}:tp") is not None and system.broker_order(f"{gid}:tp").status
+             == "Submitted", 10, "the bracket working at the broker")
+    reply = system.asys.ask(system.supervisor, CancelAll(symbol="AAPL", reason="test"), 10)
+    assert isinstance(reply, AdminReply), reply
+    wait_for(lambda: system.log_lines("lost with the socket, on purpose"), 10, "the cancel lost")
+    wait_for(lambda: all(system.broker_order(f"{gid}:{leg}").status == CANCELLED for leg in ("sl", "tp")), 15,
+             "both children cancelled at the broker after the reconnect")
+    wait_for(lambda: system.child("groups", gid) is None, 15, "the group to finish")
     assert system.orders_per_ref() == {f"{gid}:entry": 1, f"{gid}:sl": 1, f"{gid}:tp": 1}
 
 
