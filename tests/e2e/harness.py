@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import subprocess
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -84,6 +85,19 @@ def wait_until(condition: Callable[[], _T], timeout: float, what: str, interval:
         time.sleep(interval)
         value = condition()
     return value
+
+
+def kill_launched(launcher: "subprocess.Popen[bytes] | subprocess.Popen[str]", marker: str,
+                  *extra: int) -> None:
+    """SIGKILL a launched `bootstrap.py` (its process group) if still running, and every process naming `marker`."""
+    if launcher.poll() is None:
+        os.killpg(launcher.pid, signal.SIGKILL)
+        launcher.wait(10)
+    for pid in processes_mentioning(marker) + list(extra):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
 
 def processes_mentioning(text: str) -> list[int]:

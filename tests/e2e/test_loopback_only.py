@@ -16,7 +16,7 @@ import pytest
 
 from actors.launcher import port_open
 from simulator.control import send
-from tests.e2e.harness import descendants, free_port, processes_mentioning, wait_until
+from tests.e2e.harness import kill_launched, descendants, free_port, processes_mentioning, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 TCP_LISTEN = "0A"  # include/net/tcp_states.h
@@ -140,11 +140,4 @@ def test_run_on_the_shipped_config_listens_on_loopback_only(workdir: Path) -> No
         out, _ = launcher.communicate(timeout=60)
         assert launcher.returncode == 0, out.decode(errors="replace")
     finally:
-        if launcher.poll() is None:
-            os.killpg(launcher.pid, signal.SIGKILL)
-            launcher.wait(10)
-        for pid in processes_mentioning(marker):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        kill_launched(launcher, marker)

@@ -16,7 +16,7 @@ import pytest
 
 from actors.launcher import port_open
 from simulator.control import send
-from tests.e2e.harness import free_port, processes_mentioning, wait_until
+from tests.e2e.harness import kill_launched, free_port, processes_mentioning, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -80,14 +80,7 @@ def test_run_on_the_shipped_config_trades_on_the_simulator_and_ctrl_c_leaves_no_
                                   marker], cwd=workdir, capture_output=True, text=True, timeout=60)
         assert unknown.returncode == 1 and "NOPE-1-1" in unknown.stderr, unknown.stderr
     finally:
-        if launcher.poll() is None:
-            os.killpg(launcher.pid, signal.SIGKILL)
-            launcher.wait(10)
-        for pid in processes_mentioning(marker):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        kill_launched(launcher, marker)
 
 
 def _reload(config: Path) -> subprocess.CompletedProcess[str]:
@@ -147,14 +140,7 @@ def test_run_stops_even_when_an_actor_process_is_frozen_and_leaves_no_process(wo
         assert re.search(r"killed \d+ actor process\(es\) that had not exited", text), text
         wait_until(lambda: not processes_mentioning(marker), 15, "every process of the system to exit")
     finally:
-        if launcher.poll() is None:
-            os.killpg(launcher.pid, signal.SIGKILL)
-            launcher.wait(10)
-        for pid in processes_mentioning(marker) + ([frozen] if frozen else []):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        kill_launched(launcher, marker, *([frozen] if frozen else []))
 
 
 @pytest.mark.timeout(60)
@@ -287,11 +273,4 @@ def test_status_shows_the_figures_and_prometheus_serves_them_on_loopback(workdir
         os.killpg(launcher.pid, signal.SIGINT)
         assert launcher.wait(60) == 0
     finally:
-        if launcher.poll() is None:
-            os.killpg(launcher.pid, signal.SIGKILL)
-            launcher.wait(10)
-        for pid in processes_mentioning(marker):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        kill_launched(launcher, marker)
