@@ -127,7 +127,7 @@ class ShellActor(ActorTypeDispatcher):
         self.on_configure(msg)
         self.configured = True
         self.tell(self.parent, self.make(ActorReady, msg, key=self.key, incarnation=self.incarnation,
-                                         pid=os.getpid()))
+                                         pid=os.getpid(), parent_pid=os.getppid()))
 
     def adopt(self, msg: ConfigureActor, sender: ActorAddress) -> None:
         """Take identity, supervisor, peers and config from `msg` and set up this process's log files."""

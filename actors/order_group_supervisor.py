@@ -208,7 +208,7 @@ class OrderGroupSupervisor(SupervisorActor):
 
     @run_once
     def receiveMsg_OrderGroupFinished(self, msg: OrderGroupFinished, sender: ActorAddress) -> None:
-        self.finish_child(sender, msg.outcome.value)
+        self.finish_child(sender, msg.outcome.value, msg.group_id)
 
     def on_child_removed(self, key: str) -> None:
         self.finished.append(key)

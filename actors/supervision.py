@@ -16,6 +16,14 @@ child's state, not the whole subtree's (300 symbols snapshotting once per bar wo
 pickle 300 states per bar each). A restarted sub-supervisor resumes its children from that state
 with their incarnations, states and quarantines, and first stops the children its killed
 predecessor left orphaned.
+
+Exit notices are matched with care, because thespian names a child by its TCP port and ports are
+reused. A message that names its sender (ActorReady, Snapshot, ActorFinished, ActorFailed) must
+come from the child with that key at that address. An exit notice matching a forked child whose
+process still runs, and which is not on its way out, is not believed. Every `WATCH_S` the
+supervisor looks at the processes it forked: a child whose process is gone at two looks in a row
+counts as exited even if no notice came (thespian 4.0.1 lost some; actors.thespian_patches fixes
+the cause it found).
 """
 
 from __future__ import annotations
@@ -27,7 +35,9 @@ from typing import ClassVar, Final
 
 from thespian.actors import ActorAddress, ActorExitRequest, ChildActorExited, WakeupMessage
 
+from actors import logs
 from actors.base import ShellActor, run_once
+from actors.processes import alive, parent_of
 from core.config import RestartBudget
 from core.supervision import ExitReason, Restart, RestartHistory, Verdict, decide_exit
 from messages import (
@@ -62,6 +72,12 @@ __all__ = [
 ]
 
 _STOP_TIMEOUT: Final = "stop-timeout"
+_WATCH: Final = "child-process-watch"
+
+
+def _running(pid: int) -> bool:
+    """Return True if `pid` runs and is still our child (not a zombie, not a reused pid)."""
+    return alive(pid) and parent_of(pid) == os.getpid()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -149,7 +165,8 @@ class _Child:
     """The supervisor's mutable record of one child (actor-local; never sent)."""
 
     __slots__ = ("spec", "dynamic", "address", "incarnation", "ready", "state", "history",
-                 "quarantined", "stopping", "remove", "restart_after", "last_error", "pid")
+                 "quarantined", "stopping", "remove", "restart_after", "last_error", "pid",
+                 "forked", "failed", "gone_since")
 
     def __init__(self, spec: ChildSpec, *, dynamic: bool) -> None:
         self.spec = spec
@@ -165,6 +182,9 @@ class _Child:
         self.restart_after = False               # start it again once it exited (admin restart)
         self.last_error = ""
         self.pid = 0                             # the running incarnation's process (its ActorReady)
+        self.forked = False                      # that process is ours (we watch it)
+        self.failed = False                      # it reported ActorFailed: it exits by itself
+        self.gone_since: int | None = None       # the watch first found its process gone (ns)
 
 
 class SupervisorActor(ShellActor):
@@ -177,6 +197,7 @@ class SupervisorActor(ShellActor):
     """
 
     STOP_TIMEOUT_S: ClassVar[float] = 5.0
+    WATCH_S: ClassVar[float] = 1.0  # how often the processes of forked children are looked at
 
     def __init__(self) -> None:
         super().__init__()
@@ -210,7 +231,8 @@ class SupervisorActor(ShellActor):
         """React to the last static child being ready; by default tell the parent this supervisor is."""
         if self.parent is not None:
             self.tell(self.parent, self.make(ActorReady, self.start_cause, key=self.key,
-                                             incarnation=self.incarnation, pid=os.getpid()))
+                                             incarnation=self.incarnation, pid=os.getpid(),
+                                             parent_pid=os.getppid()))
 
     def on_children_stopped(self) -> None:
         """React to the end of `stop_children`."""
@@ -251,6 +273,8 @@ class SupervisorActor(ShellActor):
         specs = self.child_specs(msg)
         saved = msg.state.children if isinstance(msg.state, SupervisorState) else ()
         self.start_children(specs, saved)
+        if logs.runs_alone():  # in-process bases have no processes to watch
+            self.wakeupAfter(timedelta(seconds=self.WATCH_S), payload=_WATCH)
 
     def start_children(self, specs: tuple[ChildSpec, ...], saved: tuple[SavedChild, ...] = ()) -> None:
         """Register `specs` (resuming what `saved` says about them) and start them one after the other."""
@@ -344,7 +368,11 @@ class SupervisorActor(ShellActor):
 
     def receiveMsg_WakeupMessage(self, msg: WakeupMessage, sender: ActorAddress) -> None:
         payload = msg.payload
-        if isinstance(payload, tuple) and payload[:1] == (_STOP_TIMEOUT,):
+        if payload == _WATCH:
+            self._watch_processes()
+            if not self.exiting:
+                self.wakeupAfter(timedelta(seconds=self.WATCH_S), payload=_WATCH)
+        elif isinstance(payload, tuple) and payload[:1] == (_STOP_TIMEOUT,):
             _, key, token = payload
             if token == self._stop_token and self._stop_queue[:1] == [key]:
                 self.log.warning("{}: child {} did not exit within {} s; stopping the next one",
@@ -369,12 +397,14 @@ class SupervisorActor(ShellActor):
 
     @run_once
     def receiveMsg_ActorReady(self, msg: ActorReady, sender: ActorAddress) -> None:
-        child = self._child_at(sender)
+        child = self._child_at(sender, msg.key)
         if child is None or child.incarnation != msg.incarnation or child.address is None:
             self.log.debug("{}: stale ActorReady from {} #{}", self.key, msg.key, msg.incarnation)
             return
         child.ready = True
         child.pid = msg.pid
+        # Only a process we forked is ours to watch (a child on another node has its own pids).
+        child.forked = msg.parent_pid == os.getpid() and msg.pid not in (0, os.getpid())
         self.log.info("{}: {} #{} ready", self.key, child.spec.key, child.incarnation)
         moved = self.make(PeerMoved, msg, name=child.spec.key, address=child.address)
         for other in self.children.values():
@@ -391,7 +421,7 @@ class SupervisorActor(ShellActor):
 
     @run_once
     def receiveMsg_Snapshot(self, msg: Snapshot, sender: ActorAddress) -> None:
-        child = self._child_at(sender)
+        child = self._child_at(sender, msg.key)
         if child is None or child.incarnation != msg.incarnation:
             self.log.debug("{}: stale Snapshot from {} #{}", self.key, msg.key, msg.incarnation)
             return
@@ -404,11 +434,11 @@ class SupervisorActor(ShellActor):
 
     @run_once
     def receiveMsg_ActorFinished(self, msg: ActorFinished, sender: ActorAddress) -> None:
-        self.finish_child(sender, msg.reason)
+        self.finish_child(sender, msg.reason, msg.key)
 
-    def finish_child(self, address: ActorAddress, reason: str = "") -> bool:
-        """Stop the child at `address` because its work is done (not restarted unless permanent)."""
-        child = self._child_at(address)
+    def finish_child(self, address: ActorAddress, reason: str = "", key: str = "") -> bool:
+        """Stop the child `key` at `address` because its work is done (not restarted unless permanent)."""
+        child = self._child_at(address, key)
         if child is None or child.address is None:
             return False
         self.log.info("{}: {} #{} finished{}", self.key, child.spec.key, child.incarnation,
@@ -420,17 +450,41 @@ class SupervisorActor(ShellActor):
     @run_once
     def receiveMsg_ActorFailed(self, msg: ActorFailed, sender: ActorAddress) -> None:
         # The child exits by itself after reporting (run_once); ChildActorExited decides.
-        child = self._child_at(sender)
+        child = self._child_at(sender, msg.key)
         if child is not None:
             child.last_error = msg.error
+            child.failed = True
         self.log.error("{}: child {} #{} failed handling {} {}: {}\n{}", self.key, msg.key,
                        msg.incarnation, msg.message_type, msg.message_id, msg.error, msg.traceback)
 
     @run_once
     def receiveMsg_ChildActorExited(self, msg: ChildActorExited, sender: ActorAddress) -> None:
-        child = self._child_at(msg.childAddress)
-        if child is None:
-            return
+        for child in self._exit_noticed(msg.childAddress):
+            self._gone(child)
+
+    def _exit_noticed(self, address: ActorAddress) -> list[_Child]:
+        """Return the children an exit notice for `address` is about.
+
+        Ports are reused: a notice (a late or repeated one) can match a running child on the port
+        the dead one had, or two children (one dead but never announced). A forked child whose
+        process is gone is the one; a running one is believed only when it is on its way out (we
+        asked it to exit, or it reported a failure and exits by itself); otherwise the process
+        watch decides.
+        """
+        matches = [c for c in self.children.values() if c.address is not None and c.address == address]
+        dead = [c for c in matches if c.forked and not _running(c.pid)]
+        if dead:
+            return dead
+        leaving = [c for c in matches if c.stopping is not None or c.failed or not c.forked]
+        if leaving:
+            return leaving[:1]
+        for child in matches:
+            self.log.warning("{}: an exit notice matches {} #{}, whose process {} still runs: "
+                             "not believed (a reused port); its process is watched",
+                             self.key, child.spec.key, child.incarnation, child.pid)
+        return []
+
+    def _gone(self, child: _Child) -> None:
         reason = child.stopping or ExitReason.UNEXPECTED
         if self.exiting or self.stopping_all:
             reason = ExitReason.REQUESTED
@@ -438,6 +492,21 @@ class SupervisorActor(ShellActor):
         if self._stop_queue[:1] == [child.spec.key]:
             self._stop_queue.pop(0)
             self._stop_next()
+
+    def _watch_processes(self) -> None:
+        """Count as exited a forked child whose process was gone at two looks in a row (its notice was lost)."""
+        now = self.now_ns()
+        for child in list(self.children.values()):
+            if child.address is None or not child.forked:
+                continue
+            if _running(child.pid):
+                child.gone_since = None
+            elif child.gone_since is None:
+                child.gone_since = now  # its notice may be on its way
+            elif child.address is not None:
+                self.log.warning("{}: {} #{}: its process {} is gone and no exit notice came; "
+                                 "counting it as exited", self.key, child.spec.key, child.incarnation, child.pid)
+                self._gone(child)
 
     @run_once
     def receiveMsg_PeerMoved(self, msg: PeerMoved, sender: ActorAddress) -> None:
@@ -491,9 +560,10 @@ class SupervisorActor(ShellActor):
 
     # ------------------------------------------------------------ internals
 
-    def _child_at(self, address: ActorAddress) -> _Child | None:
+    def _child_at(self, address: ActorAddress, key: str = "") -> _Child | None:
+        """Return the running child at `address` (and with `key`, when the message names it)."""
         for child in self.children.values():
-            if child.address is not None and child.address == address:
+            if child.address is not None and child.address == address and key in ("", child.spec.key):
                 return child
         return None
 
@@ -549,6 +619,7 @@ class SupervisorActor(ShellActor):
     def _exited(self, child: _Child, reason: ExitReason) -> None:
         key = child.spec.key
         child.address, child.ready, child.stopping, child.pid = None, False, None, 0
+        child.forked, child.failed, child.gone_since = False, False, None
         self.on_child_exited(key, reason)
         verdict, child.history = decide_exit(child.spec.restart, reason, child.history,
                                              self.budget, self.now_ns())

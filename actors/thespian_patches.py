@@ -32,6 +32,13 @@ sets THESPIAN_BASE_IPADDR from `system.bind_address` before the actor system for
 conventions) binds that address only; "0.0.0.0" binds every interface, as asked. Processes
 inherit it by fork (thespian's default start method) and by the environment.
 
+A fourth fix: when a parent handles a child's exit, `MultiProcReplicator._childExited` drops
+(and reaps) every child process that has died, silently. A child killed just then never got its
+ChildActorExited: `childDied`, run on SIGCHLD, no longer found it (measured: 23 of 160 exits lost
+when 16 children die together). Its supervisor listed it as running for good, and a later actor
+on its reused TCP port passed for it. `_child_exited` announces each dead child it drops, as
+`childDied` does, except the one whose exit is being handled.
+
 Convention timers (multi-node, set only where a convention is configured): thespian declares a
 silent convention member dead after 3 missed re-registrations of 7 min 22 s each (~22 minutes),
 and a member that is not admitted yet retries only every 3 min 22 s. `set_convention_timers`
@@ -64,6 +71,7 @@ LOOPBACK6: Final = "::1"
 UNPATCHED_BIND: Final = "self.bindname = ('', sa[1]) if external else sa"
 UNPATCHED_BASE: Final = "baseaddr = os.getenv('THESPIAN_BASE_IPADDR', None)"
 UNPATCHED_PROBE: Final = "else ('8.8.8.8', 80)"
+UNPATCHED_CHILD_EXITED: Final = "self._child_procs = list(filter(self._checkChildLiveness, children))"
 TRANSPORT_BINDS: Final = {"TCPTransport": 2, "UDPTransport": 2}  # `.bind(*….addressDetails.bindArgs)` calls
 
 
@@ -146,6 +154,31 @@ def _child_inaccessible(self: Any, child_address: Any, exit_request_intent: Any)
     return self._handleChildExited(child_address if target is None else target)
 
 
+def _child_exited(self: Any, child_address: Any) -> None:
+    """Forget the dead child processes, and announce each one other than `child_address` (now handled).
+
+    Thespian's own version drops (and reaps) every dead child silently: a child killed while its
+    parent handled another child's exit never got its ChildActorExited, as `childDied` (on
+    SIGCHLD) no longer finds it. Its supervisor kept it listed as running for good.
+    """
+    from thespian.actors import ChildActorExited
+    from thespian.system.addressManager import CannotPickleAddress
+    from thespian.system.transport import TransmitIntent
+    from thespian.system.utilis import partition
+
+    children = getattr(self, "_child_procs", [])
+    self._child_procs, dead = partition(self._checkChildLiveness, children)
+    for each in dead:
+        address = getattr(each, "childRealAddr", each.childAddr)
+        if address == child_address or each.childAddr == child_address:
+            continue
+        try:
+            self.transport.scheduleTransmit(None, TransmitIntent(self.transport.myAddress,
+                                                                 ChildActorExited(address)))
+        except CannotPickleAddress:
+            pass  # as childDied: a child that never reported its address cannot be named
+
+
 def _bind_where_advertised(original: Any) -> Any:
     """Wrap IPActorAddress.__init__: advertise loopback unless configured, and bind what is advertised."""
 
@@ -181,6 +214,16 @@ def check_bind_source() -> None:
         raise ThespianPatchError(f"thespian {PATCHED_VERSION}'s listener binding is not as the bind fix expects "
                                  f"({'; '.join(missing)}): its listeners could be on every interface; "
                                  "review actors/thespian_patches.py")
+
+
+def check_child_exited_source(replicator: Any) -> None:
+    """Raise ThespianPatchError unless thespian's `_childExited` is the silent filter `_child_exited` replaces."""
+    import inspect
+
+    source = inspect.getsource(replicator._childExited)
+    if UNPATCHED_CHILD_EXITED not in source:
+        raise ThespianPatchError(f"thespian {PATCHED_VERSION}'s MultiProcReplicator._childExited is not the one "
+                                 "the exit-notice fix replaces; review actors/thespian_patches.py")
 
 
 def set_bind_host(host: str) -> None:
@@ -220,6 +263,12 @@ def apply() -> bool:
     if not isinstance(TCPTransport.selectors, types.SimpleNamespace):
         TCPTransport.selectors = _selectors_shim()  # type: ignore[assignment]
     ActorManager._childInaccessible = _child_inaccessible  # type: ignore[method-assign]
+    from thespian.system.multiprocCommon import MultiProcReplicator
+
+    if MultiProcReplicator._childExited is not _child_exited:
+        check_child_exited_source(MultiProcReplicator)
+        _child_exited.unpatched = MultiProcReplicator._childExited  # type: ignore[attr-defined]
+        MultiProcReplicator._childExited = _child_exited  # type: ignore[method-assign]
     if not hasattr(IPActorAddress.__init__, "unpatched"):
         check_bind_source()
         IPActorAddress.__init__ = _bind_where_advertised(IPActorAddress.__init__)  # type: ignore[method-assign]
@@ -229,11 +278,13 @@ def apply() -> bool:
 def applied() -> bool:
     """Return True if thespian's TCP transport uses RoundSelector, exits count the right child and listeners bind as advertised."""
     from thespian.system.actorManager import ActorManager
+    from thespian.system.multiprocCommon import MultiProcReplicator
     from thespian.system.transport import TCPTransport
     from thespian.system.transport.IPBase import IPActorAddress
 
     return (getattr(TCPTransport.selectors, "DefaultSelector", None) is RoundSelector
             and ActorManager._childInaccessible is _child_inaccessible
+            and MultiProcReplicator._childExited is _child_exited
             and hasattr(IPActorAddress.__init__, "unpatched"))
 
 

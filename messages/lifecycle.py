@@ -41,12 +41,15 @@ class ConfigureActor(Message):
 class ActorReady(Message):
     """An actor finished ConfigureActor; its supervisor may start the next child in order.
 
-    `pid` is the process the actor runs in (0 = not said), for status and operations.
+    `pid` is the process the actor runs in (0 = not said), for status and operations; `parent_pid`
+    its parent process: a supervisor that forked it watches that process (its exit notice can be
+    lost, and a port can be reused by another actor).
     """
 
     key: str
     incarnation: int = 1
     pid: int = 0
+    parent_pid: int = 0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass
 from typing import Final
 
-from thespian.actors import ActorAddress, ActorTypeDispatcher, ChildActorExited
+from thespian.actors import ActorAddress, ActorExitRequest, ActorTypeDispatcher, ChildActorExited
 
 from actors.base import ShellActor, run_once
 from messages import ActorFailed, ActorReady, ConfigureActor, Message, Publish
@@ -171,3 +171,54 @@ class ParentProbe(ActorTypeDispatcher):
             else:
                 still.append((asker, want))
         self.waiting = still
+
+
+class Pid(ActorTypeDispatcher):
+    """Answers "pid" with ("pid", its process id)."""
+
+    def receiveMsg_str(self, msg: str, sender: ActorAddress) -> None:
+        if msg == "pid":
+            self.send(sender, ("pid", os.getpid()))
+
+
+class ExitCounter(ActorTypeDispatcher):
+    """Creates ("start", n) Pid children, then on "go" kills every other one and asks the rest to exit.
+
+    "count" answers (children whose ChildActorExited arrived, notices, children): thespian 4.0.1
+    lost the notice of a child that died while another child's exit was handled.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.kids: list[list[object]] = []  # [address, pid]
+        self.noticed: set[int] = set()
+        self.notices = 0
+        self.waiter: ActorAddress | None = None
+
+    def receiveMsg_tuple(self, msg: tuple, sender: ActorAddress) -> None:
+        if msg[0] == "start":
+            self.waiter = sender
+            for _ in range(msg[1]):
+                child = self.createActor(Pid)
+                self.kids.append([child, 0])
+                self.send(child, "pid")
+        elif msg[0] == "pid":
+            for kid in self.kids:
+                if kid[0] == sender:
+                    kid[1] = msg[1]
+            if all(kid[1] for kid in self.kids) and self.waiter is not None:
+                self.send(self.waiter, "ready")
+
+    def receiveMsg_str(self, msg: str, sender: ActorAddress) -> None:
+        if msg == "go":
+            for i, (child, pid) in enumerate(self.kids):
+                if i % 2:
+                    os.kill(pid, 9)
+                else:
+                    self.send(child, ActorExitRequest())
+        elif msg == "count":
+            self.send(sender, (len(self.noticed), self.notices, len(self.kids)))
+
+    def receiveMsg_ChildActorExited(self, msg: ChildActorExited, sender: ActorAddress) -> None:
+        self.notices += 1
+        self.noticed.update(i for i, kid in enumerate(self.kids) if kid[0] == msg.childAddress)

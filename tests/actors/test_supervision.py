@@ -10,7 +10,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from thespian.actors import ActorAddress, ActorSystem
+from thespian.actors import ActorAddress, ActorSystem, ChildActorExited
 
 from actors.clock import VirtualClock, install_clock
 from actors.supervision import ChildSpec, Restart, SupervisorState
@@ -330,6 +330,42 @@ def test_sigkilled_sub_supervisor_is_restarted_and_its_orphans_are_stopped(
         c.incarnation == 2 and c.ready for c in s.children if c.key in ("symbols", "AAPL", "MSFT", "SPY")))
     assert env.pid_of(_address(after, "AAPL")).state == "long 10"
     h.poll_until(lambda: all(_exited(pid) for pid in orphans), what="the orphaned symbol actors to exit")
+
+
+def test_child_whose_exit_notice_is_lost_is_restarted_by_the_process_watch(mp_env: Env) -> None:
+    # Thespian 4.0.1 lost the notice of a child killed while another child's exit was handled;
+    # the supervisor then listed it as running for good. Its process watch now counts it exited.
+    env = mp_env
+    specs = tuple(ChildSpec(key=k, actor_class=STAND_IN, peers=("tree",)) for k in ("a", "b"))
+    sup = env.asys.createActor(h.DeafTreeSupervisor)
+    parent = env.asys.createActor(h.StandIn)
+    env.asys.tell(sup, ConfigureActor(key="tree", reply_to=parent, config=h.TreeConfig(
+        specs=specs, budget=RestartBudget(max_restarts=3, window_s=60.0))))
+    _seen(env, parent, lambda m: isinstance(m, ActorReady), "the tree's ActorReady")
+    a = _children(env, sup, lambda cs: cs["a"].ready)["a"]
+    old = env.pid_of(a.address)
+    h.ask(env.asys, sup, h.MissExit(key="a"), h.Done)
+    os.kill(old.pid, signal.SIGKILL)
+    children = _children(env, sup, _restarted("a", 2), "a's restart without its exit notice")
+    assert "missed-exit a" in env.lines()
+    new = env.pid_of(children["a"].address)
+    assert new.pid != old.pid and new.incarnation == 2
+    assert children["b"].incarnation == 1
+
+
+def test_exit_notice_matching_a_running_child_is_not_believed(mp_env: Env) -> None:
+    # A late notice for a dead actor whose port a running child now has names that child's
+    # address: the child runs on, untouched; a real exit after it is still handled.
+    env = mp_env
+    sup = _tree(env, ("a", "b"))
+    before = _children(env, sup, lambda cs: cs["a"].ready and cs["b"].ready)
+    a_pid = env.pid_of(before["a"].address).pid
+    env.asys.tell(sup, ChildActorExited(before["a"].address))
+    b_pid = env.pid_of(before["b"].address).pid
+    os.kill(b_pid, signal.SIGKILL)
+    after = _children(env, sup, _restarted("b", 2), "b's restart after SIGKILL")
+    assert after["a"].incarnation == 1 and after["a"].restarts == 0
+    assert env.pid_of(after["a"].address).pid == a_pid
 
 
 def _pid_of_parent(pid: int) -> int:
