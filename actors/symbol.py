@@ -249,6 +249,21 @@ def trigger_of(cause: Message) -> dict[str, Any]:
     return {}
 
 
+def unintended_fill(state: SymbolState, before: Decimal, after: Decimal, ref: str) -> bool:
+    """Return True if a fill of our order `ref` took the position from `before` to `after` where no entry meant to.
+
+    A fill that crosses zero (or opens a position from flat) is only ever meant by the entry leg of
+    a working entry group. Anything else is an over-exit: a stop or target that filled after its
+    cancel was acknowledged, both of them in one gap, or a close that overlapped such a fill (the
+    field notes: PendingCancel orders can still fill). Orders that are not ours are left alone.
+    """
+    crossed = (before > 0 > after) or (before < 0 < after) or (before == 0 != after)
+    gid, _, leg = ref.rpartition(":")
+    if not crossed or not gid.startswith(f"{state.symbol}-") or leg not in (og.ENTRY, og.STOP_LOSS, og.TAKE_PROFIT):
+        return False
+    return not (leg == og.ENTRY and any(w.group_id == gid and w.role is GroupRole.ENTRY for w in state.working))
+
+
 def group_of_ref(ref: str) -> str:
     """Return the group id of a leg's durable ref ("AAPL-1-3:entry" → "AAPL-1-3")."""
     return ref.rsplit(":", 1)[0]
@@ -813,7 +828,25 @@ class SymbolActor(ShellActor):
         working = tuple(replace(w, filled=True) if entry_fill and w.group_id == gid else w
                         for w in state.working)
         self._positions.append((position, execution.exec_id))
-        self._commit(msg, replace(state, position=position, working=working), [])
+        outbox: list[tuple[str, Message]] = []
+        before, state = state, replace(state, position=position, working=working)
+        if unintended_fill(before, before.position.quantity, position.quantity, execution.order_ref):
+            state = self._undo_unintended(msg, state, before.position.quantity, execution, outbox)
+        self._commit(msg, state, outbox)
+
+    def _undo_unintended(self, cause: Message, state: SymbolState, before: Decimal, execution: Execution,
+                         outbox: list[tuple[str, Message]]) -> SymbolState:
+        """Close a position no entry opened (an over-exit), now or once the exits on their way ended."""
+        reason = (f"unintended position: {execution.order_ref} {execution.side.value} {execution.quantity} "
+                  f"took it from {before} to {state.position.quantity}")
+        self.metrics.inc("unintended_fills")
+        closing = [w.group_id for w in state.working if w.role is not GroupRole.ENTRY]
+        if state.exit_pending or closing:
+            self.log.error("{}: {}; closing it once {} ended", state.symbol, reason,
+                           ", ".join(closing) or "the cancels on their way")
+            return replace(state, exit_pending=state.exit_pending or reason)
+        self.log.error("{}: {}; closing it", state.symbol, reason)
+        return self._exit(cause, state, reason, outbox)
 
     def _settled(self, position: Position, exec_id: str) -> bool:
         """Return True if `exec_id` is a journaled fill at or below the position's exec floor."""

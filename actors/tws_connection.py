@@ -780,6 +780,8 @@ class TwsConnection(ShellActor):
                     continue
                 self.metrics.observe("pacing_delay", paced.waited_ns)
                 self._release(paced.item, now)
+        # Counted as sent when they reach the socket (right after this commit), not when released.
+        self.pacer = pacing.written(self.pacer, len(released), self.now_ns())
         return len(released)
 
     def _requeue_after_loss(self, paced: pacing.Paced) -> None:

@@ -203,6 +203,24 @@ def ready(pacer: Pacer, now_ns: int) -> tuple[Pacer, tuple[Paced, ...]]:
     return replace(pacer, queues=tuple(queues), last_ns=now_ns), tuple(released)
 
 
+def written(pacer: Pacer, count: int, now_ns: int) -> Pacer:
+    """Return the pacer with its last `count` releases counted as sent at `now_ns` (when they hit the wire).
+
+    The window guard counts release times, but a release can reach the socket later (its journal
+    commit waited for the write lock ~100 ms): frames released early and written late would then
+    bunch up with the next ones at the receiver, above the budget in one of TWS's seconds. Counted
+    at write time, the limits hold for what TWS receives. The bucket moves on by the same delay.
+    """
+    now_ns = _clock(pacer, now_ns)
+    count = min(count, len(pacer.recent))
+    if count <= 0 or pacer.recent[-count] >= now_ns:
+        return replace(pacer, last_ns=now_ns)
+    delay = now_ns - pacer.recent[-count]
+    recent = pacer.recent[:-count] + tuple(max(t, now_ns) for t in pacer.recent[-count:])
+    tat = None if pacer.tat is None else pacer.tat + delay * pacer.rate_per_s
+    return replace(pacer, recent=recent, tat=tat, last_ns=now_ns)
+
+
 def next_release_ns(pacer: Pacer, now_ns: int) -> int | None:
     """Return when the next queued item may leave (>= now_ns), or None when nothing waits."""
     p = _top(pacer.queues)

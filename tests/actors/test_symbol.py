@@ -243,6 +243,52 @@ def test_cross_down_cancels_working_bracket_then_closes_remaining_position(asys:
     assert [w.group_id for w in state.working] == ["AAPL-1-2"]
 
 
+def _closed_after_cross_down(rig: Rig) -> None:
+    """Long 10 from AAPL-1-1, then the exit rule cancels the bracket and closes with AAPL-1-2 (SELL 10)."""
+    rig.cross_up()
+    rig.feed(_fill("e1.01", "AAPL-1-1:entry", Side.BUY, 10, "108"))
+    rig.feed(_quote(LIVE + 2, "100"), _quote(LIVE + 3, "90"), _quote(LIVE + 4, "90"))
+    rig.acked()
+    rig.sent(rig.groups, CancelOrderGroup, 1)
+    rig.feed(OrderGroupFinished(group_id="AAPL-1-1", symbol="AAPL", outcome=GroupOutcome.FILLED, filled=D(10),
+                                reason="cancelled"))
+    assert rig.sent(rig.risk, OrderIntent, 2)[1].intent_id == "AAPL-1-2"
+
+
+def test_stop_filled_after_its_cancel_makes_the_close_over_exit_and_the_symbol_closes_the_excess(
+        asys: ActorSystem, tmp_path: Path) -> None:
+    # The stop's cancel was acknowledged, then it filled anyway (PendingCancel orders can fill):
+    # with the close it sold 20 of a 10 long. The 10 short no entry opened is closed once the
+    # close's group ended.
+    rig = Rig(asys, _settings(tmp_path))
+    _closed_after_cross_down(rig)
+    rig.feed(_fill("e1.02", "AAPL-1-1:sl", Side.SELL, 10, "95"), _fill("e2.01", "AAPL-1-2:entry", Side.SELL, 10, "90"))
+    assert rig.asys.ask(rig.child, GetPositions(symbol="AAPL"), ASK).positions[0].quantity == D(-10)
+    assert len(rig.sent(rig.risk, OrderIntent)) == 2  # not beside the close still working
+    assert "unintended position" in rig.last_state().exit_pending
+    rig.feed(OrderGroupFinished(group_id="AAPL-1-2", symbol="AAPL", outcome=GroupOutcome.FILLED, filled=D(10)))
+    fix = rig.sent(rig.risk, OrderIntent, 3)[2]
+    (leg,) = fix.legs
+    assert (fix.intent_id, fix.reduce_only, leg.side, leg.quantity, leg.order_type) == (
+        "AAPL-1-3", True, Side.BUY, D(10), OrderType.MKT)
+
+
+def test_late_fill_when_flat_is_closed_at_once_but_a_fill_not_ours_is_left_alone(
+        asys: ActorSystem, tmp_path: Path) -> None:
+    rig = Rig(asys, _settings(tmp_path))
+    _closed_after_cross_down(rig)
+    rig.feed(_fill("e2.01", "AAPL-1-2:entry", Side.SELL, 10, "90"),
+             OrderGroupFinished(group_id="AAPL-1-2", symbol="AAPL", outcome=GroupOutcome.FILLED, filled=D(10)))
+    assert rig.last_state().position.quantity == 0 and rig.last_state().working == ()
+    rig.feed(_fill("x1.01", "manual-7", Side.BUY, 5, "90"))  # an external order's fill: never ours to undo
+    assert rig.asys.ask(rig.child, GetPositions(symbol="AAPL"), ASK).positions[0].quantity == D(5)
+    rig.feed(_fill("x1.02", "manual-8", Side.SELL, 5, "90"))
+    rig.feed(_fill("e1.02", "AAPL-1-1:tp", Side.SELL, 10, "112"))  # the target, long after its cancel
+    fix = rig.sent(rig.risk, OrderIntent, 3)[2]
+    assert (fix.intent_id, fix.legs[0].side, fix.legs[0].quantity) == ("AAPL-1-3", Side.BUY, D(10))
+    assert len(rig.sent(rig.risk, OrderIntent)) == 3
+
+
 def test_unfilled_entry_group_finishing_returns_position_to_flat(asys: ActorSystem, tmp_path: Path) -> None:
     rig = Rig(asys, _settings(tmp_path))
     rig.cross_up()

@@ -23,6 +23,7 @@ from core.pacing import (
     pending,
     ready,
     set_rate,
+    written,
 )
 
 S = 1_000_000_000
@@ -307,6 +308,41 @@ def test_no_closed_one_second_window_holds_more_than_the_budget(
     out, pacer = _simulate(rate, burst, ops)
     assert _max_in_closed_window([p.sent_ns for p in out]) <= rate <= IB_LIMIT_PER_S
     assert pending(pacer) == 0 and len(out) == sum(1 for *_, e in ops if e)
+
+
+@settings(max_examples=120)
+@given(rate=st.integers(1, IB_LIMIT_PER_S), ops=_ops,
+       delays=st.lists(st.integers(0, 400 * MS), min_size=1, max_size=40))
+def test_sends_counted_when_written_keep_every_window_of_write_times_within_the_budget(
+        rate: int, ops: list[tuple[int, Priority, bool]], delays: list[int]) -> None:
+    # A release may reach the wire late (its journal commit waited): counted at write time, the
+    # frames TWS receives never exceed the budget in a second, however the delays fall.
+    pacer, now, n, writes = new_pacer(rate, min(DEFAULT_BURST, rate)), 0, 0, []
+    for i, (step, priority, is_enqueue) in enumerate(ops + [(50 * MS, Priority.DATA, False)] * 400):
+        now += step
+        if is_enqueue:
+            pacer = enqueue(pacer, (priority, n), priority, now)
+            n += 1
+        pacer, sent = ready(pacer, now)
+        if sent:
+            now += delays[i % len(delays)]  # the commit, then the socket write
+            pacer = written(pacer, len(sent), now)
+            writes.extend([now] * len(sent))
+    assert len(writes) == n
+    assert _max_in_closed_window(writes) <= rate
+
+
+def test_written_moves_only_the_last_releases_and_never_backwards() -> None:
+    pacer = new_pacer(45, 15)
+    for i in range(3):
+        pacer = enqueue(pacer, i, Priority.ORDER, 0)
+    pacer, sent = ready(pacer, 10 * MS)
+    assert len(sent) == 3 and pacer.recent == (10 * MS,) * 3
+    later = written(pacer, 2, 110 * MS)
+    assert later.recent == (10 * MS, 110 * MS, 110 * MS)
+    assert later.tat == pacer.tat + 100 * MS * 45
+    assert written(pacer, 3, 5 * MS).recent == pacer.recent  # a write is never before its release
+    assert written(pacer, 0, 110 * MS).recent == pacer.recent
 
 
 @settings(max_examples=120)
