@@ -457,8 +457,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     ctl = sub.add_parser("simulator-ctl", help="inject a fault into a running simulator, or show its state")
     ctl.add_argument("--control-port", type=int, required=True, help="the simulator's --control-port")
-    ctl.add_argument("cmd", help="status, drop, refuse, lose_link, restore_link, duplicate_statuses, "
-                                 "fill_after_cancel, reject_next, silence")
+    from simulator.control import COMMANDS
+
+    ctl.add_argument("cmd", help=", ".join(COMMANDS) + " (see simulator/control.py)")
     ctl.add_argument("args", nargs="*", help="KEY=VALUE arguments, e.g. seconds=5 client_id=1 symbol=AAPL")
     ctl.set_defaults(func=_cmd_simulator_ctl)
     return parser
