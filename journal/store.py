@@ -19,7 +19,7 @@ from core.orders import DONE_STATES, IB_STATUS, Order, OrderStatus
 from core.types import ZERO, Execution, OrderType, Side, TimeInForce
 
 APPLICATION_ID: Final = 0x4942_4A4E  # "IBJN": tells our journal from any other SQLite file
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
 RULES_EVENT: Final = "rules_loaded"  # the event holding a rule set, whole, as it started running
 BUSY_TIMEOUT_MS: Final = 10_000
 _WAL_ATTEMPTS: Final = 110  # ~10 s of backoff (1 ms doubling to 100 ms)
@@ -80,6 +80,13 @@ MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {
         """CREATE TABLE actor_state (
             key TEXT PRIMARY KEY, state BLOB NOT NULL, incarnation INTEGER NOT NULL,
             updated_ns INTEGER NOT NULL)""",
+    ),
+    # A symbol's fills after its exec floor (every fill a symbol actor applies asks for them) were
+    # found through the symbol index alone: a scan of all the symbol's fills, quadratic over a
+    # long backtest (1M bars: half the run in that query).
+    2: (
+        "CREATE INDEX executions_symbol_seq ON executions (symbol, seq)",
+        "DROP INDEX executions_symbol",
     ),
 }
 

@@ -120,6 +120,28 @@ def test_open_empty_file_migrates_it_into_a_journal(tmp_path: Path) -> None:
         assert [e.kind for e in j.events()] == ["hello"]
 
 
+def test_version_1_journal_migrates_keeping_its_rows_and_finds_a_symbols_later_fills_by_index(
+        tmp_path: Path) -> None:
+    path = tmp_path / "v1.sqlite"
+    raw = sqlite3.connect(path)
+    for sql in MIGRATIONS[1]:
+        raw.execute(sql)
+    raw.execute("INSERT INTO meta (key, value) VALUES ('schema_version', '1'), ('created_ns', '0')")
+    raw.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+    raw.execute("INSERT INTO executions VALUES ('e1', 1, 'AAPL-1-1:entry', 7, 'AAPL', 'BUY', '10', '100', 5, "
+                "'1', NULL, 0)")
+    raw.commit()
+    raw.close()
+    with pytest.raises(JournalError, match="open it read-write once to migrate it"):
+        Journal.open(path, readonly=True)
+    with Journal.open(path) as j:
+        assert j.schema_version() == SCHEMA_VERSION == 2
+        assert [e.exec_id for e in j.executions(symbol="AAPL")] == ["e1"]
+        plan = " ".join(str(r[-1]) for r in j._conn.execute(
+            "EXPLAIN QUERY PLAN SELECT * FROM executions WHERE symbol = ? AND seq > ? ORDER BY seq", ("AAPL", 0)))
+    assert "executions_symbol_seq (symbol=? AND seq>?)" in plan, plan
+
+
 def test_migrations_cover_every_version_up_to_the_schema_version() -> None:
     assert sorted(MIGRATIONS) == list(range(1, SCHEMA_VERSION + 1))
     assert all(MIGRATIONS[v] for v in MIGRATIONS)
