@@ -961,6 +961,9 @@ class TwsConnection(ShellActor):
                 self.log.info("{}: managed accounts {}", self.key, ", ".join(accounts))
             case edge.BadFrame(msg_id=msg_id, error=error):
                 self.log.error("{}: skipped an undecodable message (id {}): {}", self.key, msg_id, error)
+            case edge.StreamBroken(error=error):
+                self.log.error("{}: {}; reconnecting", self.key, error)
+                self._lost(f"unreadable stream: {error}")
 
     def _on_notice(self, ev: edge.NoticeSeen, now: int) -> None:
         code, req_id, text = ev.code, ev.req_id, ev.text

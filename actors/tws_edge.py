@@ -30,7 +30,7 @@ from ibapi import comm
 from ibapi.client import EClient
 from ibapi.common import PROTOBUF_MSG_ID, BarData, TickAttrib
 from ibapi.commission_and_fees_report import CommissionAndFeesReport
-from ibapi.const import UNSET_DECIMAL, UNSET_DOUBLE
+from ibapi.const import MAX_MSG_LEN, UNSET_DECIMAL, UNSET_DOUBLE
 from ibapi.contract import Contract
 from ibapi.decoder import Decoder
 from ibapi.execution import Execution as IbExecution
@@ -356,10 +356,18 @@ class BadFrame:
     error: str
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StreamBroken:
+    """The byte stream cannot be read further (a frame declares more than the protocol allows): reconnect."""
+
+    error: str
+
+
 WireEvent: TypeAlias = (Handshaken | NextIdSeen | NoticeSeen | OpenOrderSeen | OpenOrdersEnd
                         | StatusSeen | ExecutionSeen | ExecutionsEnd | CommissionSeen
                         | CompletedOrderSeen | CompletedOrdersEnd | PositionSeen | PositionsEnd
-                        | TickSeen | CurrentTimeSeen | BarSeen | BarsEnd | AccountsSeen | BadFrame)
+                        | TickSeen | CurrentTimeSeen | BarSeen | BarsEnd | AccountsSeen | BadFrame
+                        | StreamBroken)
 
 
 # ---------------------------------------------------------------- translation tables and values
@@ -619,6 +627,7 @@ class Wire:
         self.server_version = 0
         self.connection_time = ""
         self._rest = b""
+        self.broken = False  # a frame over MAX_MSG_LEN arrived: nothing more is read
         self._events: list[WireEvent] = []
         self._wrapper = _Translator(self._events)
         self._decoder: Decoder | None = None
@@ -633,10 +642,22 @@ class Wire:
         return self._decoder is not None
 
     def feed(self, data: bytes) -> list[WireEvent]:
-        """Return the events of every complete frame in the stream so far; keep a partial frame."""
+        """Return the events of every complete frame in the stream so far; keep a partial frame.
+
+        A frame longer than the protocol's MAX_MSG_LEN (16 MB) is never buffered: the stream is
+        broken (StreamBroken, once), and everything after it is dropped until the socket closes.
+        """
+        if self.broken:
+            return []
         buf = memoryview(self._rest + data)  # read_msg slices a memoryview without copying the rest
         while len(buf) >= 4:
             size, text, rest = comm.read_msg(buf)
+            if size > MAX_MSG_LEN:
+                self.broken = True
+                self._rest = b""
+                self._events.append(StreamBroken(error=f"a frame declares {size:,} bytes, more than the "
+                                                       f"protocol's {MAX_MSG_LEN:,}: the stream cannot be read further"))
+                return self._take()
             if len(buf) - 4 < size:
                 break
             buf = rest

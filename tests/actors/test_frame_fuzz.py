@@ -212,3 +212,15 @@ def test_valid_frames_give_the_same_events_however_the_stream_is_cut(sv: int, ki
                                                                      cuts: list[int]) -> None:
     stream = b"".join(FRAMES[sv][k] for k in kinds)
     assert _feed(_connected(sv), stream, cuts) == _feed(_connected(sv), stream, [])
+
+
+@pytest.mark.parametrize("cut", [0, 2, 5])
+def test_a_frame_longer_than_the_protocol_allows_breaks_the_stream_instead_of_being_buffered(cut: int) -> None:
+    # ibapi's MAX_MSG_LEN is 16 MB: a longer declared frame is a broken or hostile stream. It is
+    # not buffered (the declared 4 GB would be waited for), and nothing after it is read.
+    wire = _connected(226)
+    head = struct.pack("!I", 0xFFFFFFF0) + b"garbage"
+    events = wire.feed(head[:cut]) + wire.feed(head[cut:])
+    assert [type(e) for e in events] == [edge.StreamBroken]
+    assert "4,294,967,280 bytes" in events[0].error and "16,777,215" in events[0].error
+    assert wire.feed(b"\x00" * 1000) == [] and wire.broken

@@ -626,6 +626,27 @@ def test_drop_reconnects_with_backoff_resyncs_and_routes_missed_fill_once(
     assert OrderStatus.FILLED in [m.status for m in rig.of(rig.owner, OrderStatusChanged)]
 
 
+def test_a_frame_longer_than_the_protocol_allows_makes_the_connection_reconnect_and_resync(
+    asys: ActorSystem, sim: SimulatorThread, tmp_path: Path,
+) -> None:
+    # A 4 GB frame header (a corrupt or hostile stream) is neither buffered nor skipped: the stream
+    # cannot be realigned, so the socket is closed and the connection synchronizes again.
+    rig = Rig(asys, sim, tmp_path)
+    rig.wait_state(C.READY)
+
+    def corrupt() -> int:
+        for session in sim.sim.sessions:
+            session.queue(struct.pack("!I", 0xFFFFFFF0) + b"not a frame")
+            session.flush()
+        return len(sim.sim.sessions)
+
+    assert sim.call(corrupt) == 1
+    rig.wait_state(C.READY, nth=2, timeout=15)
+    states = rig.states()
+    after = states[states.index((C.SYNCHRONIZING, C.READY, 0)) + 1:]
+    assert after[0][:2] == (C.READY, C.DISCONNECTED) and after[-1][:2] == (C.SYNCHRONIZING, C.READY)
+
+
 def test_orders_wait_for_ready_and_cancels_for_a_socket_during_an_outage(
     asys: ActorSystem, sim: SimulatorThread, tmp_path: Path,
 ) -> None:
