@@ -37,6 +37,7 @@ from core.position import (
 from core.types import Bar, Execution, OrderType, Quote, Side, TimeInForce
 from journal.store import FiringRow, Journal
 from messages import (
+    BrokerPositionReported,
     CancelOrderGroup,
     ConfigureActor,
     DirectChannel,
@@ -71,6 +72,10 @@ GROUPS: Final = "groups"
 RISK: Final = "risk"
 MARK_EVERY_NS: Final = 500_000_000  # a held position's mark goes to the bus at most twice a second
 _MARK: Final = "publish-mark"
+_RECONCILE: Final = "reconcile-with-broker"
+# The broker's position is compared with ours once no fill of the symbol arrived for this long: its
+# position reports and our fills travel different paths (tws -> symbols, tws -> group -> symbols).
+RECONCILE_QUIET_NS: Final = 5_000_000_000
 _COMPILED: dict[str, core_rules.RuleSet] = {}  # rule sets compiled in this process, by version
 
 
@@ -317,6 +322,10 @@ class SymbolActor(ShellActor):
         self.token = ""
         self.refused = 0  # quote datagrams dropped as malformed or foreign
         self.trading = TradingState.ACTIVE  # the risk manager's mode, as the symbols supervisor passes it on
+        self.broker_quantity: Decimal | None = None  # the broker's latest position report (reqPositions)
+        self.mismatch: tuple[Decimal, Decimal] | None = None  # (ours, the broker's) while they disagree
+        self._last_fill_ns = 0
+        self._reconcile_armed = False
         self.journal: Journal | None = None
         self._firings: list[FiringRow] = []  # rules that fired, journaled with the next commit
         self._positions: list[tuple[Position, str]] = []  # positions after fills (with the exec id), likewise
@@ -527,6 +536,60 @@ class SymbolActor(ShellActor):
         if msg.payload == _MARK:
             self._mark_armed = False
             self._mark(None)
+        elif msg.payload == _RECONCILE:
+            self._reconcile_armed = False
+            self._reconcile(msg)
+
+    # ------------------------------------------------------------ reconciliation with the broker
+
+    @run_once
+    def receiveMsg_BrokerPositionReported(self, msg: BrokerPositionReported, sender: ActorAddress) -> None:
+        state = self.state
+        if state is None or msg.symbol != state.symbol:
+            return
+        self.broker_quantity = msg.quantity
+        self._reconcile_soon(RECONCILE_QUIET_NS)
+
+    def _reconcile_soon(self, delay_ns: int) -> None:
+        if not self._reconcile_armed:
+            self._reconcile_armed = True
+            self.wakeupAfter(timedelta(seconds=delay_ns / 1e9), payload=_RECONCILE)
+
+    def _reconcile(self, cause: Message) -> None:
+        """Compare our position with the broker's once the symbol's fills have been quiet; block entries while they differ.
+
+        A difference is never "fixed" by inventing fills (nautilus_trader #3054 opened an opposite
+        position that way): it is logged, journaled and shown by `status`, and the symbol takes no
+        new entry until the two agree again (exits and protective orders go on). An operator
+        resolves it (e.g. flatten at the broker, or a restart once the fills are journaled).
+        """
+        state, broker = self.state, self.broker_quantity
+        if state is None or broker is None:
+            return
+        quiet_for = self.now_ns() - self._last_fill_ns
+        if quiet_for < RECONCILE_QUIET_NS:
+            self._reconcile_soon(RECONCILE_QUIET_NS - quiet_for)
+            return
+        ours = state.position.quantity
+        if ours == broker:
+            if self.mismatch is not None:
+                self.log.warning("{}: our position {} agrees with the broker's again; entries allowed",
+                                 state.symbol, ours)
+                self._journal_mismatch(state.symbol, "position_agrees", ours, broker)
+            self.mismatch = None
+        elif self.mismatch != (ours, broker):
+            self.mismatch = (ours, broker)
+            self.metrics.inc("position_mismatches")
+            self.log.error("{}: POSITION MISMATCH: ours {}, the broker's {}; no new entry until they agree "
+                           "(exits and protective orders go on). Check the broker's executions, then flatten "
+                           "or restart the symbol", state.symbol, ours, broker)
+            self._journal_mismatch(state.symbol, "position_mismatch", ours, broker)
+
+    def _journal_mismatch(self, symbol: str, kind: str, ours: Decimal, broker: Decimal) -> None:
+        if self.journal is not None:
+            self.journal.record_event(kind, ts_ns=self.now_ns(), actor=self.key, symbol=symbol,
+                                      text=f"ours {ours}, the broker's {broker}",
+                                      data={"ours": ours, "broker": broker})
 
     def _on_bar(self, cause: Message, bar: Bar) -> None:
         state = self.state
@@ -675,6 +738,11 @@ class SymbolActor(ShellActor):
     def _enter(self, cause: Message, state: SymbolState, entry: core_rules.OpenPosition,
                firing: core_rules.Firing, signal_id: str, outbox: list[tuple[str, Message]]) -> SymbolState:
         assert self.settings is not None and self.rules is not None
+        if self.mismatch is not None:
+            ours, broker = self.mismatch
+            self.log.warning("{}: rule {} would enter, but our position {} differs from the broker's {}: "
+                             "no entry", state.symbol, firing.rule, ours, broker)
+            return state
         n = state.group_counter + 1
         gid = group_id(state.symbol, self.incarnation, n)
         try:
@@ -828,6 +896,7 @@ class SymbolActor(ShellActor):
         working = tuple(replace(w, filled=True) if entry_fill and w.group_id == gid else w
                         for w in state.working)
         self._positions.append((position, execution.exec_id))
+        self._last_fill_ns = self.now_ns()
         outbox: list[tuple[str, Message]] = []
         before, state = state, replace(state, position=position, working=working)
         if unintended_fill(before, before.position.quantity, position.quantity, execution.order_ref):
@@ -953,7 +1022,9 @@ class SymbolActor(ShellActor):
         rules = self.rules.version if self.rules is not None else "-"
         return (f"position {state.position.state.value} {state.position.quantity}; working groups: "
                 f"{working}; groups started: {state.group_counter}; rules {rules}"
-                + (f"; exit pending: {state.exit_pending}" if state.exit_pending else ""))
+                + (f"; exit pending: {state.exit_pending}" if state.exit_pending else "")
+                + (f"; POSITION MISMATCH: ours {self.mismatch[0]}, broker {self.mismatch[1]}"
+                   if self.mismatch is not None else ""))
 
     def receiveMsg_GetPositions(self, msg: GetPositions, sender: ActorAddress) -> None:
         state = self.state

@@ -53,7 +53,7 @@ SYMBOL_PEERS: Final[tuple[str, ...]] = ("bus", "tws", "risk", "symbols", "groups
 # Message types that carry a `symbol` field and go to that symbol's actor when sent here.
 ROUTED_BY_SYMBOL: Final = frozenset({
     "OrderGroupFinished", "PredictionSignal", "ClosePosition", "MoveStop",
-    "MarketDataStale", "MarketDataResumed", "HistoricalBars",
+    "MarketDataStale", "MarketDataResumed", "HistoricalBars", "BrokerPositionReported",
 })
 _KEPT_PER_SYMBOL: Final = 1000
 # Messages a symbol must not miss: facts about its orders, unlike commands, which go stale.
@@ -260,9 +260,10 @@ class SymbolSupervisor(SupervisorActor):
         elif fact:
             self.log.warning("symbols: kept {} {} for {}, which is not running", type(msg).__name__,
                              msg.msg_id, symbol)
-        else:
+        elif symbol in self.children or type(msg).__name__ != "BrokerPositionReported":
             self.log.warning("symbols: dropped {} {} for {}: {}", type(msg).__name__, msg.msg_id, symbol,
                              "not running" if symbol in self.children else "not a traded symbol")
+        # else: the broker holds a symbol this system does not trade; not ours to reconcile
 
     # ------------------------------------------------------------ placement on member nodes
 

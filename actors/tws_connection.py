@@ -108,6 +108,7 @@ from messages.risk import TradingState
 _S: Final = 1_000_000_000
 _M = TypeVar("_M", bound=Message)
 _TIMER: Final = "tws-timer"
+SYMBOLS: Final = "symbols"  # the symbols supervisor: it routes the broker's positions to each symbol
 RISK: Final = "risk"  # the peer whose approved legs may come through the direct channel
 _READ_BUDGET: Final = 4 << 20          # bytes read per WatchMessage; the watch fires again for more
 _WRITE_RETRY_NS: Final = 5_000_000     # a full socket buffer is retried this soon
@@ -944,8 +945,11 @@ class TwsConnection(ShellActor):
                 self._decide(cc.SyncStepDone(at_ns=now, step=cc.SyncStep.COMPLETED_ORDERS))
             case edge.PositionSeen(account=account, symbol=symbol, quantity=quantity, avg_cost=avg_cost):
                 if not self.settings.account or account == self.settings.account:
-                    self.publish(self.make(BrokerPositionReported, self.cause, symbol=symbol,
-                                           quantity=quantity, avg_cost=avg_cost))
+                    reported = self.make(BrokerPositionReported, self.cause, symbol=symbol,
+                                         quantity=quantity, avg_cost=avg_cost)
+                    self.publish(reported)
+                    if (symbols := self.peers.get(SYMBOLS)) is not None:
+                        self.tell(symbols, reported)  # each symbol actor reconciles its own position
             case edge.PositionsEnd():
                 self._decide(cc.SyncStepDone(at_ns=now, step=cc.SyncStep.POSITIONS))
             case edge.CurrentTimeSeen():

@@ -8,12 +8,15 @@ from dataclasses import replace
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from thespian.actors import ActorAddress, ActorSystem
 
+from actors import logs
 from actors import quote_channel as qc
+from actors.clock import VirtualClock, VirtualTimers, install_clock, install_timers
 from actors.journaling import JournalSettings
 from actors.order_group import group_key
 from actors.symbol import SymbolActor, SymbolSettings, SymbolState
@@ -35,9 +38,12 @@ from core.types import Bar, Execution, OrderType, Quote, Side, TimeInForce
 from journal.store import ExecRow, IntentRow, Journal
 from messages import (
     ActorFailed,
+    ActorStatusSnapshot,
+    BrokerPositionReported,
     CancelOrderGroup,
     Direction,
     ExecutionReported,
+    GetActorStatus,
     GetHistoricalBars,
     GetPositions,
     GroupKind,
@@ -287,6 +293,59 @@ def test_late_fill_when_flat_is_closed_at_once_but_a_fill_not_ours_is_left_alone
     fix = rig.sent(rig.risk, OrderIntent, 3)[2]
     assert (fix.intent_id, fix.legs[0].side, fix.legs[0].quantity) == ("AAPL-1-3", Side.BUY, D(10))
     assert len(rig.sent(rig.risk, OrderIntent)) == 3
+
+
+@pytest.fixture
+def virtual() -> Iterator[tuple[VirtualClock, VirtualTimers]]:
+    clock = VirtualClock(T0)
+    timers = VirtualTimers(clock)
+    previous = (install_clock(clock), install_timers(timers), logs.run_in_process())
+    yield clock, timers
+    install_clock(previous[0])
+    install_timers(previous[1])
+    logs.run_in_process(previous[2])
+
+
+def _detail(rig: Rig) -> str:
+    status = rig.asys.ask(rig.child, GetActorStatus(), ASK)
+    assert isinstance(status, ActorStatusSnapshot)
+    return status.detail
+
+
+def test_a_position_the_broker_does_not_hold_blocks_entries_until_the_two_agree(
+        asys: ActorSystem, tmp_path: Path, virtual: tuple[VirtualClock, VirtualTimers]) -> None:
+    # The broker reports 5 AAPL we never bought (a fill lost across midnight, a manual trade):
+    # after the fills have been quiet for 5 s, the symbol says so, journals it and takes no entry.
+    clock, timers = virtual
+    settings = replace(_settings(tmp_path), journal=JournalSettings(path=str(tmp_path / "journal.sqlite")))
+    rig = Rig(asys, settings)
+    rig.feed(BrokerPositionReported(symbol="AAPL", quantity=D(5)))
+    timers.fire_until(T0 + 4 * S, asys.tell)
+    assert "MISMATCH" not in _detail(rig)  # not before the quiet period
+    timers.fire_until(T0 + 6 * S, asys.tell)
+    assert "POSITION MISMATCH: ours 0, broker 5" in _detail(rig)
+    rig.feed(_quote(LIVE, "108"), _quote(LIVE + 1, "108"))  # the cross that would enter
+    rig.acked()
+    assert rig.sent(rig.risk, OrderIntent) == []
+    rig.feed(BrokerPositionReported(symbol="AAPL", quantity=D(0)))  # flattened at the broker
+    timers.fire_until(T0 + 12 * S, asys.tell)
+    assert "MISMATCH" not in _detail(rig)
+    with Journal.open(tmp_path / "journal.sqlite", readonly=True) as journal:
+        events = [(e.kind, e.text) for e in journal.events() if e.symbol == "AAPL" and "position_" in e.kind]
+    assert events == [("position_mismatch", "ours 0, the broker's 5"), ("position_agrees", "ours 0, the broker's 0")]
+
+
+def test_a_broker_report_ahead_of_our_fill_is_not_a_mismatch(
+        asys: ActorSystem, tmp_path: Path, virtual: tuple[VirtualClock, VirtualTimers]) -> None:
+    # The broker's position (10) can arrive before the fill it includes reaches the symbol.
+    clock, timers = virtual
+    rig = Rig(asys, _settings(tmp_path))
+    rig.cross_up()
+    rig.feed(BrokerPositionReported(symbol="AAPL", quantity=D(10)))
+    timers.fire_until(T0 + 3 * S, asys.tell)
+    rig.feed(_fill("e1.01", "AAPL-1-1:entry", Side.BUY, 10, "108"))
+    timers.fire_until(T0 + 20 * S, asys.tell)
+    assert "MISMATCH" not in _detail(rig)
 
 
 def test_unfilled_entry_group_finishing_returns_position_to_flat(asys: ActorSystem, tmp_path: Path) -> None:
