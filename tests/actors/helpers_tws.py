@@ -6,10 +6,14 @@ Imported by dotted path in every actor process (the multiproc base forks them fr
 from __future__ import annotations
 
 import os
+import socket
+import time
+from typing import Any
 from dataclasses import dataclass
 
 from thespian.actors import ActorAddress, ActorSystemMessage, ActorTypeDispatcher, ChildActorExited
 
+from actors import tws_edge as edge
 from actors.supervision import StateChange
 from messages import ConfigureActor, Message, Peer, Publish, QuoteProcessed, QuoteUpdate, Snapshot
 
@@ -176,3 +180,29 @@ class StandInSupervisor(Recorder):
                                              config=self.spec.config, state=self.state,
                                              peers=self.spec.peers, reply_to=self.myAddress))
 
+
+def place_external(port: int, client_id: int, order: Any) -> int:
+    """Place `order` as another API client would (ibapi's encoder on a plain socket); return its id."""
+    wire = edge.Wire(client_id)
+    events: list[Any] = []
+
+    def until(kind: type, **match: Any) -> Any:
+        deadline = time.monotonic() + 5
+        while True:
+            for ev in events:
+                if isinstance(ev, kind) and all(getattr(ev, k) == v for k, v in match.items()):
+                    return ev
+            assert time.monotonic() < deadline, f"no {kind.__name__} from the simulator"
+            events.extend(wire.feed(sock.recv(65536)))
+
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(edge.handshake_bytes())
+        until(edge.Handshaken)
+        sock.sendall(wire.encode(edge.StartApiRequest())[0])
+        order_id = until(edge.NextIdSeen).order_id
+        frames, errors = wire.encode(edge.PlaceOrderRequest(order_id=order_id, order=order,
+                                                            contract=edge.ContractSpec(symbol=order.symbol)))
+        assert errors == []
+        sock.sendall(frames)
+        until(edge.StatusSeen, order_id=order_id)
+    return order_id

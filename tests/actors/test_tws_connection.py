@@ -533,40 +533,11 @@ def test_cancel_of_resting_order_ends_cancelled_at_owner(asys: ActorSystem, sim:
     assert rig.broker_order(submitted.broker_id).status == matching.CANCELLED
 
 
-def _place_external(sim: SimulatorThread, client_id: int, order: Any) -> int:
-    """Place `order` as another API client would (ibapi's encoder on a plain socket); return its id."""
-    import socket
-
-    wire = edge.Wire(client_id)
-    events: list[Any] = []
-
-    def until(kind: type, **match: Any) -> Any:
-        deadline = time.monotonic() + 5
-        while True:
-            for ev in events:
-                if isinstance(ev, kind) and all(getattr(ev, k) == v for k, v in match.items()):
-                    return ev
-            assert time.monotonic() < deadline, f"no {kind.__name__} from the simulator"
-            events.extend(wire.feed(sock.recv(65536)))
-
-    with socket.create_connection(("127.0.0.1", sim.port), timeout=5) as sock:
-        sock.sendall(edge.handshake_bytes())
-        until(edge.Handshaken)
-        sock.sendall(wire.encode(edge.StartApiRequest())[0])
-        order_id = until(edge.NextIdSeen).order_id
-        frames, errors = wire.encode(edge.PlaceOrderRequest(order_id=order_id, order=order,
-                                                            contract=edge.ContractSpec(symbol=order.symbol)))
-        assert errors == []
-        sock.sendall(frames)
-        until(edge.StatusSeen, order_id=order_id)
-    return order_id
-
-
 def test_order_of_another_client_is_announced_external_and_left_alone(asys: ActorSystem, sim: SimulatorThread,
                                                                      tmp_path: Path) -> None:
     manual = new_order(ref="manual-1", symbol="MSFT", side=Side.SELL, quantity=3, order_type=OrderType.LMT,
                        limit_price=sim.call(lambda: sim.sim.quotes["MSFT"]).ask + 50)
-    external_id = _place_external(sim, 9, manual)
+    external_id = h.place_external(sim.port, 9, manual)
     rig = Rig(asys, sim, tmp_path)
     rig.wait_state(C.READY)
     (found,) = rig.of(rig.bus, ExternalOrderDetected, 1)

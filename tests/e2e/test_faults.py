@@ -208,3 +208,27 @@ def test_connection_actor_killed_with_a_resting_bracket_resumes_routing_its_fill
     assert system.broker_order("f7:sl").status == CANCELLED
     assert net_pnl(closed) == system.broker_realized()
     assert _all_once(system) == {"f7:entry": 1, "f7:sl": 1, "f7:tp": 1}
+
+
+def test_a_trade_made_outside_the_system_is_reported_as_a_position_mismatch_until_undone(
+        launch: Callable[..., System], tmp_path: Path) -> None:
+    # Another API client (a person in TWS) buys 7 AAPL on the account: the broker's position
+    # stream says 7, ours says 0. Once the fills are quiet, the AAPL actor reports the mismatch and
+    # takes no entry; MSFT is untouched. When the person sells them again, the two agree.
+    from core.orders import new_order
+    from core.types import Side
+    from tests.actors.helpers_tws import place_external
+
+    system = launch((scripted("AAPL", tmp_path, ("100",)), scripted("MSFT", tmp_path, ("50",))))
+    system.step(1)
+    buy = new_order(ref="manual-buy", symbol="AAPL", side=Side.BUY, quantity=7, order_type=OrderType.MKT)
+    place_external(system.sim.port, 9, buy)
+    wait_for(lambda: system.broker_position("AAPL") == 7, 10, "the manual buy to fill")
+    detail = wait_for(lambda: "POSITION MISMATCH" in (d := system.detail("symbols", "AAPL")) and d, 15,
+                      "the AAPL actor to report the mismatch")
+    assert "ours 0, broker 7" in detail
+    assert "MISMATCH" not in system.detail("symbols", "MSFT")
+    assert system.position("AAPL").quantity == 0  # nothing invented
+    sell = new_order(ref="manual-sell", symbol="AAPL", side=Side.SELL, quantity=7, order_type=OrderType.MKT)
+    place_external(system.sim.port, 9, sell)
+    wait_for(lambda: "MISMATCH" not in system.detail("symbols", "AAPL"), 15, "the two to agree again")
