@@ -325,6 +325,7 @@ class SymbolActor(ShellActor):
         self.broker_quantity: Decimal | None = None  # the broker's latest position report (reqPositions)
         self.mismatch: tuple[Decimal, Decimal] | None = None  # (ours, the broker's) while they disagree
         self._last_fill_ns = 0
+        self._last_report_ns = 0
         self._reconcile_armed = False
         self.journal: Journal | None = None
         self._firings: list[FiringRow] = []  # rules that fired, journaled with the next commit
@@ -548,6 +549,7 @@ class SymbolActor(ShellActor):
         if state is None or msg.symbol != state.symbol:
             return
         self.broker_quantity = msg.quantity
+        self._last_report_ns = self.now_ns()
         self._reconcile_soon(RECONCILE_QUIET_NS)
 
     def _reconcile_soon(self, delay_ns: int) -> None:
@@ -556,7 +558,10 @@ class SymbolActor(ShellActor):
             self.wakeupAfter(timedelta(seconds=delay_ns / 1e9), payload=_RECONCILE)
 
     def _reconcile(self, cause: Message) -> None:
-        """Compare our position with the broker's once the symbol's fills have been quiet; block entries while they differ.
+        """Compare our position with the broker's once both have been quiet; block entries while they differ.
+
+        Quiet: no fill applied and no broker report for RECONCILE_QUIET_NS. A report can arrive just
+        before the fill it includes (or long after it), so neither side is compared mid-change.
 
         A difference is never "fixed" by inventing fills (nautilus_trader #3054 opened an opposite
         position that way): it is logged, journaled and shown by `status`, and the symbol takes no
@@ -566,7 +571,7 @@ class SymbolActor(ShellActor):
         state, broker = self.state, self.broker_quantity
         if state is None or broker is None:
             return
-        quiet_for = self.now_ns() - self._last_fill_ns
+        quiet_for = self.now_ns() - max(self._last_fill_ns, self._last_report_ns)
         if quiet_for < RECONCILE_QUIET_NS:
             self._reconcile_soon(RECONCILE_QUIET_NS - quiet_for)
             return
@@ -897,6 +902,8 @@ class SymbolActor(ShellActor):
                         for w in state.working)
         self._positions.append((position, execution.exec_id))
         self._last_fill_ns = self.now_ns()
+        if self.broker_quantity is not None:
+            self._reconcile_soon(RECONCILE_QUIET_NS)  # compared again once the fills are quiet
         outbox: list[tuple[str, Message]] = []
         before, state = state, replace(state, position=position, working=working)
         if unintended_fill(before, before.position.quantity, position.quantity, execution.order_ref):

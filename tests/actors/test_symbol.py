@@ -348,6 +348,24 @@ def test_a_broker_report_ahead_of_our_fill_is_not_a_mismatch(
     assert "MISMATCH" not in _detail(rig)
 
 
+def test_a_broker_report_just_before_our_closing_fill_is_not_a_mismatch(
+        asys: ActorSystem, tmp_path: Path, virtual: tuple[VirtualClock, VirtualTimers]) -> None:
+    # Seen in the live/backtest parity run: long 10 since T0 (fill and report), then at T0 + 4.95 s
+    # the broker reports 0 for the close whose fill reaches us 60 ms later. The check due at
+    # T0 + 5 s must wait for both sides to be quiet, and a fill re-checks.
+    clock, timers = virtual
+    rig = Rig(asys, _settings(tmp_path))
+    rig.cross_up()
+    rig.feed(_fill("e1.01", "AAPL-1-1:entry", Side.BUY, 10, "108"),
+             BrokerPositionReported(symbol="AAPL", quantity=D(10)))
+    timers.fire_until(T0 + 4_950_000_000, asys.tell)
+    rig.feed(BrokerPositionReported(symbol="AAPL", quantity=D(0)))
+    timers.fire_until(T0 + 5_010_000_000, asys.tell)
+    rig.feed(_fill("e1.02", "AAPL-1-1:tp", Side.SELL, 10, "110"))
+    timers.fire_until(T0 + 30 * S, asys.tell)
+    assert "MISMATCH" not in _detail(rig)
+
+
 def test_unfilled_entry_group_finishing_returns_position_to_flat(asys: ActorSystem, tmp_path: Path) -> None:
     rig = Rig(asys, _settings(tmp_path))
     rig.cross_up()
