@@ -73,8 +73,9 @@ RISK: Final = "risk"
 MARK_EVERY_NS: Final = 500_000_000  # a held position's mark goes to the bus at most twice a second
 _MARK: Final = "publish-mark"
 _RECONCILE: Final = "reconcile-with-broker"
-# The broker's position is compared with ours once no fill of the symbol arrived for this long: its
-# position reports and our fills travel different paths (tws -> symbols, tws -> group -> symbols).
+# The broker's position is compared with ours once neither a fill of the symbol nor a broker report
+# arrived for this long: its position reports and our fills travel different paths (tws -> symbols,
+# tws -> group -> symbols), so either can lead the other.
 RECONCILE_QUIET_NS: Final = 5_000_000_000
 _COMPILED: dict[str, core_rules.RuleSet] = {}  # rule sets compiled in this process, by version
 
