@@ -18,13 +18,14 @@ A bad line gets {"ok": false, "error": "..."} and the connection stays open.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import json
 import socket
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    import asyncio
+
     from simulator.server import Simulator
 
 COMMANDS = ("status", "drop", "refuse", "lose_link", "restore_link", "duplicate_statuses",
@@ -92,6 +93,8 @@ def _num(request: dict[str, Any], key: str) -> float:
 
 async def _read_line(reader: asyncio.StreamReader) -> bytes | None:
     """Return the next line (b"" at EOF), or None for a line over MAX_LINE, which is skipped whole."""
+    import asyncio  # here, not at the top: bootstrap.py reads COMMANDS for every command's --help
+
     too_long = False
     while True:
         try:
@@ -124,6 +127,8 @@ async def serve_control(sim: "Simulator", host: str, port: int) -> asyncio.base_
             pass
         finally:
             writer.close()
+
+    import asyncio
 
     return await asyncio.start_server(handle, host, port, limit=MAX_LINE)
 
