@@ -166,7 +166,7 @@ class _Child:
 
     __slots__ = ("spec", "dynamic", "address", "incarnation", "ready", "state", "history",
                  "quarantined", "stopping", "remove", "restart_after", "last_error", "pid",
-                 "forked", "failed", "gone_since")
+                 "forked", "failed", "seen_gone")
 
     def __init__(self, spec: ChildSpec, *, dynamic: bool) -> None:
         self.spec = spec
@@ -184,7 +184,7 @@ class _Child:
         self.pid = 0                             # the running incarnation's process (its ActorReady)
         self.forked = False                      # that process is ours (we watch it)
         self.failed = False                      # it reported ActorFailed: it exits by itself
-        self.gone_since: int | None = None       # the watch first found its process gone (ns)
+        self.seen_gone = False                   # the watch's last look found its process gone
 
 
 class SupervisorActor(ShellActor):
@@ -495,15 +495,14 @@ class SupervisorActor(ShellActor):
 
     def _watch_processes(self) -> None:
         """Count as exited a forked child whose process was gone at two looks in a row (its notice was lost)."""
-        now = self.now_ns()
         for child in list(self.children.values()):
             if child.address is None or not child.forked:
                 continue
             if _running(child.pid):
-                child.gone_since = None
-            elif child.gone_since is None:
-                child.gone_since = now  # its notice may be on its way
-            elif child.address is not None:
+                child.seen_gone = False
+            elif not child.seen_gone:
+                child.seen_gone = True  # its notice may be on its way
+            else:
                 self.log.warning("{}: {} #{}: its process {} is gone and no exit notice came; "
                                  "counting it as exited", self.key, child.spec.key, child.incarnation, child.pid)
                 self._gone(child)
@@ -619,7 +618,7 @@ class SupervisorActor(ShellActor):
     def _exited(self, child: _Child, reason: ExitReason) -> None:
         key = child.spec.key
         child.address, child.ready, child.stopping, child.pid = None, False, None, 0
-        child.forked, child.failed, child.gone_since = False, False, None
+        child.forked, child.failed, child.seen_gone = False, False, False
         self.on_child_exited(key, reason)
         verdict, child.history = decide_exit(child.spec.restart, reason, child.history,
                                              self.budget, self.now_ns())
