@@ -10,11 +10,14 @@ from __future__ import annotations
 import socket
 import time
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 from thespian.actors import ActorSystem
 
 from actors import logs
+from actors.clock import VirtualClock, VirtualTimers, install_clock, install_timers
 from actors.processes import listener_pid, session_of, sweep_session
 
 
@@ -80,3 +83,17 @@ def tcp_asys(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) ->
 def both_asys(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> ActorSystem:
     """One test run per base: in-process for logic, multiproc TCP for isolation and pickling."""
     return start_system(request.param, request, monkeypatch)
+
+
+@contextmanager
+def virtual_time(start_ns: int) -> Iterator[tuple[VirtualClock, VirtualTimers]]:
+    """Make actors created inside run in-process on a virtual clock from `start_ns`, their timers fired by the test."""
+    clock = VirtualClock(start_ns)
+    timers = VirtualTimers(clock)
+    previous = (install_clock(clock), install_timers(timers), logs.run_in_process())
+    try:
+        yield clock, timers
+    finally:
+        install_clock(previous[0])
+        install_timers(previous[1])
+        logs.run_in_process(previous[2])

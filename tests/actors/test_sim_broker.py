@@ -11,9 +11,8 @@ from typing import Any
 import pytest
 from thespian.actors import ActorAddress, ActorSystem
 
-from actors import logs
 from actors import tws_edge as edge
-from actors.clock import VirtualClock, VirtualTimers, install_clock, install_timers
+from actors.clock import VirtualClock, VirtualTimers
 from actors.journaling import JournalSettings
 from actors.sim_broker import MarketQuote, SimBroker
 from actors.tws_connection import TwsSettings
@@ -33,6 +32,7 @@ from messages import (
 )
 from messages.connection import ConnectionState
 from tests.actors import helpers_tws as h
+from tests.actors.conftest import virtual_time
 
 pytestmark = pytest.mark.timeout(30)
 ASK = timedelta(seconds=5)
@@ -44,13 +44,8 @@ _ACTOR = f"{SimBroker.__module__}.{SimBroker.__qualname__}"
 
 @pytest.fixture
 def virtual() -> Iterator[tuple[VirtualClock, VirtualTimers]]:
-    clock = VirtualClock(T0)
-    timers = VirtualTimers(clock)
-    previous = (install_clock(clock), install_timers(timers), logs.run_in_process())
-    yield clock, timers
-    install_clock(previous[0])
-    install_timers(previous[1])
-    logs.run_in_process(previous[2])
+    with virtual_time(T0) as vt:
+        yield vt
 
 
 class Rig:

@@ -14,9 +14,8 @@ from typing import Any
 import pytest
 from thespian.actors import ActorAddress, ActorSystem
 
-from actors import logs
 from actors import quote_channel as qc
-from actors.clock import VirtualClock, VirtualTimers, install_clock, install_timers
+from actors.clock import VirtualClock, VirtualTimers
 from actors.journaling import JournalSettings
 from actors.order_group import group_key
 from actors.symbol import SymbolActor, SymbolSettings, SymbolState
@@ -86,6 +85,7 @@ LIVE = len(HISTORY)  # the first live bucket
 
 
 from tests.actors import helpers_runtime as h  # noqa: E402  (after the constants it may use)
+from tests.actors.conftest import virtual_time  # noqa: E402
 
 
 @pytest.fixture
@@ -297,13 +297,8 @@ def test_late_fill_when_flat_is_closed_at_once_but_a_fill_not_ours_is_left_alone
 
 @pytest.fixture
 def virtual() -> Iterator[tuple[VirtualClock, VirtualTimers]]:
-    clock = VirtualClock(T0)
-    timers = VirtualTimers(clock)
-    previous = (install_clock(clock), install_timers(timers), logs.run_in_process())
-    yield clock, timers
-    install_clock(previous[0])
-    install_timers(previous[1])
-    logs.run_in_process(previous[2])
+    with virtual_time(T0) as vt:
+        yield vt
 
 
 def _detail(rig: Rig) -> str:
