@@ -20,7 +20,7 @@ from actors.risk_manager import RiskManager
 from actors.tws_connection import TwsConnection
 from bench import chaos
 from core.matching import CANCELLED
-from core.types import Execution
+from core.types import Execution, Quote
 from journal.store import Journal
 from messages import AdminReply, CancelAll, MoveStop, PlaceOrderGroup
 from tests.e2e.harness import System, bracket, scripted, wait_for
@@ -118,16 +118,28 @@ class LoseCancelTws(TwsConnection):
         super()._release(item, now)
 
 
+def _aapl_with(launch: Callable[..., System], tmp_path: Path, key: str, cls: type) -> System:
+    """Return a system trading AAPL at 100 whose core actor `key` is `cls` (of this module), one step on."""
+    system = launch((scripted("AAPL", tmp_path, ("100",)),),
+                    actor_classes=((key, f"tests.e2e.test_chaos_run.{cls.__name__}"),))
+    system.step(1)
+    return system
+
+
+def _place_bracket(system: System, gid: str) -> Quote:
+    """Place a 100-share AAPL bracket `gid` (stop and target 5 away) and return the quote it was built on."""
+    quote = system.quote("AAPL")
+    system.place(bracket(gid, "AAPL", 100, stop=quote.bid - 5, target=quote.ask + 5))
+    return quote
+
+
 @pytest.mark.timeout(90)
 def test_connection_killed_right_after_placing_a_bracket_delivers_its_fill_and_still_moves_and_cancels_its_stop(
         launch: Callable[..., System], tmp_path: Path) -> None:
-    system = launch((scripted("AAPL", tmp_path, ("100",)),),
-                    actor_classes=(("tws", "tests.e2e.test_chaos_run.DieAfterFillTws"),))
-    system.step(1)
+    system = _aapl_with(launch, tmp_path, "tws", DieAfterFillTws)
     first = system.running("supervisor", "tws")
     gid = f"{DIE_AFTER_FILL}-1"
-    quote = system.quote("AAPL")
-    system.place(bracket(gid, "AAPL", 100, stop=quote.bid - 5, target=quote.ask + 5))
+    quote = _place_bracket(system, gid)
     system.running("supervisor", "tws", incarnation=first.incarnation + 1)
     assert system.broker_position("AAPL") == 100
     # The fill may not have left the dead connection for the group: the new one must route it.
@@ -154,16 +166,13 @@ def test_connection_killed_right_after_placing_a_bracket_delivers_its_fill_and_s
 @pytest.mark.timeout(90)
 def test_connection_killed_between_an_entry_and_its_children_never_sends_the_entry_again(
         launch: Callable[..., System], tmp_path: Path) -> None:
-    system = launch((scripted("AAPL", tmp_path, ("100",)),),
-                    actor_classes=(("tws", "tests.e2e.test_chaos_run.DieAfterEntryTws"),))
-    system.step(1)
+    system = _aapl_with(launch, tmp_path, "tws", DieAfterEntryTws)
     first = system.running("supervisor", "tws")
     gid = f"{DIE_AFTER_ENTRY}-1"
     # The link is down: the bracket waits in the connection (and in the snapshots it sends) with no ids.
     system.sim.lose_link()
     wait_for(lambda: system.status().connection_state.value == "DEGRADED", 10, "the connection DEGRADED")
-    quote = system.quote("AAPL")
-    system.place(bracket(gid, "AAPL", 100, stop=quote.bid - 5, target=quote.ask + 5))
+    _place_bracket(system, gid)
     wait_for(lambda: system.log_lines(f"claims {gid}:tp"), 10, "the group's claim at the connection")
     system.sim.restore_link(data_kept=True)  # the legs leave: the entry, then the connection dies
     system.running("supervisor", "tws", incarnation=first.incarnation + 1)
@@ -178,13 +187,10 @@ def test_connection_killed_between_an_entry_and_its_children_never_sends_the_ent
 @pytest.mark.timeout(90)
 def test_risk_manager_killed_between_submitting_the_legs_and_starting_the_group_still_gets_the_group_started(
         launch: Callable[..., System], tmp_path: Path) -> None:
-    system = launch((scripted("AAPL", tmp_path, ("100",)),),
-                    actor_classes=(("risk", "tests.e2e.test_chaos_run.DieBeforeGroupRisk"),))
-    system.step(1)
+    system = _aapl_with(launch, tmp_path, "risk", DieBeforeGroupRisk)
     first = system.running("supervisor", "risk")
     gid = f"{DIE_BEFORE_GROUP}-1"
-    quote = system.quote("AAPL")
-    system.place(bracket(gid, "AAPL", 100, stop=quote.bid - 5, target=quote.ask + 5))
+    _place_bracket(system, gid)
     system.running("supervisor", "risk", incarnation=first.incarnation + 1)
     wait_for(lambda: system.broker_position("AAPL") == 100, 10, "the entry to fill at the simulator")
     # The restarted gate places its working group again: the group claims its legs and their fills.
@@ -197,12 +203,9 @@ def test_risk_manager_killed_between_submitting_the_legs_and_starting_the_group_
 @pytest.mark.timeout(90)
 def test_cancel_lost_with_its_socket_is_asked_again_after_the_reconnect(
         launch: Callable[..., System], tmp_path: Path) -> None:
-    system = launch((scripted("AAPL", tmp_path, ("100",)),),
-                    actor_classes=(("tws", "tests.e2e.test_chaos_run.LoseCancelTws"),))
-    system.step(1)
+    system = _aapl_with(launch, tmp_path, "tws", LoseCancelTws)
     gid = f"{LOSE_CANCEL}-1"
-    quote = system.quote("AAPL")
-    system.place(bracket(gid, "AAPL", 100, stop=quote.bid - 5, target=quote.ask + 5))
+    _place_bracket(system, gid)
     wait_for(lambda: system.broker_order(f"{gid}:tp") is not None and system.broker_order(f"{gid}:tp").status
              == "Submitted", 10, "the bracket working at the broker")
     reply = system.asys.ask(system.supervisor, CancelAll(symbol="AAPL", reason="test"), 10)
