@@ -241,14 +241,21 @@ class RiskManager(ShellActor):
             self._to_symbol(msg.symbol, denied)
             return
         assert place is not None and approved is not None
-        self._commit(msg, account)
-        self.metrics.inc("intents_approved")
-        self.log.info("risk: approved {} {} {} {} {}{}", msg.intent_id, msg.symbol, msg.side.value,
-                      msg.quantity, msg.order_type.value, " (reducing)" if verdict.reducing else "")
+        # With a journal (the decision and the account committed above), the legs go first; the
+        # supervisor's copy, the log line and the bus follow, off the way to the broker. Without
+        # one, the supervisor's copy is all a restart has: it goes first.
+        if self.journal is None:
+            self._commit(msg, account)
+        self.account = account
         if submits:
             # One message for every leg: one transmit to the busy connection, not one per leg.
             self._to_tws(self.make(SubmitOrders, msg, orders=tuple(submits)))
         self.tell_peer(GROUPS, place)
+        if self.journal is not None:
+            self._commit(msg, account)
+        self.metrics.inc("intents_approved")
+        self.log.info("risk: approved {} {} {} {} {}{}", msg.intent_id, msg.symbol, msg.side.value,
+                      msg.quantity, msg.order_type.value, " (reducing)" if verdict.reducing else "")
         self.publish(approved)  # after the orders: the bus is for listeners, not on the way
 
     def _journal_intent(self, intent: OrderIntent, verdict: core_risk.Verdict, account: core_risk.Account,

@@ -828,7 +828,6 @@ class SymbolActor(ShellActor):
         return self._close(cause, state, reason, outbox, quantity, why)
 
     def _commit(self, cause: Message, state: SymbolState, outbox: list[tuple[str, Message]]) -> None:
-        # The snapshot (with the group counter) goes before any PlaceOrderGroup it accounts for.
         before = self.state
         self.state = state
         durable = durable_part(state)
@@ -836,17 +835,27 @@ class SymbolActor(ShellActor):
         self._journal(state if changed else None)
         if changed:
             self._saved = durable
-            self.tell(self.parent, self.make(Snapshot, cause, key=self.key,
-                                             incarnation=self.incarnation, state=for_snapshot(state)))
+        # Without a journal, the supervisor's copy (with the group counter) is all a restart has: it
+        # goes before any intent it accounts for. With one, the journal (just committed) is what a
+        # restart reads, so the copy goes after the intents: it is not on the way to the broker.
+        snapshot_first = changed and self.journal is None
+        if snapshot_first:
+            self._snapshot_up(cause, state)
         for peer, message in outbox:
             if peer == RISK and isinstance(message, OrderIntent) and self._intent_direct(message):
                 continue
             self.tell_peer(peer, message)
+        if changed and not snapshot_first:
+            self._snapshot_up(cause, state)
         # After the orders: the bus is for listeners, not on the way to the broker.
         if before is not None and state.position != before.position and (
                 state.position.quantity != 0 or durable_part(before) != durable):
             # A flat position's mark moving is no news; a held one's is (unrealized P&L).
             self.publish(PositionChanged.of(state.position, cause=cause, ts_ns=self.now_ns()))
+
+    def _snapshot_up(self, cause: Message, state: SymbolState) -> None:
+        self.tell(self.parent, self.make(Snapshot, cause, key=self.key, incarnation=self.incarnation,
+                                         state=for_snapshot(state)))
 
     def receiveMsg_DirectChannel(self, msg: DirectChannel, sender: ActorAddress) -> None:
         if sender == self.parent:
