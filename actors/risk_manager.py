@@ -261,7 +261,12 @@ class RiskManager(ShellActor):
     def _journal_intent(self, intent: OrderIntent, verdict: core_risk.Verdict, account: core_risk.Account,
                         now: int, place: PlaceOrderGroup | None) -> bool:
         """Commit the intent, the decision, the account and an approved group's first record before
-        anything acts on them; False if the intent was decided before (a repeat)."""
+        anything acts on them; False if the intent was decided before (a repeat).
+
+        Not synced to disk: an approval reaches the broker only through the connection, which
+        commits synced before the order leaves (and so puts this commit on disk too); a denial
+        reaches no one outside the machine.
+        """
         journal = self.journal
         if journal is None:
             return True
@@ -275,7 +280,7 @@ class RiskManager(ShellActor):
             corr_id=intent.correlation_id, decision="APPROVED" if verdict.approved else "DENIED",
             limit_name=verdict.limit.value if verdict.limit is not None else "", detail=verdict.detail,
             decided_ns=now)
-        with journal.batch():
+        with journal.batch(synced=False):
             if not journal.record_intent(row):
                 return False
             if place is not None:

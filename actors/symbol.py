@@ -866,12 +866,17 @@ class SymbolActor(ShellActor):
         return self.to_risk.send(intent, self.myAddress)
 
     def _journal(self, state: SymbolState | None) -> None:
-        """Commit the rules that fired and the changed state (if given) before any order leaves."""
+        """Commit the rules that fired and the changed state (if given) before any order leaves.
+
+        Not synced to disk: what it writes reaches the broker only as an order, and the connection
+        commits synced before any order leaves (which makes this commit survive a power loss too);
+        the fills it follows are synced by the connection, and a restart catches up from them.
+        """
         journal, firings, positions = self.journal, self._firings, self._positions
         self._firings, self._positions = [], []
         if journal is None or (state is None and not firings and not positions):
             return
-        with journal.batch():
+        with journal.batch(synced=False):
             for firing in firings:
                 journal.record_firing(firing)
             for p, exec_id in positions:

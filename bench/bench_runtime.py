@@ -518,7 +518,7 @@ def read_records(directory: Path) -> Records:
 STAGES: Final = (
     ("quote sent -> tws handles the tick (wire)", "sent", "tick"),
     ("tws tick -> symbol actor has the QuoteUpdate", "tick", "quote"),
-    ("symbol: bar, rules, journal, snapshot -> intent sent", "quote", "place"),
+    ("symbol: bar, rules, journal -> intent sent", "quote", "place"),
     ("intent sent -> risk has it", "place", "risk_in"),
     ("risk: check, journal -> legs sent", "risk_in", "risk_out"),
     ("legs sent by risk -> entry SubmitOrder at tws", "risk_out", "tws"),

@@ -30,7 +30,7 @@ from actors.symbol import SymbolActor
 from actors.symbol_supervisor import SymbolSupervisor
 from actors.tws_connection import TwsConnection
 from core import order_group as og
-from messages import ConfigureActor, OrderIntent, PlaceOrderGroup, QuoteUpdate, Snapshot, SubmitOrder
+from messages import ConfigureActor, OrderIntent, PlaceOrderGroup, QuoteUpdate, Snapshot, SubmitOrder, SubmitOrders
 from simulator.server import Simulator
 from simulator.wire import PlaceOrder, decode_request
 
@@ -104,12 +104,24 @@ class TimedSymbolActor(SymbolActor):
 class TimedRiskManager(RiskManager):
     """A RiskManager that stamps each bracket intent's arrival and the moment its legs left for tws."""
 
+    def __init__(self) -> None:
+        super().__init__()
+        self._out = ""  # the intent whose legs were stamped on their way out
+
     def receiveMsg_OrderIntent(self, msg: OrderIntent, sender: ActorAddress) -> None:
         if msg.is_bracket:
             stamp("risk_in", msg.intent_id)
         super().receiveMsg_OrderIntent(msg, sender)
-        if msg.is_bracket:
+        if msg.is_bracket and self._out != msg.intent_id:  # its group actor submits the legs
             stamp("risk_out", msg.intent_id)
+
+    def _to_tws(self, submit: SubmitOrders) -> None:
+        # Stamped before the legs leave (what the handler does after them is off the path).
+        group = submit.orders[0].group_id if submit.orders else ""
+        if group and submit.orders[0].order.ref.endswith(ENTRY_SUFFIX):
+            stamp("risk_out", group)
+            self._out = group
+        super()._to_tws(submit)
 
 
 class TimedSymbolSupervisor(SymbolSupervisor):

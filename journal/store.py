@@ -367,10 +367,12 @@ def _where(conditions: Iterable[tuple[str, object]]) -> tuple[str, list[object]]
 class Journal:
     """One process's connection to the journal file; many processes may hold one on the same file."""
 
-    def __init__(self, conn: sqlite3.Connection, path: Path, *, readonly: bool) -> None:
+    def __init__(self, conn: sqlite3.Connection, path: Path, *, readonly: bool, synchronous: str = "FULL") -> None:
         self._conn = conn
         self.path = path
         self.readonly = readonly
+        self.synchronous = synchronous  # as opened: what a batch not told otherwise commits with
+        self._sync_now = synchronous    # the connection's setting at this moment
         self._depth = 0
 
     # --- opening ---------------------------------------------------------------------------------
@@ -428,7 +430,7 @@ class Journal:
         except BaseException:
             conn.close()
             raise
-        return cls(conn, path, readonly=readonly)
+        return cls(conn, path, readonly=readonly, synchronous=sync)
 
     def close(self) -> None:
         """Close the connection; uncommitted work of an open batch is rolled back."""
@@ -452,8 +454,16 @@ class Journal:
     # --- transactions ----------------------------------------------------------------------------
 
     @contextmanager
-    def batch(self) -> Iterator[None]:
-        """Commit every write in the block together, or none if it raises; nested batches join the outer one."""
+    def batch(self, *, synced: bool = True) -> Iterator[None]:
+        """Commit every write in the block together, or none if it raises; nested batches join the outer one.
+
+        `synced=False` (outermost batch only) commits without waiting for the disk even when the
+        journal is opened FULL: for writes that nothing outside the machine acts on before a later
+        synced commit. The WAL is one file appended in commit order, so the fsync of any later
+        commit, by any process, makes this one survive a power loss too; a crash of the process
+        loses nothing either way. The connection to the broker commits synced before every order
+        it sends, so intents and decisions written this way are on disk before their order leaves.
+        """
         self._writable()
         if self._depth:
             # A savepoint: an inner block that raises undoes only its own writes.
@@ -469,11 +479,20 @@ class Journal:
                 self._depth -= 1
                 self._exec(f"RELEASE {name}")
             return
-        with self._transaction():
+        with self._transaction(synced):
             yield
 
+    def _set_sync(self, synced: bool) -> None:
+        # Outside any transaction (SQLite ignores the pragma inside one); a process that always
+        # commits one way switches once.
+        wanted = self.synchronous if synced else "NORMAL"
+        if wanted != self._sync_now:
+            _execute(self._conn, self.path, f"PRAGMA synchronous = {wanted}")
+            self._sync_now = wanted
+
     @contextmanager
-    def _transaction(self) -> Iterator[None]:
+    def _transaction(self, synced: bool = True) -> Iterator[None]:
+        self._set_sync(synced)
         # IMMEDIATE takes the write lock up front: a deferred transaction that reads first gets
         # SQLITE_BUSY without waiting when another process commits in between (WAL snapshot rule).
         self._retrying("BEGIN IMMEDIATE")

@@ -156,6 +156,37 @@ def test_synchronous_setting_is_applied_and_checked(tmp_path: Path) -> None:
         Journal.open(tmp_path / "x.sqlite", synchronous="OFF")
 
 
+def test_a_batch_told_not_to_sync_commits_with_normal_and_the_next_batch_syncs_again(tmp_path: Path) -> None:
+    def level(j: Journal) -> int:
+        return j._conn.execute("PRAGMA synchronous").fetchone()[0]
+
+    with Journal.open(tmp_path / "f.sqlite") as j:
+        with j.batch(synced=False):
+            j.put_state("a", 1)
+            assert level(j) == 1  # NORMAL: this commit does not wait for the disk
+            with j.batch():       # a nested batch joins the outer one, and its setting
+                j.put_state("b", 2)
+                assert level(j) == 1
+        with j.batch():
+            j.put_state("a", 3)
+            assert level(j) == 2  # FULL again: the journal was opened FULL
+        with j.batch(synced=False):
+            j.put_state("c", 4)
+        j.put_state("d", 5)       # a lone write is a synced batch of its own
+        assert level(j) == 2
+        assert (j.get_state("a"), j.get_state("b"), j.get_state("c"), j.get_state("d")) == (3, 2, 4, 5)
+    with Journal.open(tmp_path / "n.sqlite", synchronous="NORMAL") as j:
+        with j.batch():
+            j.put_state("a", 1)
+            assert level(j) == 1  # opened NORMAL: nothing syncs
+    with Journal.open(tmp_path / "f.sqlite") as j, pytest.raises(RuntimeError):
+        with j.batch(synced=False):
+            j.put_state("e", 6)
+            raise RuntimeError("undone")
+    with Journal.open(tmp_path / "f.sqlite") as j:
+        assert j.get_state("e") is None
+
+
 def test_readonly_open_of_missing_file_fails_without_creating_it(tmp_path: Path) -> None:
     path = tmp_path / "nowhere" / "j.sqlite"
     with pytest.raises(JournalError, match="does not exist") as info:
