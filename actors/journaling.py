@@ -5,9 +5,11 @@ act on them leave: the risk manager the intent and its decision before the order
 connection an order's row (with its broker id) before its PLACE_ORDER and an execution before it
 is routed, a symbol or order group its state before its commands. SQLite in WAL mode lets every
 process write the one file; a commit survives kill -9 of the writer (and, with `synchronous =
-FULL`, a power loss). With FULL, the symbol's and the risk manager's commits on the way to an
-order do not wait for the disk (`Journal.batch(synced=False)`): the connection's synced commit
-before the PLACE_ORDER puts them on disk too, since the WAL is appended in commit order.
+FULL`, a power loss). With FULL, commits nothing outside the machine acts on before a later
+synced commit do not wait for the disk (`Journal.batch(synced=False)`): the symbol's and the risk
+manager's on the way to an order, a group's progress, order statuses, commissions. The
+connection's synced commit before each PLACE_ORDER puts them on disk too, since the WAL is
+appended in commit order.
 
 A process forked from an actor that had the journal open must not use (or close) the inherited
 connection: connections are kept per process id, and inherited ones are kept referenced, never

@@ -360,8 +360,12 @@ class OrderGroupActor(ShellActor):
     def _journal_record(self) -> None:
         if self.record_due and self.journal is not None and self.place is not None and self.group is not None \
                 and not self.finished and not self.failed:
-            self.journal.put_state(group_key(self.group.id), GroupRecord(place=self.place, group=self.group),
-                                   incarnation=self.incarnation, ts_ns=self.now_ns())
+            # Not synced: a leg reaches the broker only through the connection, which commits
+            # synced before its PLACE_ORDER (putting this record on disk too); cancels and
+            # modifies change what the broker reports again after a restart.
+            with self.journal.batch(synced=False):
+                self.journal.put_state(group_key(self.group.id), GroupRecord(place=self.place, group=self.group),
+                                       incarnation=self.incarnation, ts_ns=self.now_ns())
         self.record_due = False
 
     @run_once

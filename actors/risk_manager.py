@@ -109,6 +109,7 @@ class RiskManager(ShellActor):
         self.journal: Journal | None = None
         self._saved: tuple[object, ...] | None = None      # durable part of the last Snapshot
         self._journaled: tuple[object, ...] | None = None  # durable part last written to the journal
+        self._journaled_mode: tuple[object, ...] | None = None  # its trading mode (mode, reason, by loss)
         self.to_tws = dc.Link("SubmitOrders")        # the connection's datagram inbox, once offered
         self.direct = dc.Receiver([OrderIntent])      # symbols' intents, as datagrams (multiproc only)
 
@@ -439,12 +440,18 @@ class RiskManager(ShellActor):
             self.tell(symbols, self.make(ToSymbol, msg, symbol=symbol, message=msg))
 
     def _save(self, account: core_risk.Account, durable: tuple[object, ...] | None = None) -> None:
-        """Journal the account when its durable part changed since it was last journaled."""
+        """Journal the account when its durable part changed since it was last journaled.
+
+        Synced to disk only when the trading mode changed (an operator is told, orders are
+        cancelled); holdings and working groups follow fills and groups the journal has synced.
+        """
         durable = durable_part(account) if durable is None else durable
         if durable != self._journaled and self.journal is not None:
-            self.journal.put_state(STATE_KEY, RiskState(account=account), incarnation=self.incarnation,
-                                   ts_ns=self.now_ns())
-            self._journaled = durable
+            mode = (account.mode, account.mode_reason, account.halted_by_loss)
+            with self.journal.batch(synced=mode != self._journaled_mode):
+                self.journal.put_state(STATE_KEY, RiskState(account=account), incarnation=self.incarnation,
+                                       ts_ns=self.now_ns())
+            self._journaled, self._journaled_mode = durable, mode
 
     def _commit(self, cause: Message, account: core_risk.Account) -> None:
         self.account = account

@@ -1291,7 +1291,10 @@ class TwsConnection(ShellActor):
     def _flush_lazy_routes(self, force: bool = False) -> None:
         if self.journal is None or not self.lazy_routes or not (force or self.now_ns() >= self.routes_due_ns):
             return
-        with self.journal.batch():
+        # Not synced: these rows follow what the broker already did (statuses, fills); after a
+        # restart the broker tells it again. What must be on disk before an order leaves is
+        # committed synced by _journal_route.
+        with self.journal.batch(synced=False):
             self._journal_lazy_routes(self.journal)
 
     def _order_row(self, route: Route) -> OrderRow:
@@ -1473,7 +1476,9 @@ class TwsConnection(ShellActor):
         if commission is not None:
             execution = replace(execution, commission=commission)
             if self.journal is not None:
-                with self.journal.batch():
+                # Not synced: a commission is sent again with its fill after a restart (and the
+                # next synced commit puts it on disk anyway).
+                with self.journal.batch(synced=False):
                     self.journal.record_commission(execution.exec_id, commission=commission,
                                                    realized_pnl=None, ts_ns=self.now_ns())
                     self._journal_lazy_routes(self.journal)
@@ -1503,8 +1508,9 @@ class TwsConnection(ShellActor):
             late = [e for e in route.executions if e.exec_id == ev.exec_id and e.commission == ZERO]
             if late and ev.commission != ZERO:
                 if self.journal is not None:
-                    self.journal.record_commission(ev.exec_id, commission=ev.commission,
-                                                   realized_pnl=ev.realized_pnl, ts_ns=self.now_ns())
+                    with self.journal.batch(synced=False):
+                        self.journal.record_commission(ev.exec_id, commission=ev.commission,
+                                                       realized_pnl=ev.realized_pnl, ts_ns=self.now_ns())
                 executions = tuple(replace(e, commission=ev.commission) if e.exec_id == ev.exec_id else e
                                    for e in route.executions)
                 self._set(replace(route, executions=executions))
