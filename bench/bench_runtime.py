@@ -515,6 +515,8 @@ def read_records(directory: Path) -> Records:
 # ---------------------------------------------------------------- 1. tick-to-order latency
 
 
+SLOWEST: Final = 5  # the slowest entries shown with their stages
+
 STAGES: Final = (
     ("quote sent -> tws handles the tick (wire)", "sent", "tick"),
     ("tws tick -> symbol actor has the QuoteUpdate", "tick", "quote"),
@@ -522,7 +524,8 @@ STAGES: Final = (
     ("intent sent -> risk has it", "place", "risk_in"),
     ("risk: check, journal -> legs sent", "risk_in", "risk_out"),
     ("legs sent by risk -> entry SubmitOrder at tws", "risk_out", "tws"),
-    ("tws: id, pacer, write -> PLACE_ORDER at simulator", "tws", "arrived"),
+    ("tws: legs queued, pacer -> entry released", "tws", "released"),
+    ("tws: id, journal, write -> PLACE_ORDER at simulator", "released", "arrived"),
     ("(off the path) entry sent -> its group actor configured", "place", "group_up"),
 )
 
@@ -572,6 +575,8 @@ class LatencyRun:
     orders_per_s: float
     quotes: QuoteStats
     cpu: CpuWindow
+    # The slowest entries measured from their trigger quote: (total ms, {stage: ms}), slowest first.
+    slowest: list[tuple[float, dict[str, float]]] = field(default_factory=list)
 
 
 def bench_latency(symbols: int, seconds: float, warmup: float, strategy: Strategy, keep: bool = False) -> LatencyRun:
@@ -597,6 +602,7 @@ def bench_latency(symbols: int, seconds: float, warmup: float, strategy: Strateg
     mono_sends = {s: [m for m, _ in sends] for s, sends in sim.quote_sends.items()}
     wall_sends = {s: [w for _, w in sends] for s, sends in sim.quote_sends.items()}
     latencies, via_trigger, newer = [], [], 0
+    slowest: list[tuple[float, dict[str, float]]] = []
     stages: dict[str, list[float]] = {name: [] for name, _, _ in STAGES}
     seen: set[str] = set()
     orders_in_window = 0
@@ -622,15 +628,19 @@ def bench_latency(symbols: int, seconds: float, warmup: float, strategy: Strateg
             continue
         times = {"sent": trigger_sent, "tick": tick, "quote": quote, "place": place, "arrived": wall,
                  **{stage: values[0] for stage, values in marks.items() if stage != "place"}}
+        entry: dict[str, float] = {}
         for name, start, end in STAGES:
             if start in times and end in times:
-                stages[name].append((times[end] - times[start]) / _MS)
+                entry[name] = (times[end] - times[start]) / _MS
+                stages[name].append(entry[name])
         via_trigger.append((wall - trigger_sent) / _MS)
+        slowest.append((via_trigger[-1], entry))
         newer += latest_at_or_before(wall_sends.get(symbol, []), wall) != trigger_sent
     span = (window_end[0] - window[0]) / 1e9
     return LatencyRun(latencies_ms=latencies, stages_ms=stages, via_trigger_ms=via_trigger, newer_quote=newer,
                       entries_per_s=len(latencies) / span, orders_per_s=orders_in_window / span,
-                      quotes=quote_stats(records, (window[1], window_end[1]), cpu, symbols, wall_sends), cpu=cpu)
+                      quotes=quote_stats(records, (window[1], window_end[1]), cpu, symbols, wall_sends), cpu=cpu,
+                      slowest=sorted(slowest, key=lambda e: -e[0])[:SLOWEST])
 
 
 @dataclass
@@ -759,8 +769,25 @@ def latency_rows(runs: list[LatencyRun], symbols: int, trading: int,
         parts = [summary(r.stages_ms[name]) for r in runs]
         rows.append((f"    {name}", f"{_med(p['p50'] for p in parts):,.2f} ms",
                      f"p99 {_med(p['p99'] for p in parts):,.1f} ms, max {_med(p['max'] for p in parts):,.1f} ms", ""))
+    rows += slowest_rows(runs)
     rows += quote_rows(f"{symbols} symbols", [r.quotes for r in runs], wire=True)
     rows.append(cpu_row(f"CPU while trading ({symbols} symbols)", [r.cpu for r in runs]))
+    return rows
+
+
+_STAGE_SHORT: Final = ("wire", "to symbol", "symbol", "to risk", "risk", "to tws", "pacer", "tws")
+
+
+def slowest_rows(runs: Sequence[LatencyRun]) -> list[tuple[str, str, str, str]]:
+    """Return a row per slowest entry of the runs (from its trigger quote), its time split by stage."""
+    entries = sorted((e for r in runs for e in r.slowest), key=lambda e: -e[0])[:SLOWEST]
+    rows = []
+    for rank, (total, stages) in enumerate(entries, 1):
+        parts = [f"{short} {stages[name]:,.1f}" for short, (name, _, _) in zip(_STAGE_SHORT, STAGES)
+                 if name in stages]
+        worst = max(parts, key=lambda p: float(p.rsplit(" ", 1)[1].replace(",", "")), default="")
+        rows.append((f"  slowest entry #{rank} (from its trigger)", f"{total:,.1f} ms",
+                     f"{' | '.join(parts)} ms; most in: {worst.rsplit(' ', 1)[0]}", ""))
     return rows
 
 

@@ -161,12 +161,18 @@ class TimedOrderGroupSupervisor(OrderGroupSupervisor):
 
 
 class TimedTwsConnection(TwsConnection):
-    """A TwsConnection that stamps the arrival of each entry SubmitOrder."""
+    """A TwsConnection that stamps the arrival of each entry SubmitOrder and its release by the pacer."""
 
     def receiveMsg_SubmitOrder(self, msg: SubmitOrder, sender: ActorAddress) -> None:
         if msg.order.ref.endswith(ENTRY_SUFFIX):
             stamp("tws", msg.group_id)
         super().receiveMsg_SubmitOrder(msg, sender)
+
+    def _release_place(self, ref: str) -> None:
+        # The pacer let the entry go: what follows is its id, the journal commit and the write.
+        if ref.endswith(ENTRY_SUFFIX):
+            stamp("released", ref[: -len(ENTRY_SUFFIX)])
+        super()._release_place(ref)
 
 
 # ---------------------------------------------------------------- simulator
