@@ -101,6 +101,8 @@ def exchange_day(now_ns: int, zone: ZoneInfo) -> str:
 class RiskManager(ShellActor):
     """The "risk" core child: ConfigureActor(config=Config, state=RiskState or None)."""
 
+    ON_ORDER_PATH = True  # its process asks for a short time slice (ShellActor.ON_ORDER_PATH)
+
     def __init__(self) -> None:
         super().__init__()
         self.limits = RiskConfig()

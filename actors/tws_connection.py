@@ -361,6 +361,8 @@ def routes_to_order(code: int) -> bool:
 class TwsConnection(ShellActor):
     """The broker connection. Config: TwsSettings or a core.config.Config; state: TwsState or None."""
 
+    ON_ORDER_PATH = True  # its process asks for a short time slice (ShellActor.ON_ORDER_PATH)
+
     def __init__(self) -> None:
         super().__init__()
         self.settings = TwsSettings()

@@ -16,6 +16,7 @@ from thespian.actors import (
     ChildActorExited,
 )
 
+from actors.base import ShellActor
 from actors.supervision import StateChange
 from messages import ActorFinished, ConfigureActor, Message, Peer, Snapshot
 
@@ -191,3 +192,9 @@ def child_pids(parent_pid: int) -> list[int]:
         if int(fields[1]) == parent_pid:
             pids.append(int(entry))
     return pids
+
+
+class OnTheOrderPath(ShellActor):
+    """A do-nothing actor that, like the connection and the risk gate, carries orders."""
+
+    ON_ORDER_PATH = True
