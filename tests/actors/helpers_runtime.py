@@ -6,11 +6,14 @@ Imported by dotted path in every actor process (the multiproc base forks them fr
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass
+from datetime import timedelta
 
 from thespian.actors import (
     ActorAddress,
     ActorExitRequest,
+    ActorSystem,
     ActorSystemMessage,
     ActorTypeDispatcher,
     ChildActorExited,
@@ -18,7 +21,7 @@ from thespian.actors import (
 
 from actors.base import ShellActor
 from actors.supervision import StateChange
-from messages import ActorFinished, ConfigureActor, Message, Peer, Snapshot
+from messages import ActorFinished, ActorStatusSnapshot, ConfigureActor, GetActorStatus, Message, Peer, Snapshot
 
 # ---------------------------------------------------------------- control messages
 
@@ -198,3 +201,20 @@ class OnTheOrderPath(ShellActor):
     """A do-nothing actor that, like the connection and the risk gate, carries orders."""
 
     ON_ORDER_PATH = True
+
+
+def start_configured(asys: ActorSystem, actor_class: str, key: str = "x") -> tuple[ChildInfo, int]:
+    """Start `actor_class` under a new StandInSupervisor; return its ChildInfo and pid once it is configured."""
+    ask = timedelta(seconds=10)
+    parent = asys.createActor(StandInSupervisor)
+    info = asys.ask(parent, StartChild(actor_class=actor_class, key=key, restart=False, incarnation=1), ask)
+    assert isinstance(info, ChildInfo), info
+    # ConfigureActor (from the supervisor) and our question (from us) may arrive in either order.
+    deadline = time.monotonic() + 10
+    while True:
+        status = asys.ask(info.address, GetActorStatus(), ask)
+        assert isinstance(status, ActorStatusSnapshot), status
+        if status.configured:
+            return info, status.pid
+        assert time.monotonic() < deadline, f"{actor_class} was never configured"
+        time.sleep(0.01)

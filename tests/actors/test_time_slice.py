@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import ctypes
 import os
-import time
-from datetime import timedelta
 
 import pytest
 from thespian.actors import ActorSystem
@@ -15,11 +13,9 @@ from actors.processes import _SYS_SCHED_SETATTR, _SchedAttr, set_time_slice
 from actors.risk_manager import RiskManager
 from actors.symbol import SymbolActor
 from actors.tws_connection import TwsConnection
-from messages import ActorStatusSnapshot, GetActorStatus
 from tests.actors import helpers_runtime as h
 
 pytestmark = pytest.mark.timeout(60)
-ASK = timedelta(seconds=10)
 
 
 def slice_of(pid: int) -> int | None:
@@ -41,24 +37,10 @@ def _kernel_keeps_custom_slices() -> bool:
     return os.waitstatus_to_exitcode(status) == 0
 
 
-def _configured_pid(asys: ActorSystem, actor_class: str) -> int:
-    parent = asys.createActor(h.StandInSupervisor)
-    info = asys.ask(parent, h.StartChild(actor_class=actor_class, key="x", restart=False, incarnation=1), ASK)
-    assert isinstance(info, h.ChildInfo), info
-    deadline = time.monotonic() + 10
-    while True:
-        status = asys.ask(info.address, GetActorStatus(), ASK)
-        assert isinstance(status, ActorStatusSnapshot), status
-        if status.configured:
-            return status.pid
-        assert time.monotonic() < deadline, f"{actor_class} was never configured"
-        time.sleep(0.01)
-
-
 def test_an_actor_on_the_order_path_runs_with_a_short_time_slice_and_the_others_do_not(
         tcp_asys: ActorSystem) -> None:
     if not _kernel_keeps_custom_slices():
         pytest.skip("this kernel keeps no per-process time slice (Linux < 6.12 or not Linux)")
-    assert slice_of(_configured_pid(tcp_asys, "tests.actors.helpers_runtime.OnTheOrderPath")) == ORDER_PATH_SLICE_NS
-    assert slice_of(_configured_pid(tcp_asys, "actors.bus.Bus")) != ORDER_PATH_SLICE_NS
+    assert slice_of(h.start_configured(tcp_asys, "tests.actors.helpers_runtime.OnTheOrderPath")[1]) == ORDER_PATH_SLICE_NS
+    assert slice_of(h.start_configured(tcp_asys, "actors.bus.Bus")[1]) != ORDER_PATH_SLICE_NS
     assert TwsConnection.ON_ORDER_PATH and RiskManager.ON_ORDER_PATH and not SymbolActor.ON_ORDER_PATH
