@@ -19,7 +19,8 @@ Where items wait:
 Orders: SubmitOrder registers a route ref -> (group, owner, order); the first PLACE_ORDER answers
 OrderSubmitted(ref, group, broker id). Broker events are routed by orderRef, or by (client id,
 order id), to the owner: OrderAccepted (first openOrder/orderStatus), OrderStatusChanged (repeats
-dropped), ExecutionReported, OrderRejected. Executions are de-duplicated by exec id (a live fill
+dropped), ExecutionReported (to the symbols supervisor as well, for the position: the owner may
+have ended before a late fill), OrderRejected. Executions are de-duplicated by exec id (a live fill
 and its replay by reqExecutions count once) and sent when their commission report has joined
 them, so positions see the commission; a report that lags more than `commission_wait_ns` lets
 the execution go without it and follows as CommissionReported. A status arriving while an
@@ -108,7 +109,7 @@ from messages.risk import TradingState
 _S: Final = 1_000_000_000
 _M = TypeVar("_M", bound=Message)
 _TIMER: Final = "tws-timer"
-SYMBOLS: Final = "symbols"  # the symbols supervisor: it routes the broker's positions to each symbol
+SYMBOLS: Final = "symbols"  # the symbols supervisor: it routes the broker's positions and fills to each symbol
 RISK: Final = "risk"  # the peer whose approved legs may come through the direct channel
 _READ_BUDGET: Final = 4 << 20          # bytes read per WatchMessage; the watch fires again for more
 _WRITE_RETRY_NS: Final = 5_000_000     # a full socket buffer is retried this soon
@@ -1491,8 +1492,12 @@ class TwsConnection(ShellActor):
         log.info("{}: fill {} {} {} {} @ {} (commission {}) for {}", self.key, execution.exec_id,
                  execution.side.value, execution.quantity, execution.symbol, execution.price,
                  execution.commission, ref)
-        self._to_owner(route, self._about(route, ExecutionReported, execution=execution,
-                                          group_id=route.group_id))
+        reported = self._about(route, ExecutionReported, execution=execution, group_id=route.group_id)
+        self._to_owner(route, reported)
+        if (symbols := self.peers.get(SYMBOLS)) is not None:
+            # The position's own copy: the group forwards the fill too, but a fill after its
+            # group ended (a late fill of a cancelled leg) has no group left to forward it.
+            self.tell(symbols, reported)
         if not any(w.ref == ref for w in self.awaiting.values()):
             for status in self.waiting_statuses.pop(ref, []):
                 self._to_owner(self.routes[ref], status)

@@ -148,11 +148,13 @@ class Rig:
         self.owner = asys.createActor(h.Recorder)
         self.quotes = asys.createActor(h.Recorder)
         self.requester = asys.createActor(h.Recorder)
+        self.symbols = asys.createActor(h.Recorder)  # plays the symbols supervisor
         self.parent = asys.createActor(h.StandInSupervisor)
         self.log_file = tmp_path / "logs" / "system.log"
         info = asys.ask(self.parent, h.StartChild(actor_class=_ACTOR, key="tws",
                                                   config=_settings(sim, tmp_path, **overrides), state=state,
-                                                  peers=(Peer(name="bus", address=self.bus),)), ASK)
+                                                  peers=(Peer(name="bus", address=self.bus),
+                                                         Peer(name="symbols", address=self.symbols))), ASK)
         assert isinstance(info, h.ChildInfo), info
         self.tws: ActorAddress = info.address
 
@@ -515,6 +517,29 @@ def test_bracket_reaches_simulator_with_parent_and_transmit_and_fills_route_once
     assert set(sim.snapshot()["orders_per_ref"].values()) == {1}
     accepted = [m.ref for m in rig.of(rig.owner, OrderAccepted)]
     assert sorted(accepted) == ["g1.entry", "g1.stop", "g1.target"]
+
+
+def test_a_fill_after_an_acknowledged_cancel_reaches_the_symbols_when_its_owner_has_ended(
+        asys: ActorSystem, sim: SimulatorThread, tmp_path: Path) -> None:
+    # The field notes' late fill: the cancel is acknowledged, then the order turns out to have
+    # filled. Its group may have ended on the Cancelled; the position must still hear of the fill.
+    rig = Rig(asys, sim, tmp_path)
+    rig.wait_state(C.READY)
+    group = asys.createActor(h.Recorder)
+    order = new_order(ref="g3.entry", symbol="MSFT", side=Side.BUY, quantity=5, order_type=OrderType.LMT,
+                      limit_price=rig.quote("MSFT").bid - 50)
+    asys.tell(rig.tws, SubmitOrder(order=order, group_id="g3", reply_to=group))
+    eventually(lambda: any(m.status is OrderStatus.SUBMITTED for m in rig.of(group, OrderStatusChanged)),
+               5, "Submitted")
+    asys.tell(group, ActorExitRequest())  # the group ended (it would on the Cancelled)
+    sim.fill_after_cancel(1)
+    asys.tell(rig.tws, CancelOrder(ref="g3.entry", reason="test"))
+    (fill,) = rig.of(rig.symbols, ExecutionReported, 1)
+    assert (fill.execution.order_ref, fill.execution.symbol, fill.execution.quantity, fill.group_id) == (
+        "g3.entry", "MSFT", Decimal(5), "g3")
+    assert fill.execution.exec_id == sim.call(lambda: sim.sim.executions[-1].fill.exec_id)
+    rig.records(rig.symbols)  # one more round trip: once only
+    assert len(rig.of(rig.symbols, ExecutionReported)) == 1
 
 
 def test_cancel_of_resting_order_ends_cancelled_at_owner(asys: ActorSystem, sim: SimulatorThread,
