@@ -26,6 +26,7 @@ from core.orders import new_order
 from core.position import (
     Position,
     PositionState,
+    apply_commission,
     apply_execution,
     cancel_entry,
     cancel_exit,
@@ -39,6 +40,7 @@ from journal.store import FiringRow, Journal
 from messages import (
     BrokerPositionReported,
     CancelOrderGroup,
+    CommissionReported,
     ConfigureActor,
     DirectChannel,
     ExecutionReported,
@@ -924,6 +926,22 @@ class SymbolActor(ShellActor):
         if unintended_fill(before, before.position.quantity, position.quantity, execution.order_ref):
             state = self._undo_unintended(msg, state, before.position.quantity, execution, outbox)
         self._commit(msg, state, outbox)
+
+    @run_once
+    def receiveMsg_CommissionReported(self, msg: CommissionReported, sender: ActorAddress) -> None:
+        state = self.state
+        if state is None:
+            return
+        try:
+            position = apply_commission(state.position, msg.exec_id, msg.commission)
+        except CoreError as exc:
+            self.log.error("{}: commission report for {} not applied: {}", state.symbol, msg.exec_id, exc)
+            return
+        if position is state.position:
+            return  # its fill had it already, or it was added before (a repeat)
+        self.log.info("{}: late commission {} for fill {} -> commissions {}", state.symbol, msg.commission,
+                      msg.exec_id, position.commissions)
+        self._commit(msg, replace(state, position=position), [])
 
     def _undo_unintended(self, cause: Message, state: SymbolState, before: Decimal, execution: Execution,
                          outbox: list[tuple[str, Message]]) -> SymbolState:

@@ -6,9 +6,9 @@ SymbolActorStarted, so quotes reach it directly; a restarted tws hears about eve
 A symbol over its `supervision.symbol` budget is quarantined: ActorQuarantined on the bus, no
 more restarts, its resting protective orders stay at the broker.
 
-Facts about a symbol's orders (ExecutionReported, OrderGroupFinished) are kept until the symbol's
-own Snapshot shows them, and every (re)started incarnation gets the kept ones again (it ignores an
-exec id or a group it already knows): one sent to an actor that dies before handling it (or
+Facts about a symbol's orders (ExecutionReported, CommissionReported, OrderGroupFinished) are kept
+until the symbol's own Snapshot shows them, and every (re)started incarnation gets the kept ones
+again (it ignores an exec id or a group it already knows): one sent to an actor that dies before handling it (or
 before its Snapshot leaves) becomes a dead letter, and one for a symbol that is down (restarting,
 or quarantined until an operator restarts it) has nowhere to go. Other messages for a symbol
 that is down are dropped with a warning, so no stale command fires hours later.
@@ -34,6 +34,7 @@ from actors.supervision import ChildSpec, Restart, SavedChild, SupervisorActor
 from core.config import Config, SymbolStart
 from messages import (
     ActorQuarantined,
+    CommissionReported,
     ConfigureActor,
     DirectChannel,
     ExecutionReported,
@@ -53,11 +54,11 @@ SYMBOL_PEERS: Final[tuple[str, ...]] = ("bus", "tws", "risk", "symbols", "groups
 # Message types that carry a `symbol` field and go to that symbol's actor when sent here.
 ROUTED_BY_SYMBOL: Final = frozenset({
     "OrderGroupFinished", "PredictionSignal", "ClosePosition", "MoveStop",
-    "MarketDataStale", "MarketDataResumed", "HistoricalBars", "BrokerPositionReported",
+    "MarketDataStale", "MarketDataResumed", "HistoricalBars", "BrokerPositionReported", "CommissionReported",
 })
 _KEPT_PER_SYMBOL: Final = 1000
 # Messages a symbol must not miss: facts about its orders, unlike commands, which go stale.
-FACTS: Final = frozenset({"ExecutionReported", "OrderGroupFinished"})
+FACTS: Final = frozenset({"ExecutionReported", "OrderGroupFinished", "CommissionReported"})
 _JOIN_WAIT: Final = "join-wait"          # the held starts' sentinel and timer payload
 _START_TIMEOUT: Final = "start-timeout"   # a symbol placed on a member that must be ready in time
 
@@ -73,6 +74,12 @@ def reflects(state: object, fact: Message, seq: int | None = None) -> bool:
         if fact.execution.exec_id in getattr(position, "exec_ids", ()):
             return True
         return seq is not None and seq <= getattr(position, "exec_floor", 0)
+    if isinstance(fact, CommissionReported):
+        # Added once its fill is applied and no longer waits for it (a fill below the exec floor
+        # is applied too; its report stays kept until it rotates out, and a repeat adds nothing).
+        position = getattr(state, "position", None)
+        return (fact.exec_id in getattr(position, "exec_ids", ())
+                and fact.exec_id not in getattr(position, "commission_due", ()))
     if isinstance(fact, OrderGroupFinished):
         working = getattr(state, "working", None)
         return working is not None and all(w.group_id != fact.group_id for w in working)

@@ -23,7 +23,8 @@ dropped), ExecutionReported (to the symbols supervisor as well, for the position
 have ended before a late fill), OrderRejected. Executions are de-duplicated by exec id (a live fill
 and its replay by reqExecutions count once) and sent when their commission report has joined
 them, so positions see the commission; a report that lags more than `commission_wait_ns` lets
-the execution go without it and follows as CommissionReported. A status arriving while an
+the execution go without it and follows as CommissionReported to the symbols supervisor (the
+position joins it to its fill by exec id). A status arriving while an
 execution of the same order waits for its commission waits behind it: fills before Filled.
 Executions of an order we do not know yet are buffered and routed when its route appears
 (ClaimOrders of a restarted group). An open order whose orderRef we do not know is announced
@@ -1521,10 +1522,13 @@ class TwsConnection(ShellActor):
                 executions = tuple(replace(e, commission=ev.commission) if e.exec_id == ev.exec_id else e
                                    for e in route.executions)
                 self._set(replace(route, executions=executions))
-                self._to_owner(route, self._about(route, CommissionReported, exec_id=ev.exec_id,
-                                                  order_ref=ref, commission=ev.commission,
-                                                  realized_pnl=ev.realized_pnl,
-                                                  currency=ev.currency or "USD"))
+                reported = self._about(route, CommissionReported, exec_id=ev.exec_id, order_ref=ref,
+                                       symbol=late[0].symbol, commission=ev.commission,
+                                       realized_pnl=ev.realized_pnl, currency=ev.currency or "USD")
+                if (symbols := self.peers.get(SYMBOLS)) is not None:
+                    self.tell(symbols, reported)  # the position adds it to the fill it has
+                else:
+                    self._to_owner(route, reported)
             return
         if ev.exec_id not in self.exec_seen:
             self.early_commissions[ev.exec_id] = ev.commission

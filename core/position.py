@@ -86,6 +86,10 @@ _NO_LEVELS: Final[Mapping[str, None]] = {
     "trailing_stop": None,
 }
 
+# Fills applied without their commission that a late report may still join (IB may report 0 for
+# good, so the oldest are let go).
+COMMISSION_DUE_KEPT: Final = 64
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Position:
@@ -101,6 +105,8 @@ class Position:
     `exec_ids` are the fills applied that the journal's `exec_floor` does not cover yet: every
     journaled fill of the symbol with a sequence number up to the floor is applied (see
     `settle_fills`), so the set stays small however long the position trades.
+    `commission_due` are the newest fills applied before their commission report (IB sends it
+    apart, and it can lag the fill): `apply_commission` adds a late report once, by exec id.
     """
 
     symbol: str
@@ -117,6 +123,7 @@ class Position:
     trailing_stop: Decimal | None = None
     exec_ids: frozenset[str] = field(default_factory=frozenset)
     exec_floor: int = 0
+    commission_due: tuple[str, ...] = ()
     last_price: Decimal | None = None
     opened_ts_ns: int = 0
     multiplier: Decimal = ONE
@@ -272,9 +279,25 @@ def apply_execution(position: Position, execution: Execution) -> Position:
         commissions=position.commissions + execution.commission,
         state=state,
         exec_ids=position.exec_ids | {execution.exec_id},
+        commission_due=(position.commission_due if execution.commission
+                        else (position.commission_due + (execution.exec_id,))[-COMMISSION_DUE_KEPT:]),
         last_price=execution.price,
         **changes,  # type: ignore[arg-type]
     )
+
+
+def apply_commission(position: Position, exec_id: str, commission: Decimal) -> Position:
+    """Return the position with a late commission report added; anything but a fill still due changes nothing.
+
+    A report for a fill applied with its commission, a repeat, or one older than the last
+    `COMMISSION_DUE_KEPT` fills without one returns `position` itself.
+    """
+    if not commission.is_finite():
+        raise InvalidExecution(f"execution {exec_id}: commission must be finite, got {commission}")
+    if exec_id not in position.commission_due:
+        return position
+    return replace(position, commissions=position.commissions + commission,
+                   commission_due=tuple(e for e in position.commission_due if e != exec_id))
 
 
 def settle_fills(position: Position, journaled: Iterable[tuple[str, int]]) -> Position:

@@ -214,10 +214,14 @@ class ExecutionReported(Message):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CommissionReported(Message):
-    """The commission report for one execution (IB sends it separately, after the fill)."""
+    """A commission report that came after its execution was passed on without it (IB sends it apart).
+
+    It goes to the order's owner and, by `symbol`, to the symbol's position, which adds it once.
+    """
 
     exec_id: str
     order_ref: str = ""
+    symbol: str = ""
     commission: Decimal
     realized_pnl: Decimal | None = None
     currency: str = "USD"

@@ -8,6 +8,7 @@ Commands (field "cmd"):
     restore_link [data_kept]                1102 if data_kept else 1101 (subscriptions dropped)
     duplicate_statuses count                the next `count` orderStatus messages are sent twice
     fill_after_cancel [count]               the next cancel is acknowledged, then the order fills
+    commission_lag seconds                  live commission reports follow their fill this late (0: at once)
     reject_next [reason]                    the next new order is rejected with 201
     silence symbol [on]                     stop (on=false: resume) one symbol's market data silently
     squeeze msgs_per_s seconds              pacing pressure: each client may send msgs_per_s a second for a while
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
     from simulator.server import Simulator
 
 COMMANDS = ("status", "drop", "refuse", "lose_link", "restore_link", "duplicate_statuses",
-            "fill_after_cancel", "reject_next", "silence", "squeeze", "freeze", "order_log")
+            "fill_after_cancel", "commission_lag", "reject_next", "silence", "squeeze", "freeze", "order_log")
 MAX_LINE = 64 * 1024
 
 
@@ -53,6 +54,8 @@ def execute(sim: "Simulator", request: Any) -> dict[str, Any]:
             sim.duplicate_statuses = _int(request, "count")
         elif cmd == "fill_after_cancel":
             sim.fill_after_cancel = _int(request, "count", 1)
+        elif cmd == "commission_lag":
+            sim.commission_lag_s = _num(request, "seconds")
         elif cmd == "reject_next":
             sim.set_reject_next(str(request.get("reason") or "rejected by fault injection"))
         elif cmd == "silence":

@@ -308,6 +308,7 @@ class Simulator:
         self.silenced: set[str] = set()
         self.duplicate_statuses = 0
         self.fill_after_cancel = 0
+        self.commission_lag_s = 0.0  # live commission reports follow their fill this much later
         self.squeeze: tuple[int, float] | None = None    # (msgs/s per client, until this wall time)
         self.frozen: tuple[int, float] | None = None     # (market ns, wall time) the market stopped at
         self.stats: Counter[str] = Counter()
@@ -654,22 +655,33 @@ class Simulator:
         self.executions.append(record)
         self.stats["fills"] += 1
         s = self._owner(fill.client_id, origin)
-        if s is not None:
+        if s is not None and self.commission_lag_s > 0:
+            # IB's commission report can lag its fill (field notes): the report follows on its own.
+            self._send_order_event(s, self._exec_bytes(s, -1, record, with_commission=False))
+            asyncio.get_running_loop().call_later(self.commission_lag_s, self._late_commission, s, record)
+        elif s is not None:
             self._send_order_event(s, self._exec_bytes(s, -1, record))
         for p in self.sessions:
             if p.positions_sub and p.started:
                 self._send_position(p, fill.symbol)
 
-    def _exec_bytes(self, s: Session, req_id: int, e: _Exec) -> bytes:
+    def _exec_bytes(self, s: Session, req_id: int, e: _Exec, *, with_commission: bool = True) -> bytes:
         f = e.fill
         report = ExecutionReport(
             order_id=f.order_id, exec_id=f.exec_id, time=e.time_text, account=f.account or self.account.account_id,
             exchange=_PRIMARY.get(f.symbol, "NASDAQ"), side="BOT" if f.side is Side.BUY else "SLD",
             shares=f.quantity, price=f.price, perm_id=f.perm_id, client_id=f.client_id, cum_qty=f.cum_qty,
             avg_price=f.avg_price, order_ref=f.order_ref)
-        return s.encoder.exec_details(req_id=req_id, contract=self.contract(f.symbol), execution=report) + \
-            s.encoder.commission_and_fees_report(exec_id=f.exec_id, commission=f.commission, currency="USD",
-                                                 realized_pnl=e.realized if e.realized else None)
+        details = s.encoder.exec_details(req_id=req_id, contract=self.contract(f.symbol), execution=report)
+        return details + self._commission_bytes(s, e) if with_commission else details
+
+    def _commission_bytes(self, s: Session, e: _Exec) -> bytes:
+        return s.encoder.commission_and_fees_report(exec_id=e.fill.exec_id, commission=e.fill.commission,
+                                                    currency="USD", realized_pnl=e.realized if e.realized else None)
+
+    def _late_commission(self, s: Session, e: _Exec) -> None:
+        self._send_order_event(s, self._commission_bytes(s, e))
+        self.flush()
 
     def _mark_to_market(self) -> None:
         """Mark every holding at its symbol's latest trade: the book (and its marks) sees quotes only while it has orders."""
@@ -1194,6 +1206,9 @@ class SimulatorThread:
 
     def fill_after_cancel(self, count: int = 1) -> None:
         self.call(setattr, self.sim, "fill_after_cancel", count)
+
+    def commission_lag(self, seconds: float) -> None:
+        self.call(setattr, self.sim, "commission_lag_s", seconds)
 
     def reject_next(self, reason: str = matching.FAULT_REJECT_REASON) -> None:
         self.call(self.sim.set_reject_next, reason)

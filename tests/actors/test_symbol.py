@@ -455,6 +455,24 @@ def test_symbols_supervisor_counts_a_fill_as_shown_by_its_id_or_by_the_exec_floo
     assert reflects(state, _fill("e1.01", "AAPL-1-1:entry", Side.BUY, 5, "108"), seq) is shown
 
 
+@pytest.mark.parametrize(("exec_ids", "due", "shown"), [
+    ({"e1.01"}, (), True),           # its fill applied and nothing due: added (or it came with the fill)
+    ({"e1.01"}, ("e1.01",), False),  # its fill applied and still waiting for it
+    (set(), (), False),              # its fill not applied yet: kept for the replay after the fill
+])
+def test_symbols_supervisor_keeps_a_late_commission_until_the_position_shows_it_added(
+        exec_ids: set[str], due: tuple[str, ...], shown: bool) -> None:
+    from types import SimpleNamespace
+
+    from actors.symbol_supervisor import reflects
+    from core.position import Position
+    from messages import CommissionReported
+
+    position = Position(symbol="AAPL", exec_ids=frozenset(exec_ids), commission_due=due)
+    report = CommissionReported(exec_id="e1.01", order_ref="AAPL-1-1:entry", symbol="AAPL", commission=D(1))
+    assert reflects(SimpleNamespace(position=position), report) is shown
+
+
 @pytest.mark.parametrize(("decision", "resolution"), [("APPROVED", "ABANDONED"), ("DENIED", ""), (None, None),
                                                      ("APPROVED", "SENT")])  # SENT, its group record gone
 def test_whole_restart_drops_a_working_group_that_never_reached_the_broker_or_finished(

@@ -49,6 +49,7 @@ from messages import (
     BrokerError,
     CancelOrder,
     ClaimOrders,
+    CommissionReported,
     ConnectionStateChanged,
     ExecutionReported,
     ExternalOrderDetected,
@@ -540,6 +541,23 @@ def test_a_fill_after_an_acknowledged_cancel_reaches_the_symbols_when_its_owner_
     assert fill.execution.exec_id == sim.call(lambda: sim.sim.executions[-1].fill.exec_id)
     rig.records(rig.symbols)  # one more round trip: once only
     assert len(rig.of(rig.symbols, ExecutionReported)) == 1
+
+
+def test_a_commission_report_later_than_the_wait_follows_its_fill_to_the_symbols_once(
+        asys: ActorSystem, sim: SimulatorThread, tmp_path: Path) -> None:
+    sim.commission_lag(1.0)
+    rig = Rig(asys, sim, tmp_path, commission_wait_ns=_S // 5)
+    rig.wait_state(C.READY)
+    order = new_order(ref="g4.entry", symbol="AAPL", side=Side.BUY, quantity=10, order_type=OrderType.MKT)
+    rig.submit(order, group="g4")
+    (fill,) = rig.step_until(lambda: rig.of(rig.symbols, ExecutionReported), seconds=0.25,
+                             what="the fill passed on without its commission")
+    assert fill.execution.commission == 0
+    (late,) = rig.of(rig.symbols, CommissionReported, 1)
+    assert (late.exec_id, late.symbol, late.order_ref) == (fill.execution.exec_id, "AAPL", "g4.entry")
+    assert late.commission == sim.call(lambda: sim.sim.executions[-1].fill.commission) > 0
+    rig.records(rig.symbols)  # one more round trip: once only
+    assert len(rig.of(rig.symbols, CommissionReported)) == 1
 
 
 def test_cancel_of_resting_order_ends_cancelled_at_owner(asys: ActorSystem, sim: SimulatorThread,

@@ -14,7 +14,9 @@ from core.position import (
     ExitReason,
     Position,
     PositionState,
+    COMMISSION_DUE_KEPT,
     Trigger,
+    apply_commission,
     apply_execution,
     cancel_entry,
     cancel_exit,
@@ -141,6 +143,28 @@ def test_apply_execution_commissions_accumulate_and_reduce_net_pnl(
     assert net_pnl(pos, D(mark_price)) == D(net)
     # the average cost never absorbs commissions
     assert pos.avg_cost in (D(0), D(fills[0][2]))
+
+
+def test_a_late_commission_report_joins_its_fill_once_and_a_fill_that_had_one_takes_none() -> None:
+    pos = apply_execution(Position(symbol=SYMBOL), _exec("BUY", 100, "10", exec_id="late", commission="0"))
+    pos = apply_execution(pos, _exec("SELL", 40, "11", exec_id="paid", commission="1.5"))
+    assert (pos.commissions, pos.commission_due) == (D("1.5"), ("late",))
+    joined = apply_commission(pos, "late", D("2.25"))
+    assert (joined.commissions, joined.commission_due) == (D("3.75"), ())
+    assert net_pnl(joined, D(11)) == D(100) - D("3.75")
+    assert apply_commission(joined, "late", D("2.25")) is joined  # a repeat adds nothing
+    assert apply_commission(joined, "paid", D("1.5")) is joined   # its fill had it already
+    assert apply_commission(joined, "unknown", D(1)) is joined
+    with pytest.raises(InvalidExecution, match="finite"):
+        apply_commission(pos, "late", D("NaN"))
+
+
+def test_fills_waiting_for_a_commission_are_bounded_to_the_newest() -> None:
+    pos = Position(symbol=SYMBOL)
+    for i in range(COMMISSION_DUE_KEPT + 5):
+        pos = apply_execution(pos, _exec("BUY", 1, "10", exec_id=f"z{i}", commission="0"))
+    assert pos.commission_due == tuple(f"z{i}" for i in range(5, COMMISSION_DUE_KEPT + 5))
+    assert apply_commission(pos, "z0", D(1)) is pos  # let go: IB may report zero for good
 
 
 def test_apply_execution_repeated_exec_id_returns_position_unchanged() -> None:

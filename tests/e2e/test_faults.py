@@ -136,6 +136,25 @@ def test_broker_outage_with_refused_reconnects_applies_a_fill_made_meanwhile_onc
     assert _all_once(system) == {"f3:entry": 1, "f3:sl": 1, "f3:tp": 1}
 
 
+def test_commission_reports_that_lag_their_fills_still_reach_the_position_once(
+        launch: Callable[..., System], tmp_path: Path) -> None:
+    # IB's commission report can come well after its fill: each fill goes on without it after
+    # the connection's 1 s wait, and the report, 1.5 s late, is joined to it at the position.
+    system = launch((scripted("SPY", tmp_path, ("100", "101")),))
+    system.sim.commission_lag(1.5)
+    system.step(1)
+    _open_bracket(system, "f8", "SPY", stop_below=Decimal("0.50"), target_above=Decimal("0.50"))
+    wait_for(lambda: system.position("SPY").commissions == Decimal(1), 10,
+             "the entry's late commission at the position")
+    system.step_until(lambda: _exit_filled(system, "f8"), step_s=5.0, max_steps=24, what="a child to fill")
+    closed = wait_for(lambda: (p := system.position("SPY")).quantity == 0 and p.commissions == 2 and p, 10,
+                      "the exit's late commission at the position")
+    wait_for(lambda: system.child("groups", "f8") is None, 10, "the group to finish")
+    assert system.position("SPY").commissions == 2  # each report counted once
+    assert net_pnl(closed) == system.broker_realized()
+    assert _all_once(system) == {"f8:entry": 1, "f8:sl": 1, "f8:tp": 1}
+
+
 def test_symbol_killed_past_its_restart_budget_is_quarantined_and_other_symbols_keep_trading(
         launch: Callable[..., System], tmp_path: Path) -> None:
     system = launch((scripted("AAPL", tmp_path, ("100", "100")), scripted("MSFT", tmp_path, ("100", "101"))),

@@ -43,6 +43,8 @@ def _execute(sim: SimulatorThread, request: Any) -> dict[str, Any]:
     {"cmd": "duplicate_statuses", "count": 2},
     {"cmd": "fill_after_cancel"},
     {"cmd": "fill_after_cancel", "count": 3},
+    {"cmd": "commission_lag", "seconds": 2},
+    {"cmd": "commission_lag", "seconds": 0},
     {"cmd": "reject_next"},
     {"cmd": "reject_next", "reason": "too big"},
     {"cmd": "silence", "symbol": "MSFT"},
@@ -82,6 +84,8 @@ def test_execute_commands_change_the_simulator_state(sim: SimulatorThread) -> No
     ({"cmd": "drop", "client_id": 1.5}, "whole number"),
     ({"cmd": "refuse"}, "seconds"),
     ({"cmd": "refuse", "seconds": 99999}, "seconds"),
+    ({"cmd": "commission_lag"}, "seconds"),
+    ({"cmd": "commission_lag", "seconds": -1}, "seconds"),
     ({"cmd": "silence", "symbol": "NOPE"}, "NOPE"),
     ({"cmd": "silence"}, "symbol"),
 ])
