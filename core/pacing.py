@@ -1,11 +1,13 @@
 """The socket-wide outbound pacer: one token bucket and a 1 s window over every message, by priority.
 
-Two limits hold together, both counted over every message the socket sends:
+Three limits hold together, all counted over every message the socket sends:
 
 * a token bucket (GCRA form) refilled at `rate_per_s`, holding up to `burst` tokens, so a bracket
   or a flatten leaves at once and the long-run rate is the budget;
 * a window guard: no closed 1 s window ever holds more than `rate_per_s` sends (<= IB's 50), so
-  a burst after an idle spell is paid back inside the same second instead of stacking on the rate.
+  a burst after an idle spell is paid back inside the same second instead of stacking on the rate;
+* a jitter guard: no window of 1 s + `RECEIVE_JITTER_NS` holds `IB_LIMIT_PER_S` sends, so TWS,
+  which counts at its reads, never sees 50 in one second when frames reach it up to that late.
 
 Part of both is kept for CONTROL and URGENT messages, as the field notes ask (neither ib_async's
 nor nautilus_trader's throttle does this): ORDER and DATA never take the bucket's last token and
@@ -42,6 +44,13 @@ DEFAULT_BURST: Final = 15
 DATA_BURST: Final = 5
 # Window slots per second that only CONTROL and URGENT messages may use; at most a fifth of the rate.
 DEFAULT_RESERVE: Final = 5
+# TWS counts messages when it reads them, and a reader that stalls (a loaded machine, a Java GC
+# pause) or a send that lingers in the socket moves one burst next to another: bar-driven bursts
+# exactly 1 s apart under a 1 s cap then land in one of TWS's seconds (chaos seed 1 saw 51 once).
+# Hence the hard guard: no window of 1 s plus this jitter ever holds IB_LIMIT_PER_S sends, so
+# arrivals delayed by up to this much never make 50 in a second. At 45/s it costs under 1 %
+# of sustained throughput (49 per 1.1 s).
+RECEIVE_JITTER_NS: Final = 100_000_000
 
 _NS: Final = 1_000_000_000
 
@@ -165,6 +174,9 @@ def _earliest_send_ns(pacer: Pacer, now_ns: int, priority: Priority) -> int:
         # Strictly more than 1 s after the cap-th last send: even a closed [t, t + 1 s] window
         # then holds at most `cap` sends, however IB draws its window.
         at = max(at, pacer.recent[-cap] + _NS + 1)
+    hard = IB_LIMIT_PER_S - 1
+    if len(pacer.recent) >= hard:
+        at = max(at, pacer.recent[-hard] + _NS + RECEIVE_JITTER_NS + 1)
     return at
 
 
