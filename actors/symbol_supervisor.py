@@ -8,8 +8,8 @@ more restarts, its resting protective orders stay at the broker.
 
 Facts about a symbol's orders (ExecutionReported, CommissionReported, OrderGroupFinished) are kept
 until the symbol's own Snapshot shows them, and every (re)started incarnation gets the kept ones
-again (it ignores an exec id or a group it already knows): one sent to an actor that dies before handling it (or
-before its Snapshot leaves) becomes a dead letter, and one for a symbol that is down (restarting,
+again (it ignores an exec id or a group it already knows): one sent to an actor that dies before
+handling it (or before its Snapshot leaves) becomes a dead letter, and one for a symbol that is down (restarting,
 or quarantined until an operator restarts it) has nowhere to go. Other messages for a symbol
 that is down are dropped with a warning, so no stale command fires hours later.
 
@@ -66,8 +66,9 @@ _START_TIMEOUT: Final = "start-timeout"   # a symbol placed on a member that mus
 def reflects(state: object, fact: Message, seq: int | None = None) -> bool:
     """Return True if a symbol's snapshot `state` (a SymbolState) already accounts for `fact`.
 
-    `seq` is an ExecutionReported's sequence number in the journal, when known: a fill at or below
-    the position's exec floor is applied although its id has left `exec_ids`.
+    `seq` is the journal's sequence number of the fill an ExecutionReported or CommissionReported
+    is about, when known: a fill at or below the position's exec floor is applied although its id
+    has left `exec_ids`.
     """
     if isinstance(fact, ExecutionReported):
         position = getattr(state, "position", None)
@@ -75,11 +76,12 @@ def reflects(state: object, fact: Message, seq: int | None = None) -> bool:
             return True
         return seq is not None and seq <= getattr(position, "exec_floor", 0)
     if isinstance(fact, CommissionReported):
-        # Added once its fill is applied and no longer waits for it (a fill below the exec floor
-        # is applied too; its report stays kept until it rotates out, and a repeat adds nothing).
+        # Added once its fill is applied (by id, or under the exec floor by the fill's number)
+        # and the fill no longer waits for it.
         position = getattr(state, "position", None)
-        return (fact.exec_id in getattr(position, "exec_ids", ())
-                and fact.exec_id not in getattr(position, "commission_due", ()))
+        applied = (fact.exec_id in getattr(position, "exec_ids", ())
+                   or (seq is not None and seq <= getattr(position, "exec_floor", 0)))
+        return applied and fact.exec_id not in getattr(position, "commission_due", ())
     if isinstance(fact, OrderGroupFinished):
         working = getattr(state, "working", None)
         return working is not None and all(w.group_id != fact.group_id for w in working)
@@ -250,11 +252,17 @@ class SymbolSupervisor(SupervisorActor):
             super().receiveUnrecognizedMessage(msg, sender)
 
     def _exec_seq(self, msg: Message) -> int | None:
-        """Return a fill's sequence number in the journal (the connection journals it before routing)."""
-        if not isinstance(msg, ExecutionReported) or self.traded is None:
+        """Return the journal's sequence number of the fill `msg` is about (journaled before routing)."""
+        if isinstance(msg, ExecutionReported):
+            exec_id = msg.execution.exec_id
+        elif isinstance(msg, CommissionReported):
+            exec_id = msg.exec_id
+        else:
+            return None
+        if self.traded is None:
             return None
         journal = journaling.journal(journaling.JournalSettings.of(self.traded))
-        return None if journal is None else journal.exec_seq(msg.execution.exec_id)
+        return None if journal is None else journal.exec_seq(exec_id)
 
     def route(self, symbol: str, msg: Message) -> None:
         """Send `msg` to the current actor of `symbol`; keep a fact until the symbol's snapshot shows it."""

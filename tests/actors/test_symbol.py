@@ -455,22 +455,25 @@ def test_symbols_supervisor_counts_a_fill_as_shown_by_its_id_or_by_the_exec_floo
     assert reflects(state, _fill("e1.01", "AAPL-1-1:entry", Side.BUY, 5, "108"), seq) is shown
 
 
-@pytest.mark.parametrize(("exec_ids", "due", "shown"), [
-    ({"e1.01"}, (), True),           # its fill applied and nothing due: added (or it came with the fill)
-    ({"e1.01"}, ("e1.01",), False),  # its fill applied and still waiting for it
-    (set(), (), False),              # its fill not applied yet: kept for the replay after the fill
+@pytest.mark.parametrize(("exec_ids", "floor", "seq", "due", "shown"), [
+    ({"e1.01"}, 0, None, (), True),           # its fill applied and nothing due: added
+    ({"e1.01"}, 0, None, ("e1.01",), False),  # its fill applied and still waiting for it
+    (set(), 3, 2, (), True),                  # its fill under the exec floor, nothing due: added
+    (set(), 3, 2, ("e1.01",), False),         # under the floor but still waiting for it
+    (set(), 3, 4, (), False),                 # its fill not applied yet: kept for the replay
+    (set(), 0, None, (), False),
 ])
 def test_symbols_supervisor_keeps_a_late_commission_until_the_position_shows_it_added(
-        exec_ids: set[str], due: tuple[str, ...], shown: bool) -> None:
+        exec_ids: set[str], floor: int, seq: int | None, due: tuple[str, ...], shown: bool) -> None:
     from types import SimpleNamespace
 
     from actors.symbol_supervisor import reflects
     from core.position import Position
     from messages import CommissionReported
 
-    position = Position(symbol="AAPL", exec_ids=frozenset(exec_ids), commission_due=due)
+    position = Position(symbol="AAPL", exec_ids=frozenset(exec_ids), exec_floor=floor, commission_due=due)
     report = CommissionReported(exec_id="e1.01", order_ref="AAPL-1-1:entry", symbol="AAPL", commission=D(1))
-    assert reflects(SimpleNamespace(position=position), report) is shown
+    assert reflects(SimpleNamespace(position=position), report, seq) is shown
 
 
 @pytest.mark.parametrize(("decision", "resolution"), [("APPROVED", "ABANDONED"), ("DENIED", ""), (None, None),
