@@ -49,10 +49,12 @@ from __future__ import annotations
 import pickle
 import socket
 from collections import OrderedDict, deque
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from decimal import Decimal
+from functools import partial
 from typing import Any, Final, TypeVar
 
 from thespian.actors import ActorAddress, ActorExitRequest, ThespianWatch, WakeupMessage, WatchMessage
@@ -114,6 +116,7 @@ SYMBOLS: Final = "symbols"  # the symbols supervisor: it routes the broker's pos
 RISK: Final = "risk"  # the peer whose approved legs may come through the direct channel
 _READ_BUDGET: Final = 4 << 20          # bytes read per WatchMessage; the watch fires again for more
 _WRITE_RETRY_NS: Final = 5_000_000     # a full socket buffer is retried this soon
+_SENT_INTENTS_KEPT: Final = 10_000      # group ids whose intent is known resolved (then forgotten at once)
 # An order's later states (accepted, statuses, fills added to its route) are journaled together,
 # at most this long after the first of them: IB sends them in bunches, each a commit (and an
 # fsync) that kept the journal's one write lock from the risk gate. They are not what recovery
@@ -408,6 +411,10 @@ class TwsConnection(ShellActor):
         self.cause: Message | None = None
         self.journal: Journal | None = None
         self.journaled_hwm = 0
+        self.hwm_due = 0  # an order id to raise the journaled mark to before this pump's batch commits
+        self.in_pump = False  # inside the pump's batch: owner messages wait until the frames are written
+        self.after_write: list[Callable[[], None]] = []
+        self.sent_intents: set[str] = set()  # intents this incarnation resolved SENT (no need to look again)
         self.lazy_routes: dict[str, Route] = {}  # order rows to journal by `routes_due_ns`
         self.holding_settle = False  # a multi-order handler settles once, at its end
         self.routes_due_ns = 0
@@ -777,17 +784,30 @@ class TwsConnection(ShellActor):
         if not released:
             return 0
         # One journal transaction for everything released together (a bracket's legs), committed
-        # before _settle writes their frames to the socket.
-        with self.journal.batch() if self.journal is not None else nullcontext():
-            for paced in released:
-                if self.wire is None:  # a release closed the socket; the rest waits for the next one
-                    self._requeue_after_loss(paced)
-                    continue
-                self.metrics.observe("pacing_delay", paced.waited_ns)
-                self._release(paced.item, now)
+        # before _settle writes their frames to the socket. What the owners hear of it (and the log
+        # lines) waits until the frames are written: it is not on the way to the broker.
+        self.in_pump = True
+        try:
+            with self.journal.batch() if self.journal is not None else nullcontext():
+                for paced in released:
+                    if self.wire is None:  # a release closed the socket; the rest waits for the next one
+                        self._requeue_after_loss(paced)
+                        continue
+                    self.metrics.observe("pacing_delay", paced.waited_ns)
+                    self._release(paced.item, now)
+                if self.hwm_due and self.journal is not None:
+                    # Once for the batch, with its highest id: every frame leaves after this commit.
+                    self.journaled_hwm = self.journal.raise_order_id_hwm(self.hwm_due)
+        finally:
+            self.in_pump, self.hwm_due = False, 0
         # Counted as sent when they reach the socket (right after this commit), not when released.
         self.pacer = pacing.written(self.pacer, len(released), self.now_ns())
         return len(released)
+
+    def _tell_after_write(self) -> None:
+        done, self.after_write = self.after_write, []
+        for action in done:
+            action()
 
     def _requeue_after_loss(self, paced: pacing.Paced) -> None:
         item = paced.item
@@ -835,6 +855,7 @@ class TwsConnection(ShellActor):
                     self._enqueue(item, priority)
             released = self._pump()
             self._flush_writes()
+            self._tell_after_write()
             if not released and not self.events:
                 break
         self._flush_quotes()
@@ -1233,9 +1254,13 @@ class TwsConnection(ShellActor):
                                          transmit=route.transmit or not first, account=self.settings.account)
         frames, events = self.wire.encode(request)
         self._write(frames)
-        log = self.log.bind(corr=route.corr_id or "-")
-        log.info("{}: {} {} (id {}, parent {}, transmit {})", self.key,
-                 "placed" if first else "re-placed", ref, route.broker_id, parent_id, request.transmit)
+        log = partial(self.log.bind(corr=route.corr_id or "-").info, "{}: {} {} (id {}, parent {}, transmit {})",
+                      self.key, "placed" if first else "re-placed", ref, route.broker_id, parent_id,
+                      request.transmit)
+        if self.in_pump:
+            self.after_write.append(log)  # not on the way to the broker: after the frames are written
+        else:
+            log()
         if first:
             self.metrics.inc("orders_sent")
             if route.trigger and route.trigger_ts_ns:
@@ -1280,11 +1305,18 @@ class TwsConnection(ShellActor):
             self.lazy_routes.pop(route.ref, None)
             self._journal_lazy_routes(journal)
             journal.upsert_order(self._order_row(route))
-            self.journaled_hwm = journal.raise_order_id_hwm(route.broker_id)
-            intent = journal.intent(route.group_id) if route.group_id else None
-            if intent is not None and not intent.resolution:
-                journal.resolve_intent(route.group_id, resolution="SENT", ts_ns=self.now_ns(),
-                                       reason=f"{route.ref} placed as order {route.broker_id}")
+            if self.in_pump:
+                self.hwm_due = max(self.hwm_due, route.broker_id)  # raised once, before the batch commits
+            else:
+                self.journaled_hwm = journal.raise_order_id_hwm(route.broker_id)
+            if route.group_id and route.group_id not in self.sent_intents:
+                intent = journal.intent(route.group_id)
+                if intent is not None and not intent.resolution:
+                    journal.resolve_intent(route.group_id, resolution="SENT", ts_ns=self.now_ns(),
+                                           reason=f"{route.ref} placed as order {route.broker_id}")
+                if len(self.sent_intents) >= _SENT_INTENTS_KEPT:
+                    self.sent_intents.clear()
+                self.sent_intents.add(route.group_id)
 
     def _journal_lazy_routes(self, journal: Journal) -> None:
         """Write the order rows waiting for the next batch (inside one)."""
@@ -1323,6 +1355,13 @@ class TwsConnection(ShellActor):
         return cls(cause_id=route.cause_id, corr_id=route.corr_id, ts_ns=self.now_ns(), **fields)
 
     def _to_owner(self, route: Route, msg: Message) -> None:
+        if self.in_pump:
+            # Inside the pump's batch: told once the frames are written, in the order they were made.
+            self.after_write.append(partial(self._tell_owner, route, msg))
+        else:
+            self._tell_owner(route, msg)
+
+    def _tell_owner(self, route: Route, msg: Message) -> None:
         if route.owner is not None:
             self.tell(route.owner, msg)
         else:
