@@ -9,9 +9,9 @@ more restarts, its resting protective orders stay at the broker.
 Facts about a symbol's orders (ExecutionReported, CommissionReported, OrderGroupFinished) are kept
 until the symbol's own Snapshot shows them, and every (re)started incarnation gets the kept ones
 again (it ignores an exec id or a group it already knows): one sent to an actor that dies before
-handling it (or before its Snapshot leaves) becomes a dead letter, and one for a symbol that is down (restarting,
-or quarantined until an operator restarts it) has nowhere to go. Other messages for a symbol
-that is down are dropped with a warning, so no stale command fires hours later.
+handling it (or before its Snapshot leaves) becomes a dead letter, and one for a symbol that is
+down (restarting, or quarantined until an operator restarts it) has nowhere to go. Other messages
+for a symbol that is down are dropped with a warning, so no stale command fires hours later.
 
 With member nodes configured ([cluster.nodes], actors/nodes.py) each symbol actor is placed on a
 node: the starts wait (up to cluster.join_wait_s) for the members to join, a member's symbols are

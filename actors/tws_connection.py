@@ -804,6 +804,13 @@ class TwsConnection(ShellActor):
         self.pacer = pacing.written(self.pacer, len(released), self.now_ns())
         return len(released)
 
+    def _after_write(self, action: Callable[[], None]) -> None:
+        """Run `action` now, or, inside the pump's batch, once its frames are written (in order)."""
+        if self.in_pump:
+            self.after_write.append(action)  # not on the way to the broker
+        else:
+            action()
+
     def _tell_after_write(self) -> None:
         done, self.after_write = self.after_write, []
         for action in done:
@@ -1254,13 +1261,10 @@ class TwsConnection(ShellActor):
                                          transmit=route.transmit or not first, account=self.settings.account)
         frames, events = self.wire.encode(request)
         self._write(frames)
-        log = partial(self.log.bind(corr=route.corr_id or "-").info, "{}: {} {} (id {}, parent {}, transmit {})",
-                      self.key, "placed" if first else "re-placed", ref, route.broker_id, parent_id,
-                      request.transmit)
-        if self.in_pump:
-            self.after_write.append(log)  # not on the way to the broker: after the frames are written
-        else:
-            log()
+        log = self.log.bind(corr=route.corr_id or "-")
+        self._after_write(partial(log.info, "{}: {} {} (id {}, parent {}, transmit {})", self.key,
+                                  "placed" if first else "re-placed", ref, route.broker_id, parent_id,
+                                  request.transmit))
         if first:
             self.metrics.inc("orders_sent")
             if route.trigger and route.trigger_ts_ns:
@@ -1355,11 +1359,7 @@ class TwsConnection(ShellActor):
         return cls(cause_id=route.cause_id, corr_id=route.corr_id, ts_ns=self.now_ns(), **fields)
 
     def _to_owner(self, route: Route, msg: Message) -> None:
-        if self.in_pump:
-            # Inside the pump's batch: told once the frames are written, in the order they were made.
-            self.after_write.append(partial(self._tell_owner, route, msg))
-        else:
-            self._tell_owner(route, msg)
+        self._after_write(partial(self._tell_owner, route, msg))
 
     def _tell_owner(self, route: Route, msg: Message) -> None:
         if route.owner is not None:
