@@ -39,16 +39,6 @@ when 16 children die together). Its supervisor listed it as running for good, an
 on its reused TCP port passed for it. `_child_exited` announces each dead child it drops, as
 `childDied` does, except the one whose exit is being handled.
 
-A fifth fix, for the busiest senders: thespian lets 20 transmits await their acknowledgement
-(`MAX_PENDING_TRANSMITS`); beyond that a send is queued, and every further send scans the whole
-queue for expired intents (`_complete_expired_intents`, an ExpirationTimer view per intent). The
-connection actor tells many actors at once (order owners, supervisors, the bus); on a loaded
-machine their acknowledgements come late, the queue grows, and each send costs more while the
-actor is already behind (py-spy at 100 symbols: up to 24 % of the connection's samples in that
-scan). The limit is raised to `PENDING_TRANSMITS` (THESPIAN_MAX_PENDING_TRANSMITS, when the
-operator sets it, still wins). Order per target is unchanged: the TCP transport keeps one transmit
-in flight per target whatever the limit.
-
 Convention timers (multi-node, set only where a convention is configured): thespian declares a
 silent convention member dead after 3 missed re-registrations of 7 min 22 s each (~22 minutes),
 and a member that is not admitted yet retries only every 3 min 22 s. `set_convention_timers`
@@ -255,25 +245,6 @@ def bind_host() -> str:
     return os.environ.get(BIND_ENV) or LOOPBACK
 
 
-PENDING_TRANSMITS: Final = 256
-PENDING_ENV: Final = "THESPIAN_MAX_PENDING_TRANSMITS"
-
-
-def _raise_pending_transmits() -> None:
-    from thespian.system.transport import asyncTransportBase
-
-    if PENDING_ENV not in os.environ:  # thespian read the operator's value at import
-        asyncTransportBase.MAX_PENDING_TRANSMITS = max(asyncTransportBase.MAX_PENDING_TRANSMITS,
-                                                       PENDING_TRANSMITS)
-
-
-def pending_transmits() -> int:
-    """Return how many transmits a process lets await acknowledgement before it queues sends."""
-    from thespian.system.transport import asyncTransportBase
-
-    return int(asyncTransportBase.MAX_PENDING_TRANSMITS)
-
-
 def apply() -> bool:
     """Patch thespian if it is the pinned version (ThespianPatchError otherwise); return whether in force."""
     try:
@@ -301,7 +272,6 @@ def apply() -> bool:
     if not hasattr(IPActorAddress.__init__, "unpatched"):
         check_bind_source()
         IPActorAddress.__init__ = _bind_where_advertised(IPActorAddress.__init__)  # type: ignore[method-assign]
-    _raise_pending_transmits()
     return applied()
 
 
@@ -315,8 +285,7 @@ def applied() -> bool:
     return (getattr(TCPTransport.selectors, "DefaultSelector", None) is RoundSelector
             and ActorManager._childInaccessible is _child_inaccessible
             and MultiProcReplicator._childExited is _child_exited
-            and hasattr(IPActorAddress.__init__, "unpatched")
-            and (PENDING_ENV in os.environ or pending_transmits() >= PENDING_TRANSMITS))
+            and hasattr(IPActorAddress.__init__, "unpatched"))
 
 
 # The convention constants, each read as a global where a timer starts (never copied at import).

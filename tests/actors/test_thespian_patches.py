@@ -388,35 +388,3 @@ def test_exit_notice_fix_replaces_the_pinned_silent_filter() -> None:
     import inspect
 
     assert tp.UNPATCHED_CHILD_EXITED in inspect.getsource(tp._child_exited.unpatched)
-
-
-class Sleeper(Actor):
-    """Sleeps in its handler for the seconds it is sent, reading no socket (so acknowledging nothing)."""
-
-    def receiveMessage(self, msg: object, sender: object) -> None:
-        if isinstance(msg, float):
-            time.sleep(msg)
-
-
-class FanOut(Actor):
-    """Told (target, n): sends `target` n messages, then answers how many of its sends thespian queued."""
-
-    def receiveMessage(self, msg: object, sender: object) -> None:
-        if isinstance(msg, tuple):
-            target, n = msg
-            for i in range(n):
-                self.send(target, i)
-            transport = self._myRef.transport
-            self.send(sender, (transport._aTB_numPendingTransmits, len(transport._aTB_queuedPendingTransmits),
-                               tp.pending_transmits()))
-
-
-def test_a_sender_whose_targets_are_slow_to_acknowledge_keeps_its_sends_out_of_the_scanned_queue(
-        tcp_asys: ActorSystem) -> None:
-    # Unpatched, sends beyond 20 unacknowledged ones wait in a queue that every later send scans.
-    sleeper = tcp_asys.createActor(Sleeper)
-    fan_out = tcp_asys.createActor(FanOut)
-    tcp_asys.tell(sleeper, 3.0)  # busy, so the fan-out's messages stay unacknowledged
-    pending, queued, limit = tcp_asys.ask(fan_out, (sleeper, 60), timedelta(seconds=20))
-    assert (pending, queued) == (60, 0)
-    assert limit == tp.PENDING_TRANSMITS
