@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
+from decimal import Decimal
 from typing import Final
 from zoneinfo import ZoneInfo
 
@@ -31,11 +32,12 @@ from actors import direct_channel as dc
 from actors import journaling
 from actors.base import ShellActor, run_once
 from actors.order_group import GroupRecord, build_group, group_key, is_protective
+from actors.symbol import state_key as symbol_state_key
 from core import order_group as og
 from core import risk as core_risk
 from core.config import Config, RiskConfig
 from core.errors import InvalidOrder
-from journal.store import IntentRow, Journal
+from journal.store import IntentRow, Journal, JournalError
 from messages import (
     AdminError,
     CancelOrderGroup,
@@ -218,7 +220,10 @@ class RiskManager(ShellActor):
     def receiveMsg_OrderIntent(self, msg: OrderIntent, sender: ActorAddress) -> None:
         now = self.now_ns()
         account = core_risk.new_day(self.account, exchange_day(now, self.zone))
-        account, verdict = core_risk.decide(self.limits, account, proposal_of(msg), now)
+        proposal = proposal_of(msg)
+        account, verdict = core_risk.decide(self.limits, account, proposal, now)
+        if not verdict.approved and verdict.limit in core_risk.POSITION_LIMITS:
+            account, verdict = self._decide_on_journaled_position(msg, account, proposal, verdict, now)
         place: PlaceOrderGroup | None = None
         submits: list[SubmitOrder] = []
         approved: OrderApproved | None = None
@@ -294,6 +299,36 @@ class RiskManager(ShellActor):
                                       place.started, og.OrderGroup) else None), ts_ns=now)
             self._save(account)
         return True
+
+    def _decide_on_journaled_position(self, msg: OrderIntent, account: core_risk.Account,
+                                      proposal: core_risk.Proposal, verdict: core_risk.Verdict,
+                                      now: int) -> tuple[core_risk.Account, core_risk.Verdict]:
+        """Decide again on the position the symbol journaled, when the bus's count of it differs.
+
+        The gate counts positions from PositionChanged on the bus, which can lag: a close asked for
+        right after its entry filled was denied as "would not reduce the position 0", and the
+        position stayed open with its stop already cancelled. The symbol commits its position to
+        the journal before it sends any intent, so the journal's count is at least as new.
+        """
+        journaled = self._journaled_position(msg.symbol)
+        counted = core_risk.position_of(account, msg.symbol)
+        if journaled is None or journaled == counted:
+            return account, verdict
+        self.log.info("risk: {} holds {} as its symbol journaled it, {} as the bus has told so far: {} decided "
+                      "on the journal's count", msg.symbol, journaled, counted, msg.intent_id)
+        return core_risk.decide(self.limits, core_risk.with_position(account, msg.symbol, journaled), proposal, now)
+
+    def _journaled_position(self, symbol: str) -> Decimal | None:
+        """Return the quantity of `symbol` its actor last journaled (None: no journal or no state)."""
+        if self.journal is None:
+            return None
+        try:
+            state = self.journal.get_state(symbol_state_key(symbol))
+        except JournalError as exc:
+            self.log.warning("risk: the journaled state of {} cannot be read: {}", symbol, exc)
+            return None
+        quantity = getattr(getattr(state, "position", None), "quantity", None)
+        return quantity if isinstance(quantity, Decimal) else None
 
     def _placement(self, intent: OrderIntent, approved: OrderApproved) -> tuple[PlaceOrderGroup, list[SubmitOrder]]:
         """Return the group to place and, when it starts by submitting every leg, those submits.

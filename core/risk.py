@@ -342,6 +342,25 @@ def check(limits: RiskConfig, account: Account, p: Proposal, now_ns: int) -> Ver
 # ---------------------------------------------------------------------------------------------
 
 
+# Denials that a stale count of the symbol's position can cause (the gate counts it from the bus,
+# which may lag the symbol's own journaled position by the time an exit is asked for).
+POSITION_LIMITS: Final = frozenset({Limit.TRADING_STATE, Limit.REDUCE_ONLY, Limit.MAX_POSITION,
+                                    Limit.MAX_GROSS, Limit.MAX_NET})
+
+
+def position_of(account: Account, symbol: str) -> Decimal:
+    """Return the signed quantity of `symbol` the account holds (0 if none)."""
+    return _position(account, symbol)
+
+
+def with_position(account: Account, symbol: str, quantity: Decimal) -> Account:
+    """Return `account` holding `quantity` of `symbol` (its mark and P&L kept): a fresher count of it."""
+    old = next((h for h in account.holdings if h.symbol == symbol), None)
+    return position_changed(account, Holding(symbol=symbol, quantity=quantity,
+                                             mark=old.mark if old is not None else None,
+                                             net_pnl=old.net_pnl if old is not None else ZERO))
+
+
 def decide(limits: RiskConfig, account: Account, p: Proposal, now_ns: int) -> tuple[Account, Verdict]:
     """Check `p`; when approved, return the account with it working and its legs counted as sent."""
     verdict = check(limits, account, p, now_ns)

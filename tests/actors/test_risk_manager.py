@@ -13,10 +13,14 @@ from thespian.actors import ActorAddress, ActorSystem
 
 from actors.order_group import was_sent
 from actors.risk_manager import RiskManager, RiskState
+from actors.symbol import SymbolState
+from actors.symbol import state_key as symbol_state_key
+from core import bars as core_bars
 from core import order_group as og
 from core import risk as core_risk
 from core.config import Config, parse_config
 from core.orders import new_order
+from core.position import Position, PositionState
 from core.types import OrderType, Side, TimeInForce
 from messages import (
     AdminError,
@@ -42,6 +46,7 @@ from messages import (
     TradingStateChanged,
 )
 from messages.risk import TradingState
+from journal.store import Journal
 from tests.actors import helpers_runtime as h
 
 pytestmark = pytest.mark.timeout(60)
@@ -249,3 +254,42 @@ def test_restarted_gate_keeps_its_mode_and_repeats_it_to_the_symbols(asys: Actor
     rig.send(_intent(_bracket("AAPL-1-1")))
     (denied,) = rig.published(OrderDenied, 1)
     assert denied.limit == "trading_state"
+
+
+def _journal_symbol_position(config: Config, quantity: int) -> None:
+    """Journal AAPL's state as its symbol actor does before it sends an intent (the bus not told yet)."""
+    journal = Journal.open(config.journal_path)
+    try:
+        position = Position(symbol="AAPL", quantity=D(quantity), cost_basis=D(quantity) * 100,
+                            state=PositionState.OPEN if quantity else PositionState.FLAT)
+        journal.put_state(symbol_state_key("AAPL"), SymbolState(symbol="AAPL", position=position,
+                                                                bars=core_bars.new_state("AAPL", 1)))
+    finally:
+        journal.close()
+
+
+def test_a_close_asked_before_the_bus_told_the_gate_of_its_entry_fill_is_judged_on_the_journaled_position(
+        asys: ActorSystem, tmp_path: Any) -> None:
+    # Seen in a chaos run: the entry filled, the rule closed 1.4 s later, the gate still counted 0
+    # from the bus and denied "would not reduce the position 0", with the bracket's stop already
+    # cancelled for the exit. The symbol journals its position before it sends any intent.
+    config = _config(tmp_path)
+    rig = Rig(asys, config)
+    _journal_symbol_position(config, 61)
+    rig.send(_close("AAPL-1-2", 61), _close("AAPL-1-3", 100), _intent(_bracket("AAPL-1-4", quantity=10)))
+    # The bracket is the barrier: both closes were decided before it.
+    assert [m.group_id for m in rig.submits(4)] == ["AAPL-1-2", "AAPL-1-4", "AAPL-1-4", "AAPL-1-4"]
+    (denied,) = rig.published(OrderDenied, 1)  # selling 100 of 61 is no close, whatever the count
+    assert denied.intent.intent_id == "AAPL-1-3" and denied.limit == "reduce_only"
+    assert "position 61 (to -39)" in denied.detail
+
+
+def test_a_close_of_a_position_the_journal_does_not_hold_either_is_still_denied(asys: ActorSystem,
+                                                                                tmp_path: Any) -> None:
+    config = _config(tmp_path)
+    rig = Rig(asys, config)
+    _journal_symbol_position(config, 0)
+    rig.send(_close("AAPL-1-2", 61), _intent(_bracket("AAPL-1-3", quantity=10)))
+    assert {m.group_id for m in rig.submits(3)} == {"AAPL-1-3"}
+    (denied,) = rig.published(OrderDenied, 1)
+    assert denied.limit == "reduce_only" and "position 0 (to -61)" in denied.detail

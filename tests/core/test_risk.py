@@ -12,6 +12,7 @@ from hypothesis import given, settings, strategies as st
 from core.config import RiskConfig
 from core.errors import InvalidRiskInput
 from core.risk import (
+    POSITION_LIMITS,
     WINDOW_NS,
     Account,
     Holding,
@@ -28,7 +29,9 @@ from core.risk import (
     is_reducing,
     new_day,
     position_changed,
+    position_of,
     set_mode,
+    with_position,
 )
 from core.types import OrderType, Side
 from messages.risk import TradingState
@@ -513,3 +516,20 @@ def test_approved_entry_never_leaves_position_and_pending_past_the_limit(
         held = sum((h.quantity for h in after.holdings if h.symbol == symbol), D(0))
         pending = sum((w.pending for w in after.working if w.symbol == symbol), D(0))
         assert abs(held + pending) <= limits.max_position_per_symbol
+
+
+def test_with_position_recounts_a_symbol_keeping_its_mark_and_pnl_and_consumes_the_pending_entry() -> None:
+    held = Holding(symbol="AAPL", quantity=D(0), mark=D("101.5"), net_pnl=D("-12"))
+    account = _acct(held, Holding(symbol="MSFT", quantity=D(5)), working=(_work("g-1", 61),))
+    after = with_position(account, "AAPL", D(61))
+    assert position_of(after, "AAPL") == D(61) and position_of(after, "MSFT") == D(5)
+    assert next(h for h in after.holdings if h.symbol == "AAPL") == replace(held, quantity=D(61))
+    assert after.working == (_work("g-1", 0),)  # its entry filled: no longer pending exposure
+    assert position_of(with_position(_acct(), "TSLA", D(-3)), "TSLA") == D(-3)  # never held before
+
+
+def test_a_close_denied_on_a_stale_count_passes_on_the_fresher_one() -> None:
+    close = _p("SELL", 61, order_type="MKT", limit=None, reduce_only=True)
+    stale = _acct(Holding(symbol="AAPL", quantity=D(0)))
+    assert check(LIMITS, stale, close, NOW).limit in POSITION_LIMITS
+    assert check(LIMITS, with_position(stale, "AAPL", D(61)), close, NOW) == Verdict(approved=True, reducing=True)
