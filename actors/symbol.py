@@ -1000,7 +1000,13 @@ class SymbolActor(ShellActor):
     def _group_ended(self, msg: Message, state: SymbolState, finished: WorkingGroup, outcome: str) -> None:
         state = without_group(state, finished)
         position = state.position
-        if finished.role is GroupRole.EXIT and position.quantity != 0:
+        # What is held now may be another group's: an entry that filled after this exit did (its
+        # children protect it), or an exit still working. Only with neither is it left unprotected.
+        covering = [w.group_id for w in state.working if w.role is GroupRole.EXIT or w.filled]
+        if finished.role is GroupRole.EXIT and position.quantity != 0 and covering:
+            self.log.info("{}: exit group {} ended {}; the {} held now are under {}", state.symbol,
+                          finished.group_id, outcome, position.quantity, ", ".join(covering))
+        elif finished.role is GroupRole.EXIT and position.quantity != 0:
             self.log.error("{}: exit group {} ended {} with {} still held and no exit working",
                            state.symbol, finished.group_id, outcome, position.quantity)
         elif position.quantity != 0 and not state.working and not state.exit_pending:

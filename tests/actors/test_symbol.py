@@ -18,7 +18,7 @@ from actors import quote_channel as qc
 from actors.clock import VirtualClock, VirtualTimers
 from actors.journaling import JournalSettings
 from actors.order_group import group_key
-from actors.symbol import SymbolActor, SymbolSettings, SymbolState
+from actors.symbol import GroupRole, SymbolActor, SymbolSettings, SymbolState, WorkingGroup
 from core import order_group as og
 from core.config import (
     Config,
@@ -727,3 +727,27 @@ def test_bar_rule_trails_the_stop_of_a_filled_bracket_through_its_group(asys: Ac
     moves = rig.sent(rig.groups, MoveStop, 1)
     assert moves[-1].group_id == "AAPL-1-1" and moves[-1].stop_price == D(109)
     assert moves[-1].stop_price > place.legs[1].stop_price
+
+
+def test_an_exit_group_ending_after_a_newer_entry_filled_is_no_error_its_children_protect_the_position(
+        asys: ActorSystem, tmp_path: Path) -> None:
+    # Seen in chaos runs: the close filled (flat), a signal opened a short bracket, and only then
+    # did the close's group actor (slow to start under load) report its end. The short is the new
+    # bracket's, protected by its children: "no exit working" was a false ERROR.
+    first = Rig(asys, _settings(tmp_path))
+    _closed_after_cross_down(first)
+    first.feed(_fill("e2.01", "AAPL-1-2:entry", Side.SELL, 10, "90"))
+    closed = first.last_state()
+    assert closed.position.quantity == 0 and [w.group_id for w in closed.working] == ["AAPL-1-2"]
+    newer = WorkingGroup(group_id="AAPL-2-1", role=GroupRole.ENTRY)
+    rig = Rig(asys, _settings(tmp_path), state=replace(closed, working=(*closed.working, newer)), incarnation=2)
+    rig.feed(_fill("e3.01", "AAPL-2-1:entry", Side.SELL, 61, "89"),
+             OrderGroupFinished(group_id="AAPL-1-2", symbol="AAPL", outcome=GroupOutcome.FILLED, filled=D(10)))
+    deadline = time.monotonic() + 10
+    while [w.group_id for w in rig.last_state().working] != ["AAPL-2-1"]:  # the exit's end handled
+        assert time.monotonic() < deadline, rig.last_state().working
+        time.sleep(0.01)
+    text = (tmp_path / "symbols" / "AAPL.log").read_text(encoding="utf-8")
+    assert "exit group AAPL-1-2 ended FILLED; the -61 held now are under AAPL-2-1" in text
+    assert "still held and no exit working" not in text
+    assert len(rig.sent(rig.risk, OrderIntent)) == 0  # nothing to close: the short is meant
