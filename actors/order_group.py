@@ -223,6 +223,10 @@ class OrderGroupActor(ShellActor):
         if not isinstance(state, og.OrderGroup) or state.id != place.group_id:
             raise TypeError(f"{self.key}: state is not the snapshot of group {place.group_id}: {state!r}")
         self.group = state
+        if state.kind is og.GroupKind.BRACKET and state.reason.startswith(og.CANCELLED):
+            # Only a CancelGroup words a bracket's end so: the cancel this actor was asked for
+            # before the restart, so an uncovered entry fill is expected (the symbol closes it).
+            self.cancel_asked = state.reason.removeprefix(og.CANCELLED)
         if state.state is og.GroupState.DONE:
             self.log.info("{}: restarted after it finished; announcing the end again", state.id)
             self._finish(place, og.GroupFinished(group_id=state.id, reason=state.reason,

@@ -27,6 +27,7 @@ ENTRY: Final = "entry"
 STOP_LOSS: Final = "sl"
 TAKE_PROFIT: Final = "tp"
 OCA_SUFFIX: Final = "oca"
+CANCELLED: Final = "cancelled: "  # how a group asked to cancel every leg words its end (`reason`)
 
 # IB's ocaType for the bracket children and OCO legs: 3 = reduce the rest proportionately, no
 # block. Type 2 adds overfill "block" (only one order of the group routed at a time), which could
@@ -543,7 +544,7 @@ def _cancel_group(group: OrderGroup, event: CancelGroup) -> Decision:
     if group.state is GroupState.DONE:
         return group, ()  # cancels are idempotent: a cancel-all racing the group's end is harmless
     pending = group.state is GroupState.PENDING
-    group = replace(group, reason=group.reason or f"cancelled: {event.reason}")
+    group = replace(group, reason=group.reason or f"{CANCELLED}{event.reason}")
     group, commands = _cancel(group, tuple(leg.ref for leg in group.legs), event.reason)
     if pending:
         group = replace(group, state=GroupState.WORKING)  # every leg is now done: finish below

@@ -11,6 +11,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from loguru import logger
 from thespian.actors import ActorAddress, ActorSystem
 
 from actors.journaling import JournalSettings
@@ -346,3 +347,26 @@ def test_journal_holds_the_record_before_legs_leave_a_quiet_change_soon_after_an
     rig.sent(rig.symbols, ToSymbol, 1)
     assert [m for m in rig.sent(rig.parent, ActorFinished)]
     assert record() is None  # finished and said so: nothing to resume after a restart
+
+
+def test_a_bracket_restarted_after_it_was_asked_to_cancel_for_an_exit_finishes_without_a_false_alarm(
+        asys: ActorSystem) -> None:
+    # Seen in a chaos run: the symbol's exit asked the filled bracket to cancel its children, the
+    # group actor was killed before the cancels were confirmed, and its next incarnation called
+    # the entry fills "no exit covers" an ERROR although the symbol's close was on its way.
+    first = Rig(asys, _bracket())
+    first.accept_all()
+    first.feed(_fill(ENTRY, "e1.01", 10), _status(ENTRY, OrderStatus.FILLED, 10, 0),
+               CancelOrderGroup(group_id=GID, reason="exit: rule ma_exit"))
+    assert len(first.sent(first.tws, CancelOrder, 2)) == 2
+    lines: list[str] = []
+    sink = logger.add(lambda m: lines.append(str(m)), level="INFO", format="{level} {message}")
+    try:
+        second = Rig(asys, _bracket(), state=first.last_state(), tws=first.tws)
+        second.feed(_status(SL, OrderStatus.CANCELLED, 0, 10), _status(TP, OrderStatus.CANCELLED, 0, 10))
+        assert second.sent(second.bus, Publish, 1)[0].message.outcome is GroupOutcome.FILLED
+    finally:
+        logger.remove(sink)
+    text = "".join(lines)
+    assert "cancelled as asked (exit: rule ma_exit); 10 entry fill(s) no exit of this group covers now" in text
+    assert "ERROR" not in text
