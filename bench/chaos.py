@@ -133,6 +133,8 @@ SLOW_SIGNALS_S: Final = 10.0      # a signal fault survived later than this is a
 COUNTER_S: Final = 60.0           # the deadline of a counter fault (it waits for orders to use it)
 SETTLE_S: Final = 120.0           # the longest the end may wait for the system to settle
 GHOST_S: Final = 10.0             # a child listed running this long after its process is gone is a finding
+UNANSWERED_S: Final = 15.0        # a status without every supervisor's answer this long is a finding
+STALLED_S: Final = 60.0           # the next fault not injectable this long (what it needs never shows) too
 QUIET_S: Final = 3.0              # no new order or fill at the frozen simulator for this long: at rest
 NOTIONAL_SLACK: Final = Decimal("0.000001")
 
@@ -351,6 +353,29 @@ class Tally:
     notes: Counter[str] = field(default_factory=Counter)
 
 
+class Stretch:
+    """The longest stretch of run time a condition held, and what it was about (a stalled fault's kind)."""
+
+    def __init__(self) -> None:
+        self.since: float | None = None
+        self.what = ""
+        self.longest: tuple[float, float, str] = (0.0, 0.0, "")  # (start, seconds, what)
+
+    def seen(self, holds: bool, at: float, what: str = "") -> None:
+        """Record whether the condition holds at `at` (run seconds); a new `what` starts a new stretch."""
+        if not holds:
+            self.since = None
+            return
+        if self.since is None or what != self.what:
+            self.since, self.what = at, what
+        if at - self.since > self.longest[1]:
+            self.longest = (self.since, at - self.since, what)
+
+    def over(self, limit_s: float) -> tuple[float, float, str] | None:
+        """Return (start, seconds, what) of the longest stretch if it lasted more than `limit_s`."""
+        return self.longest if self.longest[1] > limit_s else None
+
+
 @dataclass
 class Observation:
     """The system as the scheduler last saw it."""
@@ -527,6 +552,8 @@ class Chaos:
         self.gone_since: dict[tuple[str, str, int, int], float] = {}  # running children whose pid is gone
         self.ghosts: dict[tuple[str, str, int, int], float] = {}      # ... for GHOST_S: when (run seconds)
         self.healing = False                             # the end: every fault stopped and healed
+        self.unanswered = Stretch()                      # statuses missing an answer (or not answered)
+        self.stalled = Stretch()                         # the next fault of the deck could not go in
         self.healed: dict[str, int] = {}                 # counter faults as the heal found them
         self.tail = LogTail(system.log_dir / "system.log")
         self.journal = Journal.open(system.config.journal_path, readonly=True)
@@ -549,6 +576,8 @@ class Chaos:
             self.pacing_violations.append(f"{paced - self.paced_out} message(s) paced out at +{now - self.t0:.0f} s")
         self.paced_out = paced
         self.tail.read()
+        if not self.healing:
+            self.unanswered.seen(status is None or "did not answer" in status.text, now - self.t0)
         self.obs = Observation(at=now, status=status, children=children, sim=snap)
         if status is not None:
             self._watch_ghosts(self.obs)
@@ -1076,7 +1105,9 @@ class Chaos:
                 self.offer_signals()
                 next_signals = now + 1.0 / self.settings.signals_per_s * self.signal_rnd.uniform(0.5, 1.5)
             if now >= next_fault:
-                if self.inject():
+                injected = self.inject()
+                self.stalled.seen(not injected, time.monotonic() - self.t0, self.deck[0] if self.deck else "")
+                if injected:
                     next_fault = time.monotonic() + self.rnd.uniform(*self.settings.gap)
                 else:
                     next_fault = time.monotonic() + 0.5
@@ -1308,6 +1339,17 @@ class Chaos:
                 "handled; a new actor on the same reused port is then taken for it): " + "; ".join(
                     f"{sup}/{key}#{inc} pid {pid} from +{at:.0f} s" for (sup, key, inc, pid), at in
                     list(self.ghosts.items())[:5]))
+        unanswered = self.unanswered.over(UNANSWERED_S)
+        if unanswered:
+            start, seconds, _ = unanswered
+            self.findings.append(f"the status went {seconds:.0f} s from +{start:.0f} s without every supervisor's "
+                                 "answer (a sub-supervisor did not answer GetChildren in time): a busy or stuck "
+                                 "supervisor; the faults that need its children could not be chosen meanwhile")
+        stalled = self.stalled.over(STALLED_S)
+        if stalled:
+            start, seconds, kind = stalled
+            self.findings.append(f"the fault {LABEL.get(kind, kind)!r} could not be injected for {seconds:.0f} s "
+                                 f"from +{start:.0f} s (what it needs never showed), so the faults behind it waited")
         restarts = self.unexpected_restarts()
         if restarts:
             self.findings.append("actors restarted more often than they were killed: " + ", ".join(restarts))
