@@ -37,6 +37,7 @@ from core import order_group as og
 from core import risk as core_risk
 from core.config import Config, RiskConfig
 from core.errors import InvalidOrder
+from core.position import Position, with_unapplied_fills
 from journal.store import IntentRow, Journal, JournalError
 from messages import (
     AdminError,
@@ -219,11 +220,11 @@ class RiskManager(ShellActor):
     @run_once
     def receiveMsg_OrderIntent(self, msg: OrderIntent, sender: ActorAddress) -> None:
         now = self.now_ns()
-        account = core_risk.new_day(self.account, exchange_day(now, self.zone))
+        before = core_risk.new_day(self.account, exchange_day(now, self.zone))
         proposal = proposal_of(msg)
-        account, verdict = core_risk.decide(self.limits, account, proposal, now)
-        if not verdict.approved and verdict.limit in core_risk.POSITION_LIMITS:
-            account, verdict = self._decide_on_journaled_position(msg, account, proposal, verdict, now)
+        account, verdict = core_risk.decide(self.limits, before, proposal, now)
+        if msg.reduce_only or (not verdict.approved and verdict.limit in core_risk.POSITION_LIMITS):
+            account, verdict = self._decide_on_journaled_position(msg, before, proposal, (account, verdict), now)
         place: PlaceOrderGroup | None = None
         submits: list[SubmitOrder] = []
         approved: OrderApproved | None = None
@@ -300,35 +301,46 @@ class RiskManager(ShellActor):
             self._save(account)
         return True
 
-    def _decide_on_journaled_position(self, msg: OrderIntent, account: core_risk.Account,
-                                      proposal: core_risk.Proposal, verdict: core_risk.Verdict,
-                                      now: int) -> tuple[core_risk.Account, core_risk.Verdict]:
-        """Decide again on the position the symbol journaled, when the bus's count of it differs.
+    def _decide_on_journaled_position(
+            self, msg: OrderIntent, before: core_risk.Account, proposal: core_risk.Proposal,
+            decided: tuple[core_risk.Account, core_risk.Verdict], now: int) -> tuple[core_risk.Account, core_risk.Verdict]:
+        """Decide again on the journal's count of the position when the bus's count differs.
 
-        The gate counts positions from PositionChanged on the bus, which can lag: a close asked for
-        right after its entry filled was denied as "would not reduce the position 0", and the
-        position stayed open with its stop already cancelled. The symbol commits its position to
-        the journal before it sends any intent, so the journal's count is at least as new.
+        The gate counts positions from PositionChanged on the bus, which lags the broker. Seen in
+        chaos runs: a close asked for right after its entry filled was denied as "would not reduce
+        the position 0" (its stop already cancelled, the position stayed open), and a close was
+        approved although the target it had cancelled had filled after all (the broker filled it
+        after acknowledging the cancel) and the close then went short. The journal has the position
+        the symbol committed before sending the intent and every fill the connection committed
+        since, before passing it on: for an exit (every time) and for a denial that the position
+        decides, its count is the one used.
         """
         journaled = self._journaled_position(msg.symbol)
-        counted = core_risk.position_of(account, msg.symbol)
+        counted = core_risk.position_of(before, msg.symbol)
         if journaled is None or journaled == counted:
-            return account, verdict
-        self.log.info("risk: {} holds {} as its symbol journaled it, {} as the bus has told so far: {} decided "
+            return decided
+        self.log.info("risk: {} holds {} as the journal counts it, {} as the bus has told so far: {} decided "
                       "on the journal's count", msg.symbol, journaled, counted, msg.intent_id)
-        return core_risk.decide(self.limits, core_risk.with_position(account, msg.symbol, journaled), proposal, now)
+        return core_risk.decide(self.limits, core_risk.with_position(before, msg.symbol, journaled), proposal, now)
 
     def _journaled_position(self, symbol: str) -> Decimal | None:
-        """Return the quantity of `symbol` its actor last journaled (None: no journal or no state)."""
+        """Return `symbol`'s position as the journal counts it (None: no journal or no state).
+
+        That is the position its actor journaled last, with the fills journaled since that it has
+        not applied yet.
+        """
         if self.journal is None:
             return None
         try:
             state = self.journal.get_state(symbol_state_key(symbol))
+            position = getattr(state, "position", None)
+            if not isinstance(position, Position):
+                return None
+            fills = self.journal.executions(symbol=symbol, after_seq=position.exec_floor)
         except JournalError as exc:
-            self.log.warning("risk: the journaled state of {} cannot be read: {}", symbol, exc)
+            self.log.warning("risk: the journaled position of {} cannot be read: {}", symbol, exc)
             return None
-        quantity = getattr(getattr(state, "position", None), "quantity", None)
-        return quantity if isinstance(quantity, Decimal) else None
+        return with_unapplied_fills(position, ((f.exec_id, f.seq, f.quantity * f.side.sign) for f in fills))
 
     def _placement(self, intent: OrderIntent, approved: OrderApproved) -> tuple[PlaceOrderGroup, list[SubmitOrder]]:
         """Return the group to place and, when it starts by submitting every leg, those submits.

@@ -1006,6 +1006,12 @@ class SymbolActor(ShellActor):
         if finished.role is GroupRole.EXIT and position.quantity != 0 and covering:
             self.log.info("{}: exit group {} ended {}; the {} held now are under {}", state.symbol,
                           finished.group_id, outcome, position.quantity, ", ".join(covering))
+        elif finished.role is GroupRole.EXIT and isinstance(msg, OrderDenied) and msg.limit == "reduce_only":
+            # The gate counts the position from the journal, which has every fill before we hear of
+            # it: a fill on its way (a cancelled order the broker filled after all) closed it.
+            self.log.warning("{}: exit group {} denied: the journal counts fills not applied here yet ({}); "
+                             "{} held until they come", state.symbol, finished.group_id, msg.detail,
+                             position.quantity)
         elif finished.role is GroupRole.EXIT and position.quantity != 0:
             self.log.error("{}: exit group {} ended {} with {} still held and no exit working",
                            state.symbol, finished.group_id, outcome, position.quantity)

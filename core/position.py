@@ -300,6 +300,20 @@ def apply_commission(position: Position, exec_id: str, commission: Decimal) -> P
                    commission_due=tuple(e for e in position.commission_due if e != exec_id))
 
 
+def with_unapplied_fills(position: Position, journaled: Iterable[tuple[str, int, Decimal]]) -> Decimal:
+    """Return the position's quantity counting the journaled fills it has not applied yet.
+
+    `journaled` is the symbol's journaled fills as (exec id, sequence number, signed quantity); the
+    ones under the position's floor or among its `exec_ids` are in its quantity already. A fill is
+    journaled before the position hears of it, so this is the broker's count as far as we know it.
+    """
+    quantity = position.quantity
+    for exec_id, seq, signed in journaled:
+        if seq > position.exec_floor and exec_id not in position.exec_ids:
+            quantity += signed
+    return quantity
+
+
 def settle_fills(position: Position, journaled: Iterable[tuple[str, int]]) -> Position:
     """Return the position with its exec floor raised over the applied prefix of `journaled`.
 

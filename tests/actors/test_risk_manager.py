@@ -46,7 +46,7 @@ from messages import (
     TradingStateChanged,
 )
 from messages.risk import TradingState
-from journal.store import Journal
+from journal.store import ExecRow, Journal
 from tests.actors import helpers_runtime as h
 
 pytestmark = pytest.mark.timeout(60)
@@ -256,14 +256,26 @@ def test_restarted_gate_keeps_its_mode_and_repeats_it_to_the_symbols(asys: Actor
     assert denied.limit == "trading_state"
 
 
-def _journal_symbol_position(config: Config, quantity: int) -> None:
-    """Journal AAPL's state as its symbol actor does before it sends an intent (the bus not told yet)."""
+def _journal_symbol_position(config: Config, quantity: int, *, later_fills: tuple[tuple[Side, int], ...] = ()) -> None:
+    """Journal AAPL's state as its symbol actor does before it sends an intent (the bus not told yet).
+
+    Its fills so far are journaled under its floor; `later_fills` are journaled after it, as the
+    connection journals a fill before the symbol hears of it.
+    """
     journal = Journal.open(config.journal_path)
     try:
+        if quantity:
+            journal.record_execution(ExecRow(exec_id="e0", ref="AAPL-1-1:entry", order_id=1, symbol="AAPL",
+                                             side=Side.BUY if quantity > 0 else Side.SELL, quantity=D(abs(quantity)),
+                                             price=D(100), ts_ns=1))
         position = Position(symbol="AAPL", quantity=D(quantity), cost_basis=D(quantity) * 100,
-                            state=PositionState.OPEN if quantity else PositionState.FLAT)
+                            state=PositionState.OPEN if quantity else PositionState.FLAT,
+                            exec_floor=1 if quantity else 0)
         journal.put_state(symbol_state_key("AAPL"), SymbolState(symbol="AAPL", position=position,
                                                                 bars=core_bars.new_state("AAPL", 1)))
+        for n, (side, size) in enumerate(later_fills, start=1):
+            journal.record_execution(ExecRow(exec_id=f"e{n}", ref="AAPL-1-1:tp", order_id=3, symbol="AAPL",
+                                             side=side, quantity=D(size), price=D(110), ts_ns=1 + n))
     finally:
         journal.close()
 
@@ -293,3 +305,19 @@ def test_a_close_of_a_position_the_journal_does_not_hold_either_is_still_denied(
     assert {m.group_id for m in rig.submits(3)} == {"AAPL-1-3"}
     (denied,) = rig.published(OrderDenied, 1)
     assert denied.limit == "reduce_only" and "position 0 (to -61)" in denied.detail
+
+
+def test_a_close_the_broker_already_made_by_a_fill_the_symbol_has_not_heard_of_is_denied(
+        asys: ActorSystem, tmp_path: Any) -> None:
+    # Seen in a chaos run: the exit cancelled the bracket's target, the broker acknowledged the
+    # cancel and filled it anyway; the connection journaled that fill 60 ms before the gate approved
+    # the close (the symbol and the bus still said long 53), and the close took the account short.
+    config = _config(tmp_path)
+    rig = Rig(asys, config)
+    rig.send(_position(53))
+    _journal_symbol_position(config, 53, later_fills=((Side.SELL, 53),))
+    rig.send(_close("AAPL-1-2", 53), _intent(_bracket("AAPL-1-3", quantity=10)))
+    assert {m.group_id for m in rig.submits(3)} == {"AAPL-1-3"}
+    (denied,) = rig.published(OrderDenied, 1)
+    assert (denied.intent.intent_id, denied.limit) == ("AAPL-1-2", "reduce_only")
+    assert "position 0 (to -53)" in denied.detail

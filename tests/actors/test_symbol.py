@@ -49,6 +49,7 @@ from messages import (
     GroupOutcome,
     HistoricalBars,
     MoveStop,
+    OrderDenied,
     OrderGroupFinished,
     OrderIntent,
     Peer,
@@ -751,3 +752,23 @@ def test_an_exit_group_ending_after_a_newer_entry_filled_is_no_error_its_childre
     assert "exit group AAPL-1-2 ended FILLED; the -61 held now are under AAPL-2-1" in text
     assert "still held and no exit working" not in text
     assert len(rig.sent(rig.risk, OrderIntent)) == 0  # nothing to close: the short is meant
+
+
+def test_a_close_denied_because_the_journal_has_a_fill_not_applied_here_yet_is_a_warning(
+        asys: ActorSystem, tmp_path: Path) -> None:
+    # The target the exit cancelled filled anyway; the gate counted that journaled fill and denied
+    # the close as not reducing. The fill reaches the symbol next: nothing is left to close.
+    rig = Rig(asys, _settings(tmp_path))
+    _closed_after_cross_down(rig)
+    close = rig.sent(rig.risk, OrderIntent, 2)[1]
+    rig.feed(OrderDenied(intent=close, limit="reduce_only",
+                         detail="reduce-only SELL 10 AAPL would not reduce the position 0 (to -10)"),
+             _fill("e1.02", "AAPL-1-1:tp", Side.SELL, 10, "112"))
+    deadline = time.monotonic() + 10
+    while rig.last_state().position.quantity != 0 or rig.last_state().working:
+        assert time.monotonic() < deadline, rig.last_state()
+        time.sleep(0.01)
+    text = (tmp_path / "symbols" / "AAPL.log").read_text(encoding="utf-8")
+    assert "exit group AAPL-1-2 denied: the journal counts fills not applied here yet" in text
+    assert "ERROR" not in text
+    assert len(rig.sent(rig.risk, OrderIntent)) == 2  # no second close

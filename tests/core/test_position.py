@@ -34,6 +34,7 @@ from core.position import (
     settle_fills,
     triggered_exit,
     unrealized_pnl,
+    with_unapplied_fills,
     update_trailing,
 )
 from core.types import Execution, Side
@@ -668,3 +669,14 @@ def test_settled_position_holds_only_fills_above_its_floor_and_the_floor_never_p
     first_missing = next((seq for (_, seq), got in zip(rows, delivered) if not got), None)
     assert settled.exec_floor == (len(rows) if first_missing is None else first_missing - 1)
     assert settled.exec_ids == frozenset(e for e, seq in rows if seq > settled.exec_floor and delivered[seq - 1])
+
+
+def test_with_unapplied_fills_counts_only_the_journaled_fills_the_position_has_not_applied() -> None:
+    held = Position(symbol="AAPL", quantity=Decimal(53), cost_basis=Decimal(5300), state=PositionState.OPEN,
+                    exec_ids=frozenset({"e3"}), exec_floor=2)
+    journaled = [("e1", 1, Decimal(53)), ("e2", 2, Decimal(-10)),  # under the floor: counted already
+                 ("e3", 3, Decimal(10)),                           # applied (in exec_ids)
+                 ("e4", 4, Decimal(-53))]                          # not heard of yet
+    assert with_unapplied_fills(held, journaled) == 0
+    assert with_unapplied_fills(held, journaled[:3]) == 53
+    assert with_unapplied_fills(held, []) == 53
