@@ -2,7 +2,10 @@
 
 Every OrderIntent (from a symbol actor, an operator's flatten, or a test) comes here. The intent
 is checked by `core.risk.decide` against the `[risk]` limits and the account as the bus reports
-it (positions and marks from PositionChanged, working groups until OrderGroupFinished). Approved:
+it (positions and marks from PositionChanged, working groups until OrderGroupFinished). The bus
+lags the broker, so an exit, and a denial that the position decides, is decided on the journal's
+count instead when it differs: the position the symbol committed before sending the intent plus
+the fills the connection journaled since that the symbol has not applied yet. Approved:
 the legs go straight to the connection (SubmitOrder, unowned, when the group starts by submitting
 them all) and the group to the groups supervisor with the approval's id; OrderApproved is
 published. Denied: nothing reaches the broker; OrderDenied (naming the limit and by how much) is
