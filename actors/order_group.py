@@ -8,6 +8,7 @@ from datetime import timedelta
 from decimal import Decimal
 from typing import Final
 
+from loguru import logger
 from thespian.actors import ActorAddress, ActorExitRequest, WakeupMessage
 
 from actors import journaling, logs
@@ -182,7 +183,9 @@ class OrderGroupActor(ShellActor):
     def receiveMsg_StandBy(self, msg: StandBy, sender: ActorAddress) -> None:
         # A spare, created ahead by the groups supervisor; a ConfigureActor makes it a group.
         if self.configured:
-            return
+            if not self.finished:
+                return  # a working group never becomes a spare
+            self._forget_group()
         if msg.supervisor_pid and logs.runs_alone():
             # Nobody knows an idle spare but the supervisor that made it. The spare dies with that
             # process (ShellActor sets the parent-death signal); one whose supervisor is already
@@ -196,6 +199,24 @@ class OrderGroupActor(ShellActor):
         configure_logs(None)
         self.log.info("spare group actor standing by in process {}", os.getpid())
         self.tell(sender, self.make(StandingBy, msg, pid=os.getpid()))
+
+    def _forget_group(self) -> None:
+        """After the group finished, become a spare again: the process (its log sinks and journal
+        connection open) serves the next group, which saves a fork, a start and an exit per group."""
+        self.log.info("{}: finished; the process stands by for the next group", self.key)
+        self.place, self.group, self.finished, self.cancel_asked = None, None, False, ""
+        self.record_due = False
+        self.configured, self.config = False, None
+        self.key, self.incarnation = type(self).__name__, 0
+        self.log = logger.bind(actor=self.key)
+
+    def _stray(self, ref: str, what: str) -> bool:
+        """True (logged at debug) if `ref` is no leg of this group: meant for one this process ran before."""
+        group = self.group
+        if group is not None and any(leg.ref == ref for leg in group.legs):
+            return False
+        self.log.debug("{}: {} for {} ignored: not a leg of this group", self.key, what, ref)
+        return True
 
     def on_configure(self, msg: ConfigureActor) -> None:
         place = msg.config
@@ -265,11 +286,13 @@ class OrderGroupActor(ShellActor):
 
     @run_once
     def receiveMsg_OrderSubmitted(self, msg: OrderSubmitted, sender: ActorAddress) -> None:
-        self._accepted(msg)
+        if not self._stray(msg.ref, "OrderSubmitted"):
+            self._accepted(msg)
 
     @run_once
     def receiveMsg_OrderAccepted(self, msg: OrderAccepted, sender: ActorAddress) -> None:
-        self._accepted(msg)
+        if not self._stray(msg.ref, "OrderAccepted"):
+            self._accepted(msg)
 
     def _accepted(self, msg: OrderSubmitted | OrderAccepted) -> None:
         if msg.broker_id <= 0:
@@ -278,6 +301,8 @@ class OrderGroupActor(ShellActor):
 
     @run_once
     def receiveMsg_OrderStatusChanged(self, msg: OrderStatusChanged, sender: ActorAddress) -> None:
+        if self._stray(msg.ref, "OrderStatusChanged"):
+            return
         if msg.status is OrderStatus.REJECTED:
             reason = msg.why_held or "rejected by the broker"
             self._decide(msg, og.LegRejected(ref=msg.ref, reason=reason), tolerant=True)
@@ -293,6 +318,8 @@ class OrderGroupActor(ShellActor):
     @run_once
     def receiveMsg_ExecutionReported(self, msg: ExecutionReported, sender: ActorAddress) -> None:
         execution = msg.execution
+        if self._stray(execution.order_ref, f"execution {execution.exec_id}"):
+            return  # the connection also sends every fill to the symbols supervisor
         # The fill is the broker's truth whatever the group makes of it: the position gets it
         # first (it dedupes by exec id, so a replay after ClaimOrders is harmless).
         self._to_symbol(execution.symbol, msg)
@@ -303,6 +330,8 @@ class OrderGroupActor(ShellActor):
 
     @run_once
     def receiveMsg_OrderRejected(self, msg: OrderRejected, sender: ActorAddress) -> None:
+        if self._stray(msg.ref, "OrderRejected"):
+            return
         if msg.code in REQUEST_ONLY_ERRORS:
             self.log.warning("{}: request for {} refused ({} {}); the order itself stands",
                              self.key, msg.ref, msg.code, msg.reason)
@@ -324,6 +353,9 @@ class OrderGroupActor(ShellActor):
 
     @run_once
     def receiveMsg_MoveStop(self, msg: MoveStop, sender: ActorAddress) -> None:
+        if self.group is None or (msg.group_id and msg.group_id != self.group.id):
+            self.log.warning("{}: MoveStop for {} ignored", self.key, msg.group_id)
+            return
         self._decide(msg, og.ReplaceStop(new_price=msg.stop_price), tolerant=True)
 
     def receiveMsg_GetOrders(self, msg: GetOrders, sender: ActorAddress) -> None:

@@ -2,7 +2,8 @@
 
 A group child is configured with its PlaceOrderGroup and restarted only after an abnormal exit
 (budget `supervision.order_group`), resuming from its last Snapshot. It ends normally by sending
-ActorFinished (or its OrderGroupFinished) to this supervisor, which then stops it and forgets it.
+ActorFinished (or its OrderGroupFinished) to this supervisor, which then forgets it (and stops it,
+unless its process becomes a spare, below).
 A group id is placed at most once: a repeated PlaceOrderGroup, even after the group finished,
 is ignored, so a re-sent command never sends its orders twice. A PlaceOrderGroup without the
 risk manager's approval is refused (OrderGroupFinished REJECTED to its reply_to).
@@ -16,7 +17,11 @@ included), one at a time, so replacements do not compete with orders for the CPU
 not children: they are neither listed, snapshotted nor restarted as groups; a spare that dies
 is replaced, within the order-group restart budget (beyond it the pool stays empty and groups
 are created on demand). A restart always creates a new process: the pool only serves first
-starts.
+starts. A group that finishes normally is not stopped: it is forgotten as a child and its
+process, told StandBy again, becomes a spare (up to RECYCLED_MAX spares), so at a steady pace of
+groups no process is created or ends at all. Such a process may still receive late events of the
+group it ran (the connection routes a leg's events to its last owner); a group actor ignores
+events for refs that are not its legs (the connection sends every fill to the symbols too).
 """
 
 from __future__ import annotations
@@ -25,13 +30,14 @@ import importlib
 import os
 from collections import deque
 from datetime import timedelta
-from typing import ClassVar, Final
+from typing import TYPE_CHECKING, ClassVar, Final
 
 from thespian.actors import ActorAddress, ActorExitRequest, ChildActorExited
 
 from actors import journaling, logs
 from actors.base import run_once
 from actors.order_group import GroupConfig, GroupRecord, was_sent
+from actors.processes import alive
 from actors.supervision import ChildSpec, Restart, SupervisorActor
 from core import order_group as og
 from core.config import Config
@@ -52,6 +58,9 @@ from messages import (
     StandBy,
     StandingBy,
 )
+
+if TYPE_CHECKING:
+    from actors.supervision import _Child
 
 GROUP_PEERS: Final[tuple[str, ...]] = ("bus", "tws", "symbols", "groups", "supervisor")
 _FINISHED_KEPT: Final = 10_000
@@ -86,6 +95,10 @@ class OrderGroupSupervisor(SupervisorActor):
     CHILD_CLASS: ClassVar[str] = "actors.order_group.OrderGroupActor"
     SPARES: ClassVar[int] = 2  # 0: every group's process is created when its PlaceOrderGroup arrives
     SPARE_DELAY_S: ClassVar[float] = 0.005  # a replacement waits this long, so queued orders go first
+    # A finished group's process becomes a spare again while the pool holds fewer than this; new
+    # spares are only created below SPARES, so with groups finishing as often as they start, the
+    # pool refills itself and a group costs no fork, start and exit.
+    RECYCLED_MAX: ClassVar[int] = 6
 
     def __init__(self) -> None:
         super().__init__()
@@ -209,6 +222,26 @@ class OrderGroupSupervisor(SupervisorActor):
     @run_once
     def receiveMsg_OrderGroupFinished(self, msg: OrderGroupFinished, sender: ActorAddress) -> None:
         self.finish_child(sender, msg.outcome.value, msg.group_id)
+
+    def finish_child(self, address: ActorAddress, reason: str = "", key: str = "") -> bool:
+        child = self._child_at(address, key)
+        if child is None or child.address is None or not self._recyclable(child):
+            return super().finish_child(address, reason, key)
+        pid = child.pid
+        self.log.info("groups: {} #{} finished{}; its process {} becomes a spare", child.spec.key,
+                      child.incarnation, f": {reason}" if reason else "", pid)
+        self._exited(child, ExitReason.FINISHED)  # forgotten as if it had exited
+        spare = _Spare(address)
+        spare.pid = pid
+        self.spares.append(spare)
+        self.tell(address, self.make(StandBy, None, supervisor_pid=os.getpid()))
+        return True
+
+    def _recyclable(self, child: _Child) -> bool:
+        """A finished group's process may serve the next group: ours, alive, not failing, pool not full."""
+        return (self.pooling and child.forked and child.stopping is None and not child.failed
+                and not (self.stopping_all or self.exiting) and alive(child.pid)
+                and sum(not s.retiring for s in self.spares) < self.RECYCLED_MAX)
 
     def on_child_removed(self, key: str) -> None:
         self.finished.append(key)

@@ -249,7 +249,7 @@ def test_group_from_a_spare_fills_finishes_is_forgotten_and_its_repeat_is_ignore
     assert isinstance(published.message, OrderGroupFinished)
     assert (published.message.outcome, published.message.filled) == (GroupOutcome.FILLED, Decimal(10))
     _wait(lambda: "g-1" not in rig.children(), "the finished group forgotten")
-    _wait(lambda: not _alive(group.pid), "the finished group's process to exit")
+    _wait(lambda: group.pid in rig.spares(), "the finished group's process standing by as a spare")
     rig.asys.tell(rig.sup, place)  # the same command again: never its orders twice
     rig.asys.tell(rig.sup, _bracket("g-2"))
     rig.wait_group("g-2")
@@ -359,3 +359,34 @@ def test_no_spares_when_spares_is_zero_and_groups_start_as_before(rig_of) -> Non
     assert sorted(h.child_pids(rig.sup_pid)) == sorted((group.pid, second.pid))
     assert rig.spares() == () and list(rig.children()) == ["g-1", "g-2"]
     assert [s.group_id for s in rig.sent(rig.tws, SubmitOrder, 6)] == ["g-1"] * 3 + ["g-2"] * 3
+
+
+def test_a_finished_groups_process_serves_a_later_group_and_ignores_its_old_groups_events(rig_of) -> None:
+    rig = rig_of()
+    rig.wait_spares(2)
+    rig.asys.tell(rig.sup, _bracket("g-1"))
+    first = rig.wait_group("g-1")
+    entry, stop, target = _legs("g-1")
+    ids = rig.accept("g-1", first.address)
+    rig.feed(first.address, _fill(entry, ids[entry], "e1", 10, "100"), _fill(target, ids[target], "t1", 10, "110"))
+    rig.sent(rig.tws, CancelOrder, 1)
+    rig.feed(first.address, OrderStatusChanged(ref=stop, group_id="g-1", broker_id=ids[stop],
+                                               status=OrderStatus.CANCELLED, filled=Decimal(0), remaining=Decimal(10)))
+    _wait(lambda: first.pid in rig.spares(), "g-1's process standing by as a spare")
+    assert "g-1" not in rig.children()
+    # Late events of g-1 (the connection routes a leg's events to its last owner) change nothing.
+    rig.feed(first.address, _fill(stop, ids[stop], "s1", 10, "95"),
+             OrderStatusChanged(ref=stop, group_id="g-1", broker_id=ids[stop], status=OrderStatus.FILLED,
+                                filled=Decimal(10), remaining=Decimal(0)))
+    spares = rig.wait_spares(3)  # two created ahead, and g-1's
+    assert first.pid in spares and _alive(first.pid)
+    for n in (2, 3, 4):  # as many groups as spares: g-1's process serves one of them
+        rig.asys.tell(rig.sup, _bracket(f"g-{n}"))
+    groups = {n: rig.wait_group(f"g-{n}") for n in (2, 3, 4)}
+    assert {g.pid for g in groups.values()} == set(spares)
+    (n, again) = next((n, g) for n, g in groups.items() if g.pid == first.pid)
+    submits = [s for s in rig.sent(rig.tws, SubmitOrder, 12) if s.group_id == f"g-{n}"]
+    assert [s.order.ref for s in submits] == list(_legs(f"g-{n}"))
+    assert all(s.reply_to == again.address for s in submits)
+    assert [p.message.group_id for p in rig.sent(rig.bus, Publish)
+            if isinstance(p.message, OrderGroupFinished)] == ["g-1"]  # g-1's late fill finished nothing
