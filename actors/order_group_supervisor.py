@@ -260,7 +260,8 @@ class OrderGroupSupervisor(SupervisorActor):
         ready = [s for s in self.spares if s.ready and not s.retiring]
         state = "" if self.pooling or not self.SPARES else ", pool off"
         return (f"groups {sum(c.address is not None for c in self.children.values())}, "
-                f"spares {len(ready)}/{self.SPARES} ready{state}"
+                f"spares {len(ready)} ready (kept {self.SPARES}, finished groups' up to "
+                f"{self.RECYCLED_MAX}){state}"
                 + (f" (pids {' '.join(str(s.pid) for s in ready)})" if ready else ""))
 
     # ------------------------------------------------------------ the pool

@@ -349,7 +349,7 @@ def test_spares_exit_with_a_killed_supervisor(rig_of) -> None:
 
 def test_no_spares_when_spares_is_zero_and_groups_start_as_before(rig_of) -> None:
     rig = rig_of(cls=NoSpareGroups)
-    assert "spares 0/0" in rig.status().detail
+    assert "spares 0 ready (kept 0" in rig.status().detail
     rig.asys.tell(rig.sup, _bracket("g-1"))
     group = rig.wait_group("g-1")
     assert len(rig.sent(rig.tws, SubmitOrder, 3)) == 3
