@@ -772,3 +772,25 @@ def test_a_close_denied_because_the_journal_has_a_fill_not_applied_here_yet_is_a
     assert "exit group AAPL-1-2 denied: the journal counts fills not applied here yet" in text
     assert "ERROR" not in text
     assert len(rig.sent(rig.risk, OrderIntent)) == 2  # no second close
+
+
+def test_a_bracket_childs_fill_before_its_entrys_is_no_unintended_position_the_entrys_fill_is_on_its_way(
+        asys: ActorSystem, tmp_path: Path) -> None:
+    # Seen in chaos runs: the connection was killed with the entry's fill in flight; its successor
+    # replayed it through the group (seconds later) while the target's fill came straight. The
+    # broker only works a bracket's children after the entry filled.
+    rig = Rig(asys, _settings(tmp_path))
+    rig.cross_up()
+    rig.feed(_fill("e1.02", "AAPL-1-1:tp", Side.SELL, 10, "112"))
+    deadline = time.monotonic() + 10
+    while rig.last_state().position.quantity != -10:
+        assert time.monotonic() < deadline, rig.last_state().position
+        time.sleep(0.01)
+    rig.feed(_fill("e1.01", "AAPL-1-1:entry", Side.BUY, 10, "108"))
+    while rig.last_state().position.quantity != 0:
+        assert time.monotonic() < deadline, rig.last_state().position
+        time.sleep(0.01)
+    text = (tmp_path / "symbols" / "AAPL.log").read_text(encoding="utf-8")
+    assert "AAPL-1-1:tp filled before its entry's fill reached us" in text
+    assert "unintended position" not in text
+    assert rig.sent(rig.groups, CancelOrderGroup) == [] and len(rig.sent(rig.risk, OrderIntent)) == 1
