@@ -688,6 +688,11 @@ class Journal:
         rows = self._query(f"SELECT * FROM intents{where} ORDER BY rowid", params).fetchall()
         return [_intent(r) for r in rows]
 
+    def intent_rules(self) -> dict[str, tuple[str, Decimal | None]]:
+        """Return (rule, protective stop) of every intent by id: what analytics joins fills to, without whole rows."""
+        rows = self._query("SELECT intent_id, rule, stop_loss FROM intents").fetchall()
+        return {r["intent_id"]: (r["rule"], _dec(r["stop_loss"])) for r in rows}
+
     def latest_intent_ids(self, n: int = 3) -> list[str]:
         """Return the ids of the last `n` intents journaled, newest first."""
         rows = self._query("SELECT intent_id FROM intents ORDER BY rowid DESC LIMIT ?", (n,))
@@ -726,6 +731,14 @@ class Journal:
             params.extend(wanted)
         rows = self._query(f"SELECT * FROM executions{where} ORDER BY seq", params).fetchall()
         return [_execution(r) for r in rows]
+
+    def fill_tuples(self) -> list[tuple[str, str, str, Side, Decimal, Decimal, Decimal, int]]:
+        """Return every fill as (exec id, ref, symbol, side, quantity, price, commission, ts_ns), in
+        journal order: what analytics reads, without building an ExecRow per fill."""
+        sides = {s.value: s for s in Side}
+        rows = self._query("SELECT exec_id, ref, symbol, side, quantity, price, commission, ts_ns "
+                           "FROM executions ORDER BY seq").fetchall()
+        return [(r[0], r[1], r[2], sides[r[3]], Decimal(r[4]), Decimal(r[5]), Decimal(r[6]), r[7]) for r in rows]
 
     def exec_seq(self, exec_id: str) -> int | None:
         """Return the sequence number of the journaled fill `exec_id`, or None when it is not journaled."""

@@ -113,15 +113,15 @@ def group_of(ref: str) -> str:
 def load_fills(journal: Journal, progress: Progress | None = None) -> list[Fill]:
     """Return every journaled fill in time order, with the rule and protective stop of its group's intent."""
     progress = progress or Progress(None)
-    rows = journal.executions()
-    intents = {i.intent_id: (i.rule, i.stop_loss) for i in journal.intents()}
+    rows = journal.fill_tuples()
+    intents = journal.intent_rules()
     fills = []
-    for r in progress.over("joining fills to their intents", rows):
-        group = group_of(r.ref)
+    for exec_id, ref, symbol, side, quantity, price, commission, ts_ns in progress.over(
+            "joining fills to their intents", rows):
+        group = group_of(ref)
         rule, stop = intents.get(group, ("", None))
-        fills.append(Fill(exec_id=r.exec_id, symbol=r.symbol, side=r.side, quantity=r.quantity,
-                          price=r.price, commission=r.commission, ts_ns=r.ts_ns, group_id=group,
-                          rule=rule, stop=stop))
+        fills.append(Fill(exec_id=exec_id, symbol=symbol, side=side, quantity=quantity, price=price,
+                          commission=commission, ts_ns=ts_ns, group_id=group, rule=rule, stop=stop))
     # Journal order is arrival order: fills the broker reports after a reconnect arrive after
     # later ones. Stable, so fills of one timestamp keep their journal order (and nearly sorted
     # input sorts in linear time).

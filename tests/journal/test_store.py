@@ -462,7 +462,7 @@ def test_commission_attaches_to_a_known_fill_only(journal: Journal) -> None:
 def test_intent_is_recorded_once_then_decided_and_resolved(journal: Journal) -> None:
     assert journal.record_intent(_intent("G1")) is True
     assert journal.record_intent(_intent("G1", quantity=D("5"))) is False
-    journal.record_intent(_intent("G2", symbol="MSFT"))
+    journal.record_intent(_intent("G2", symbol="MSFT", rule="breakout", stop_loss=D("99.50")))
     journal.decide_intent("G1", decision="DENIED", limit_name="max_position", detail="600 > 500", ts_ns=50)
     journal.resolve_intent("G1", resolution="ABANDONED", reason="denied by risk", ts_ns=51)
     row = journal.intent("G1")
@@ -475,6 +475,18 @@ def test_intent_is_recorded_once_then_decided_and_resolved(journal: Journal) -> 
     assert [i.intent_id for i in journal.intents(decision="PENDING")] == ["G2"]
     assert journal.latest_intent_ids(5) == ["G2", "G1"]
     assert journal.intent("G3") is None
+    assert journal.intent_rules() == {"G1": ("", None), "G2": ("breakout", D("99.50"))}
+
+
+def test_fill_tuples_are_every_fill_in_journal_order_with_exact_decimals(journal: Journal) -> None:
+    for n, (side, price) in enumerate(((Side.BUY, "101.25"), (Side.SELL, "102.50")), start=1):
+        journal.record_execution(ExecRow(exec_id=f"e{n}", ref=f"AAPL-1-1:{'entry' if n == 1 else 'tp'}",
+                                         order_id=n, symbol="AAPL", side=side, quantity=D("10"),
+                                         price=D(price), ts_ns=n, commission=D("1.05")))
+    assert journal.fill_tuples() == [
+        (r.exec_id, r.ref, r.symbol, r.side, r.quantity, r.price, r.commission, r.ts_ns)
+        for r in journal.executions()]
+    assert journal.fill_tuples()[1] == ("e2", "AAPL-1-1:tp", "AAPL", Side.SELL, D("10"), D("102.50"), D("1.05"), 2)
 
 
 @pytest.mark.parametrize("call, words", [
