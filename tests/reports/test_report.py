@@ -413,11 +413,16 @@ def test_report_page_renders_its_chart_in_headless_chromium(small: Report, tmp_p
     shot = tmp_path / "shot.png"
     run = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                           "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                          "--enable-logging=stderr", "--v=0",  # the page's console messages, as ":CONSOLE" lines
                           f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1280,2400",
                           f"--screenshot={shot}", small.html.resolve().as_uri()],
                          capture_output=True, text=True, timeout=90)
     assert shot.is_file(), f"chromium wrote no screenshot (exit {run.returncode}): {run.stderr[-2000:]}"
     assert shot.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+    # opened without errors: the page wrote nothing to the browser's console (a script error or a
+    # blocked resource would be logged there)
+    console = [line for line in run.stderr.splitlines() if ":CONSOLE" in line]
+    assert not console, f"the page logged to the browser's console: {console}"
     pixels = mimage.imread(str(shot))[:, :, :3]
     assert pixels.shape[:2] == (2400, 1280)
     near_line = np.all(np.abs(pixels - _EQUITY_RGB) < 0.06, axis=2)
