@@ -186,10 +186,13 @@ def test_kill_9_of_the_whole_running_system_then_run_again_loses_no_fill_and_sen
     marker = str(config)
     journal = workdir / "var" / "state" / "journal.sqlite"
 
+    outputs: list[Path] = []
+
     def run() -> subprocess.Popen[bytes]:
-        return subprocess.Popen([sys.executable, str(ROOT / "bootstrap.py"), "run", "--config", marker],
-                                cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                start_new_session=True)
+        outputs.append(workdir / f"launcher-{len(outputs) + 1}.txt")
+        with outputs[-1].open("wb") as out:
+            return subprocess.Popen([sys.executable, str(ROOT / "bootstrap.py"), "run", "--config", marker],
+                                    cwd=workdir, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
 
     def status() -> dict:
         return send(control, {"cmd": "status"})["status"]
@@ -217,7 +220,8 @@ def test_kill_9_of_the_whole_running_system_then_run_again_loses_no_fill_and_sen
         assert all(count == 1 for count in after["orders_per_ref"].values()), after["orders_per_ref"]
         assert set(before["orders_per_ref"]) <= set(after["orders_per_ref"])
         os.killpg(launcher.pid, signal.SIGINT)
-        assert launcher.wait(60) == 0
+        code = launcher.wait(60)
+        assert code == 0, f"the second launcher exited {code}; its output:\n{outputs[-1].read_text()[-4000:]}"
     finally:
         for proc in (launcher, simulator):
             if proc is not None and proc.poll() is None:
@@ -271,6 +275,7 @@ def test_status_shows_the_figures_and_prometheus_serves_them_on_loopback(workdir
         assert figures["latency"]["signal_to_order"]["count"] >= 1
         assert any(name.startswith("quote_age_ms_") for name in figures["gauges"])
         os.killpg(launcher.pid, signal.SIGINT)
-        assert launcher.wait(60) == 0
+        code = launcher.wait(60)
+        assert code == 0, f"the second launcher exited {code}; its output:\n{outputs[-1].read_text()[-4000:]}"
     finally:
         kill_launched(launcher, marker)
