@@ -22,7 +22,7 @@ from thespian.actors import (
 from actors import logs
 from actors.clock import Clock, VirtualTimers, current_clock, current_timers
 from actors.metrics import Metrics
-from actors.processes import set_parent_death_signal, set_time_slice
+from actors.processes import background_nice, lower_priority, set_parent_death_signal, set_time_slice
 from messages import (
     ActorFailed,
     ActorReady,
@@ -101,6 +101,9 @@ class ShellActor(ActorTypeDispatcher):
     # An actor that carries every order (the connection, the risk gate): its process asks for a
     # short time slice, so that, woken, it preempts whatever runs (processes.set_time_slice).
     ON_ORDER_PATH: ClassVar[bool] = False
+    # Every other actor but the root supervisor (whose children, the connection and the risk gate,
+    # inherit its nice value and could not lower it back) runs at system.background_nice.
+    BACKGROUND: ClassVar[bool] = False
 
     def __init__(self) -> None:
         super().__init__()
@@ -125,6 +128,8 @@ class ShellActor(ActorTypeDispatcher):
             set_parent_death_signal(signal.SIGKILL)
             if self.ON_ORDER_PATH:
                 set_time_slice(ORDER_PATH_SLICE_NS)
+            elif self.BACKGROUND:
+                lower_priority(background_nice())
 
     # ------------------------------------------------------------ set-up
 

@@ -168,6 +168,15 @@ def check_journal(config: Config) -> None:
         raise LaunchError(f"the journal cannot be used: {exc}") from None
 
 
+def export_environment(config: Config, log_dir: Path) -> None:
+    """Tell the actor processes (forked from this one) where to log, at what level, and at what nice value."""
+    from actors import logs, processes
+
+    os.environ[logs.ENV_DIR] = str(log_dir)
+    os.environ[logs.ENV_LEVEL] = str(config.system.log_level)
+    os.environ[processes.ENV_BACKGROUND_NICE] = str(config.system.background_nice)
+
+
 def run(config: Config, config_path: Path, *, stop_event: threading.Event | None = None,
         start_timeout: float = 60.0) -> int:
     """Run the whole system until SIGINT/SIGTERM (or `stop_event`); stop it in reverse start order."""
@@ -191,8 +200,7 @@ def run(config: Config, config_path: Path, *, stop_event: threading.Event | None
         cluster = config.cluster
         thespian_patches.set_convention_timers(timedelta(seconds=cluster.heartbeat_s), cluster.missed_heartbeats)
         capabilities.update(nodes.leader_capabilities(config))
-    os.environ["IBACTORS_LOG_DIR"] = str(Path(config.system.log_dir).resolve())
-    os.environ["IBACTORS_LOG_LEVEL"] = str(config.system.log_level)
+    export_environment(config, Path(config.system.log_dir).resolve())
 
     stop = stop_event or threading.Event()
     metrics: MetricsServer | None = None
@@ -229,6 +237,9 @@ def run(config: Config, config_path: Path, *, stop_event: threading.Event | None
         symbols = ", ".join(config.symbol_names)
         print(f"system: running on admin port {config.system.admin_port} — trading {symbols}; "
               f"logs in {config.system.log_dir}/ — Ctrl-C stops it", flush=True)
+        if config.system.background_nice:
+            print(f"processes: every actor but the connection, the risk gate and the supervisor runs at nice "
+                  f"{config.system.background_nice} (system.background_nice)", flush=True)
         if config.monitoring.prometheus_port:
             metrics = MetricsServer(config).start()
             print(f"metrics: http://{config.system.bind_address}:{config.monitoring.prometheus_port}/metrics",
@@ -306,8 +317,7 @@ def run_node(config: Config, name: str, *, admin_port: int | None = None,
     Path(config.system.log_dir).mkdir(parents=True, exist_ok=True)
     thespian_patches.set_bind_host(node.host)
     thespian_patches.set_convention_timers(timedelta(seconds=cluster.heartbeat_s), cluster.missed_heartbeats)
-    os.environ["IBACTORS_LOG_DIR"] = str(config.system.log_dir)
-    os.environ["IBACTORS_LOG_LEVEL"] = str(config.system.log_level)
+    export_environment(config, Path(config.system.log_dir))
 
     stop = stop_event or threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}

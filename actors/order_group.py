@@ -167,6 +167,8 @@ class OrderGroupActor(ShellActor):
     process until its ConfigureActor comes.
     """
 
+    BACKGROUND = True  # runs at system.background_nice (ShellActor.BACKGROUND)
+
     def __init__(self) -> None:
         super().__init__()
         self.place: PlaceOrderGroup | None = None

@@ -92,6 +92,8 @@ def stands_by(class_path: str) -> bool:
 class OrderGroupSupervisor(SupervisorActor):
     """Starts, restarts and retires the order group actors; keeps `SPARES` of them created ahead."""
 
+    BACKGROUND = True  # runs at system.background_nice (ShellActor.BACKGROUND)
+
     CHILD_CLASS: ClassVar[str] = "actors.order_group.OrderGroupActor"
     SPARES: ClassVar[int] = 2  # 0: every group's process is created when its PlaceOrderGroup arrives
     SPARE_DELAY_S: ClassVar[float] = 0.005  # a replacement waits this long, so queued orders go first

@@ -52,6 +52,34 @@ def set_time_slice(slice_ns: int) -> bool:
         return False
 
 
+ENV_BACKGROUND_NICE: Final = "IBACTORS_BACKGROUND_NICE"  # the launcher's system.background_nice
+
+
+def lower_priority(nice: int) -> int:
+    """Raise this process's nice value to `nice` (never lower it: that needs privileges); return it after.
+
+    The background actors (every one but the connection, the risk gate and the root supervisor) run
+    niced: Linux then gives the two processes every order passes through their turn as soon as
+    they wake, rather than after a hundred symbol processes that woke with them. Their share
+    still grows with their number, so the symbols lose little CPU, only their place in the queue.
+    """
+    current = os.getpriority(os.PRIO_PROCESS, 0)
+    if nice > current:
+        try:
+            return os.nice(nice - current)
+        except OSError:
+            return current
+    return current
+
+
+def background_nice() -> int:
+    """Return the nice value the launcher asked background actors to run at (0: as the launcher)."""
+    try:
+        return max(0, min(19, int(os.environ.get(ENV_BACKGROUND_NICE, "0"))))
+    except ValueError:
+        return 0
+
+
 def proc_stat(pid: int) -> list[str] | None:
     """Return the fields of /proc/<pid>/stat after the command name (state first), None if it is gone."""
     try:

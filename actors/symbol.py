@@ -328,6 +328,8 @@ class SymbolActor(ShellActor):
     (actors/quote_channel.py, watched with ThespianWatch); QuoteUpdate messages work either way.
     """
 
+    BACKGROUND = True  # runs at system.background_nice (ShellActor.BACKGROUND)
+
     def __init__(self) -> None:
         super().__init__()
         self.settings: SymbolSettings | None = None

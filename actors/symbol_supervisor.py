@@ -91,6 +91,8 @@ def reflects(state: object, fact: Message, seq: int | None = None) -> bool:
 class SymbolSupervisor(SupervisorActor):
     """Supervises the symbol actors (key = symbol) and routes messages addressed to a symbol."""
 
+    BACKGROUND = True  # runs at system.background_nice (ShellActor.BACKGROUND)
+
     CHILD_CLASS: ClassVar[str] = "actors.symbol.SymbolActor"
 
     def __init__(self) -> None:

@@ -1,7 +1,7 @@
 """Benchmark of the actor runtime on the simulator: tick-to-order latency, memory per symbol actor, quote staleness.
 
 Run: ``python -m bench.bench_runtime [--seconds 60] [--repeat 1] [--symbols 100] [--trading 20] [--scale-symbols 300]
-[--phases both|staggered|lockstep] [--json PATH]``
+[--phases both|staggered|lockstep] [--background-nice 19] [--json PATH]``
 
 The whole tree runs as `bootstrap.py run` runs it (multiprocTCPBase on a free admin port, the root
 Supervisor by globalName, StartSystem with a Config), against a simulator in its own spawned
@@ -214,6 +214,7 @@ class Strategy:
     trading: int
     stagger: bool = True  # quotes spread over each 250 ms (a real feed); False: every symbol at once
     journal_sync: str = "FULL"  # the journal's synchronous setting ("FULL" or "NORMAL")
+    background_nice: int = 19  # system.background_nice (its default)
 
 
 def make_config(symbols: Sequence[str], work: Path, strategy: Strategy) -> Any:
@@ -224,7 +225,7 @@ def make_config(symbols: Sequence[str], work: Path, strategy: Strategy) -> Any:
 
     return parse_config({
         "system": {"admin_port": free_port(), "log_dir": str(work / "logs"), "state_dir": str(work / "state"),
-                   "log_level": "INFO"},
+                   "log_level": "INFO", "background_nice": strategy.background_nice},
         "broker": {"host": "127.0.0.1", "client_id": 1},
         "simulator": {"defaults": {"price": 100, "volatility": strategy.volatility}},
         "symbols": {name: {} if i < strategy.trading else {"lot_size": SILENT_LOT}
@@ -393,7 +394,7 @@ def start_system(symbols: Sequence[str], strategy: Strategy, actor_classes: tupl
     """
     from thespian.actors import ActorSystem
 
-    from actors.launcher import _thespian_log_defs
+    from actors.launcher import _thespian_log_defs, export_environment
     from bench.bench_support import RECORDS_ENV
     from messages import ActorReady, ActorStatusSnapshot, GetActorStatus, StartSystem
     from simulator.launch import simulator_config
@@ -407,8 +408,7 @@ def start_system(symbols: Sequence[str], strategy: Strategy, actor_classes: tupl
                                             stagger_quotes=strategy.stagger), hold_quotes)
     config = replace(config, broker=replace(config.broker, port=sim.port))
     os.environ["THESPIAN_BASE_IPADDR"] = config.system.bind_address
-    os.environ["IBACTORS_LOG_DIR"] = str(Path(config.system.log_dir).resolve())
-    os.environ["IBACTORS_LOG_LEVEL"] = str(config.system.log_level)
+    export_environment(config, Path(config.system.log_dir).resolve())
     os.environ[RECORDS_ENV] = str(work / "stamps")
     try:
         asys = ActorSystem("multiprocTCPBase", {"Admin Port": config.system.admin_port},
@@ -877,6 +877,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stop-atr", default="1", help="stop_atr of the latency run's rules")
     parser.add_argument("--target-atr", default="1", help="target_atr of the latency run's rules")
     parser.add_argument("--keep", action="store_true", help="keep each run's logs and stamps (the path is printed)")
+    parser.add_argument("--background-nice", type=int, default=19, choices=range(20), metavar="0-19",
+                        help="system.background_nice (default 19, the setting's; 0: every actor alike)")
     parser.add_argument("--journal-sync", choices=("FULL", "NORMAL"), default="FULL",
                         help="journal.synchronous of the measured system (default FULL, as shipped)")
     parser.add_argument("--phases", choices=("both", "staggered", "lockstep"), default="both",
@@ -890,7 +892,8 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(sig, _kill_on_signal)
     began = time.monotonic()
     trading = Strategy(volatility=args.volatility, stop_atr=args.stop_atr, target_atr=args.target_atr,
-                       trading=min(args.trading, args.symbols), journal_sync=args.journal_sync)
+                       trading=min(args.trading, args.symbols), journal_sync=args.journal_sync,
+                       background_nice=args.background_nice)
     quiet = replace(trading, trading=0)
     print(f"actor runtime benchmark: multiprocTCPBase, simulator in its own process (speed 1, 4 quotes/s per "
           f"symbol), {args.repeat} run(s) each, {os.cpu_count()} CPUs\n", flush=True)

@@ -1,4 +1,5 @@
-"""The processes that carry every order ask Linux for a short time slice, so that, woken, they preempt."""
+"""The processes that carry every order ask Linux for a short time slice, so that, woken, they preempt;
+the background actors run niced (system.background_nice), so that those two go first."""
 
 from __future__ import annotations
 
@@ -9,9 +10,23 @@ import pytest
 from thespian.actors import ActorSystem
 
 from actors.base import ORDER_PATH_SLICE_NS
-from actors.processes import _SYS_SCHED_SETATTR, _SchedAttr, set_time_slice
+from actors.bus import Bus
+from actors.order_group import OrderGroupActor
+from actors.order_group_supervisor import OrderGroupSupervisor
+from actors.processes import (
+    _SYS_SCHED_SETATTR,
+    ENV_BACKGROUND_NICE,
+    _SchedAttr,
+    background_nice,
+    lower_priority,
+    set_time_slice,
+)
 from actors.risk_manager import RiskManager
+from actors.signal_source import SignalSource
+from actors.strategy import StrategyController
+from actors.supervisor import Supervisor
 from actors.symbol import SymbolActor
+from actors.symbol_supervisor import SymbolSupervisor
 from actors.tws_connection import TwsConnection
 from tests.actors import helpers_runtime as h
 
@@ -44,3 +59,46 @@ def test_an_actor_on_the_order_path_runs_with_a_short_time_slice_and_the_others_
     assert slice_of(h.start_configured(tcp_asys, "tests.actors.helpers_runtime.OnTheOrderPath")[1]) == ORDER_PATH_SLICE_NS
     assert slice_of(h.start_configured(tcp_asys, "actors.bus.Bus")[1]) != ORDER_PATH_SLICE_NS
     assert TwsConnection.ON_ORDER_PATH and RiskManager.ON_ORDER_PATH and not SymbolActor.ON_ORDER_PATH
+
+
+# ---------------------------------------------------------------- the background's nice value
+
+
+@pytest.fixture
+def niced_asys(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> ActorSystem:
+    """A multiproc system whose actors were told (as the launcher tells them) to run background actors at nice 7."""
+    from tests.actors.conftest import start_system
+
+    monkeypatch.setenv(ENV_BACKGROUND_NICE, "7")
+    return start_system("multiprocTCPBase", request, monkeypatch)
+
+
+def test_background_actors_run_at_the_background_nice_and_the_order_path_keeps_the_launchers(
+        niced_asys: ActorSystem) -> None:
+    ours = os.getpriority(os.PRIO_PROCESS, 0)
+    _, bus = h.start_configured(niced_asys, "actors.bus.Bus")
+    _, order_path = h.start_configured(niced_asys, "tests.actors.helpers_runtime.OnTheOrderPath")
+    assert os.getpriority(os.PRIO_PROCESS, bus) == max(ours, 7)
+    assert os.getpriority(os.PRIO_PROCESS, order_path) == ours
+    background = {cls.__name__ for cls in (SymbolActor, SymbolSupervisor, OrderGroupActor, OrderGroupSupervisor, Bus,
+                                           StrategyController, SignalSource) if cls.BACKGROUND}
+    assert len(background) == 7
+    # The root supervisor's children (the connection, the risk gate) inherit its nice value and
+    # could not lower it back: it stays in the foreground with them.
+    assert not any(cls.BACKGROUND for cls in (TwsConnection, RiskManager, Supervisor))
+
+
+def test_lower_priority_only_raises_the_nice_value_and_background_nice_reads_the_launchers_setting(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    pid = os.fork()
+    if pid == 0:
+        start = os.getpriority(os.PRIO_PROCESS, 0)
+        ok = lower_priority(start + 3) == start + 3 and lower_priority(start) == start + 3
+        os._exit(0 if ok and os.getpriority(os.PRIO_PROCESS, 0) == start + 3 else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    for text, nice in (("12", 12), ("0", 0), ("40", 19), ("-5", 0), ("x", 0)):
+        monkeypatch.setenv(ENV_BACKGROUND_NICE, text)
+        assert background_nice() == nice, text
+    monkeypatch.delenv(ENV_BACKGROUND_NICE)
+    assert background_nice() == 0

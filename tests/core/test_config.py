@@ -44,6 +44,12 @@ def _problems(text: str) -> tuple[str, ...]:
 # --- the shipped file and the defaults ---------------------------------------------------------
 
 
+@pytest.mark.parametrize("value", ["-1", "20", "\"high\"", "1.5"])
+def test_background_nice_outside_0_to_19_is_refused_naming_the_setting(value: str) -> None:
+    problems = _problems(f"[system]\nbackground_nice = {value}\n")
+    assert len(problems) == 1 and "system.background_nice" in problems[0], problems
+
+
 def test_shipped_config_loads_with_expected_defaults() -> None:
     config = load_config(SHIPPED)
 
@@ -56,6 +62,7 @@ def test_shipped_config_loads_with_expected_defaults() -> None:
     assert config.system.bind_address == "127.0.0.1"
     assert config.system.base is ActorBase.MULTIPROC_TCP
     assert config.system.zone.key == "America/New_York"
+    assert config.system.background_nice == 19
     assert config.broker.kind is BrokerKind.SIMULATOR
     assert (config.broker.host, config.broker.port, config.broker.client_id) == ("127.0.0.1", 7497, 1)
     assert config.broker.account is None
