@@ -1548,6 +1548,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.symbols < 1:
         parser.error("--symbols must be at least 1")
+    if args.work is not None and args.work.exists() and any(args.work.iterdir()):
+        # A previous run's journal would be recovered against a new simulator: every check fails.
+        parser.error(f"--work {args.work} is not empty (a previous run's journal and logs are there); "
+                     f"give a new directory or remove it")
     seconds = args.seconds if args.seconds is not None else (args.minutes if args.minutes is not None else 10.0) * 60
     settings = Settings(seconds=seconds, symbols=args.symbols, seed=args.seed, speed=args.speed, work=args.work,
                         keep=args.work is not None, squeeze=args.squeeze, strict=args.strict,
