@@ -101,8 +101,11 @@ class ShellActor(ActorTypeDispatcher):
     # An actor that carries every order (the connection, the risk gate): its process asks for a
     # short time slice, so that, woken, it preempts whatever runs (processes.set_time_slice).
     ON_ORDER_PATH: ClassVar[bool] = False
-    # Every other actor but the root supervisor (whose children, the connection and the risk gate,
-    # inherit its nice value and could not lower it back) runs at system.background_nice.
+    # One of the many processes of the same kind (symbols, order groups, and their supervisors, whose
+    # children inherit their nice value): runs at system.background_nice. The singletons (bus,
+    # strategy controller, signal source, root supervisor) keep the launcher's: they carry state
+    # changes and signals to everyone, and the root's children (the connection, the risk gate)
+    # inherit its nice value and could not lower it back.
     BACKGROUND: ClassVar[bool] = False
 
     def __init__(self) -> None:

@@ -28,8 +28,6 @@ class BusState:
 class Bus(ShellActor):
     """Delivers each published message once to every subscriber of its type or of a base type."""
 
-    BACKGROUND = True  # runs at system.background_nice (ShellActor.BACKGROUND)
-
     def __init__(self) -> None:
         super().__init__()
         # A list of pairs, not a dict: ActorAddress is unhashable.

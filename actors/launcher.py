@@ -238,7 +238,7 @@ def run(config: Config, config_path: Path, *, stop_event: threading.Event | None
         print(f"system: running on admin port {config.system.admin_port} — trading {symbols}; "
               f"logs in {config.system.log_dir}/ — Ctrl-C stops it", flush=True)
         if config.system.background_nice:
-            print(f"processes: every actor but the connection, the risk gate and the supervisor runs at nice "
+            print(f"processes: the symbol and order group actors and their supervisors run at nice "
                   f"{config.system.background_nice} (system.background_nice)", flush=True)
         if config.monitoring.prometheus_port:
             metrics = MetricsServer(config).start()

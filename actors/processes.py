@@ -58,10 +58,10 @@ ENV_BACKGROUND_NICE: Final = "IBACTORS_BACKGROUND_NICE"  # the launcher's system
 def lower_priority(nice: int) -> int:
     """Raise this process's nice value to `nice` (never lower it: that needs privileges); return it after.
 
-    The background actors (every one but the connection, the risk gate and the root supervisor) run
-    niced: Linux then gives the two processes every order passes through their turn as soon as
-    they wake, rather than after a hundred symbol processes that woke with them. Their share
-    still grows with their number, so the symbols lose little CPU, only their place in the queue.
+    The background actors (the symbol and order group actors and their supervisors) run niced:
+    Linux then gives the processes every order passes through their turn as soon as they wake,
+    rather than after a hundred symbol processes that woke with them. The background's share still
+    grows with its number of processes: it loses little CPU, only its place in the queue.
     """
     current = os.getpriority(os.PRIO_PROCESS, 0)
     if nice > current:

@@ -146,8 +146,6 @@ def rejection_id(rejection: Rejection, n: int, now_ns: int) -> str:
 class SignalSource(ShellActor):
     """The "signals" core child: ConfigureActor(config=Config, state=SourceState or None); peers "strategy", "bus"."""
 
-    BACKGROUND = True  # runs at system.background_nice (ShellActor.BACKGROUND)
-
     def __init__(self) -> None:
         super().__init__()
         self.settings: SignalsConfig = SignalsConfig()

@@ -80,8 +80,6 @@ def _stamp(path: Path) -> tuple[int, int] | None:
 class StrategyController(ShellActor):
     """The "strategy" core child: ConfigureActor(config=Config, state=ControllerState or None)."""
 
-    BACKGROUND = True  # runs at system.background_nice (ShellActor.BACKGROUND)
-
     WATCH_INTERVAL_S: ClassVar[float] = 1.0
 
     def __init__(self) -> None:

@@ -626,8 +626,8 @@ class SystemConfig:
     bind_address: str = setting("127.0.0.1", check=_ip_address)
     base: ActorBase = setting(ActorBase.MULTIPROC_TCP)
     timezone: str = setting("America/New_York", check=_timezone)
-    # The nice value of every actor process but the connection's, the risk gate's and the root
-    # supervisor's: 0 runs them all alike; higher puts the two every order passes through first.
+    # The nice value of the symbol and order group actors and their supervisors (the many): 0 runs
+    # every actor alike; higher puts the connection and the risk gate, which every order passes, first.
     background_nice: int = setting(19, ge=0, le=19)
 
     @property

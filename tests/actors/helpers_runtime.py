@@ -203,6 +203,12 @@ class OnTheOrderPath(ShellActor):
     ON_ORDER_PATH = True
 
 
+class InTheBackground(ShellActor):
+    """A do-nothing actor that, like the symbol and order group actors, runs at system.background_nice."""
+
+    BACKGROUND = True
+
+
 def start_configured(asys: ActorSystem, actor_class: str, key: str = "x") -> tuple[ChildInfo, int]:
     """Start `actor_class` under a new StandInSupervisor; return its ChildInfo and pid once it is configured."""
     ask = timedelta(seconds=10)

@@ -76,16 +76,17 @@ def niced_asys(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) 
 def test_background_actors_run_at_the_background_nice_and_the_order_path_keeps_the_launchers(
         niced_asys: ActorSystem) -> None:
     ours = os.getpriority(os.PRIO_PROCESS, 0)
+    _, background = h.start_configured(niced_asys, "tests.actors.helpers_runtime.InTheBackground")
     _, bus = h.start_configured(niced_asys, "actors.bus.Bus")
     _, order_path = h.start_configured(niced_asys, "tests.actors.helpers_runtime.OnTheOrderPath")
-    assert os.getpriority(os.PRIO_PROCESS, bus) == max(ours, 7)
-    assert os.getpriority(os.PRIO_PROCESS, order_path) == ours
-    background = {cls.__name__ for cls in (SymbolActor, SymbolSupervisor, OrderGroupActor, OrderGroupSupervisor, Bus,
-                                           StrategyController, SignalSource) if cls.BACKGROUND}
-    assert len(background) == 7
+    assert os.getpriority(os.PRIO_PROCESS, background) == max(ours, 7)
+    assert os.getpriority(os.PRIO_PROCESS, bus) == os.getpriority(os.PRIO_PROCESS, order_path) == ours
+    assert all(cls.BACKGROUND for cls in (SymbolActor, SymbolSupervisor, OrderGroupActor, OrderGroupSupervisor))
     # The root supervisor's children (the connection, the risk gate) inherit its nice value and
-    # could not lower it back: it stays in the foreground with them.
-    assert not any(cls.BACKGROUND for cls in (TwsConnection, RiskManager, Supervisor))
+    # could not lower it back; the bus, the strategy controller and the signal source carry state
+    # changes and signals to everyone.
+    assert not any(cls.BACKGROUND for cls in (TwsConnection, RiskManager, Supervisor, Bus, StrategyController,
+                                              SignalSource))
 
 
 def test_lower_priority_only_raises_the_nice_value_and_background_nice_reads_the_launchers_setting(

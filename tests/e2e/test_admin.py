@@ -91,6 +91,9 @@ class _System:
         pidfile = self.state_dir / "system.json"
         info = wait_until(lambda: pidfile.exists() and json.loads(pidfile.read_text() or "{}"), 60, "the system to start")
         self.control = info["simulator_control_port"]
+        # Started is not yet connected: the tests drive a system whose connection has synchronized
+        # (the status reads the connection's state from the bus, a moment after the connection).
+        wait_until(lambda: self.json("status")["connection_state"] == "READY", 30, "the connection to be READY")
 
     def stop(self) -> None:
         self._close_observer()
